@@ -1,0 +1,38 @@
+# Finds every library psrec links. A missing one stops configure with the Debian package to install.
+find_package(PkgConfig)
+if(NOT PKG_CONFIG_FOUND)
+  message(FATAL_ERROR "pkg-config not found. Install it: apt-get install pkg-config")
+endif()
+
+# psrec_require(<prefix> <pkg-config module> <debian package>)
+function(psrec_require prefix module debpkg)
+  pkg_check_modules(${prefix} QUIET IMPORTED_TARGET GLOBAL ${module})
+  if(NOT ${prefix}_FOUND)
+    message(FATAL_ERROR "${module} not found. Install it: apt-get install ${debpkg}")
+  endif()
+  message(STATUS "Found ${module} ${${prefix}_VERSION}")
+endfunction()
+
+psrec_require(ZMQ libzmq libzmq3-dev)
+psrec_require(PROTOBUFC libprotobuf-c libprotobuf-c-dev)
+psrec_require(OPENBLAS openblas libopenblas-dev)
+psrec_require(LMDB lmdb liblmdb-dev)
+psrec_require(CUNIT cunit libcunit1-dev)
+psrec_require(INIH inih libinih-dev)
+
+find_package(MPI COMPONENTS C)
+if(NOT MPI_C_FOUND)
+  message(FATAL_ERROR "MPI (C) not found. Install it: apt-get install libopenmpi-dev openmpi-bin")
+endif()
+find_program(MPIEXEC_BIN NAMES mpirun mpiexec)
+if(NOT MPIEXEC_BIN)
+  message(FATAL_ERROR "mpirun not found. Install it: apt-get install openmpi-bin")
+endif()
+
+find_program(PROTOC_C protoc-c)
+if(NOT PROTOC_C)
+  message(FATAL_ERROR "protoc-c not found. Install it: apt-get install protobuf-c-compiler")
+endif()
+
+find_package(Threads REQUIRED)
+find_library(MATH_LIB m)

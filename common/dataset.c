@@ -1,0 +1,568 @@
+/* LMDB dataset format (see dataset.h for the layout).
+ *
+ * Records are arrays of u32 words so that decoding is a bounds check plus pointer casts:
+ *   news:        [category, ntok, id_len, tok[ntok]..., id bytes padded to 4]
+ *   sample:      [user, pos, imp_lo, imp_hi, nhis, nneg, his[nhis]..., neg[nneg]...]
+ *   impression:  [user, nhis, ncand, labeled, id_len, his[nhis]..., cand[ncand]...,
+ *                 labels (ncand bytes, padded to 4), id bytes padded to 4]
+ * Every accessor checks that the stored size is exactly what its header words imply, so a
+ * damaged database gives PSREC_E_FORMAT with the table and key, never a wild read.
+ * Writers add rows in key order with MDB_APPEND (fast); the writer also checks that each
+ * table stays dense (row k is the k-th row added), which readers rely on. It commits every
+ * few thousand rows to bound the dirty-page list. Readers open with MDB_RDONLY |
+ * MDB_NOLOCK | MDB_NOTLS: datasets are immutable once prep renames them into place. */
+#include "common/dataset.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { TBL_META, TBL_VOCAB, TBL_CATS, TBL_USERS, TBL_NEWS, TBL_SAMPLES, TBL_IMPS, TBL_COUNT };
+static const char *const table_names[TBL_COUNT] = {"meta", "vocab", "categories", "users",
+                                                    "news", "samples", "impressions"};
+/* Integer-keyed tables; meta is keyed by name. u32 keys for id tables, size_t for the rest. */
+static const unsigned table_flags[TBL_COUNT] = {0, MDB_INTEGERKEY, MDB_INTEGERKEY,
+                                                MDB_INTEGERKEY, MDB_INTEGERKEY, MDB_INTEGERKEY,
+                                                MDB_INTEGERKEY};
+
+#define WRITER_MAPSIZE ((size_t)1 << 40) /* address space only; the file grows as used */
+#define WRITER_COMMIT_EVERY 20000
+
+struct Dataset {
+    MDB_env *env;
+    MDB_dbi dbi[TBL_COUNT];
+    DatasetMeta meta;
+    char path[4096];
+};
+
+struct DatasetTxn {
+    Dataset *ds;
+    MDB_txn *txn;
+};
+
+struct DatasetWriter {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi[TBL_COUNT];
+    size_t puts_in_txn;
+    uint64_t next[TBL_COUNT]; /* rows added per table: the only key each table accepts next */
+    uint32_t *buf; /* record encoding scratch, grown as needed */
+    size_t buf_cap;
+    char path[4096];
+};
+
+static inline uint32_t words_for_bytes(uint32_t n)
+{
+    return (n + 3) / 4;
+}
+
+/* ------------------------------------------------------------------ reading */
+
+int dataset_open(const char *path, Dataset **out)
+{
+    *out = NULL;
+    Dataset *ds = calloc(1, sizeof *ds);
+    if (!ds)
+        return psrec_errf(PSREC_E_NOMEM, "%s: out of memory", path);
+    snprintf(ds->path, sizeof ds->path, "%s", path);
+    int rc;
+    MDB_txn *txn = NULL;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        rc = psrec_errf(PSREC_E_NOTFOUND, "%s: no such dataset (run `psrec prep` to make one)",
+                        path);
+        goto fail;
+    }
+    if ((rc = mdb_env_create(&ds->env)) || (rc = mdb_env_set_maxdbs(ds->env, TBL_COUNT))) {
+        psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    rc = mdb_env_open(ds->env, path, MDB_RDONLY | MDB_NOLOCK | MDB_NOTLS | MDB_NORDAHEAD, 0);
+    if (rc) {
+        psrec_errf(rc, "%s: cannot open as an LMDB dataset: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(ds->env, NULL, MDB_RDONLY, &txn))) {
+        psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    for (int t = 0; t < TBL_COUNT; t++) {
+        rc = mdb_dbi_open(txn, table_names[t], table_flags[t], &ds->dbi[t]);
+        if (rc) {
+            rc = psrec_errf(PSREC_E_FORMAT, "%s: not a psrec dataset (table '%s': %s)", path,
+                            table_names[t], mdb_strerror(rc));
+            goto fail;
+        }
+    }
+    MDB_val key = {4, "meta"}, val;
+    if ((rc = mdb_get(txn, ds->dbi[TBL_META], &key, &val))) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: meta record missing: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    if (val.mv_size < 16) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: meta record too short (%zu bytes)", path,
+                        val.mv_size);
+        goto fail;
+    }
+    DatasetMeta m = {0};
+    memcpy(&m, val.mv_data, val.mv_size < sizeof m ? val.mv_size : sizeof m);
+    if (m.magic != DATASET_MAGIC) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: bad magic, not a psrec dataset", path);
+        goto fail;
+    }
+    if (m.version != DATASET_VERSION) {
+        rc = psrec_errf(PSREC_E_FORMAT,
+                        "%s: dataset format version %u, this psrec reads version %u (re-run prep)",
+                        path, m.version, DATASET_VERSION);
+        goto fail;
+    }
+    if (m.size != sizeof m || val.mv_size != sizeof m) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: meta record is %zu bytes, header says %u, need %zu",
+                        path, val.mv_size, m.size, sizeof m);
+        goto fail;
+    }
+    if (m.title_len == 0 || m.news_rows == 0 || m.vocab_rows < 2 || m.user_rows == 0 ||
+        m.category_rows == 0) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: meta record has impossible sizes", path);
+        goto fail;
+    }
+    MDB_stat ms;
+    struct {
+        int t;
+        uint64_t want;
+    } checks[] = {{TBL_VOCAB, m.vocab_rows}, {TBL_CATS, m.category_rows},
+                  {TBL_USERS, m.user_rows},  {TBL_NEWS, m.news_rows},
+                  {TBL_SAMPLES, m.samples},  {TBL_IMPS, m.impressions}};
+    for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        mdb_stat(txn, ds->dbi[checks[i].t], &ms);
+        if (ms.ms_entries != checks[i].want) {
+            rc = psrec_errf(PSREC_E_FORMAT, "%s: table '%s' has %zu rows, meta says %llu", path,
+                            table_names[checks[i].t], ms.ms_entries,
+                            (unsigned long long)checks[i].want);
+            goto fail;
+        }
+    }
+    /* Commit, not abort: LMDB closes the table handles opened in a transaction that is
+     * aborted, and every later read would fail with EINVAL. */
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc) {
+        psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
+        goto fail;
+    }
+    ds->meta = m;
+    *out = ds;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    if (ds->env)
+        mdb_env_close(ds->env);
+    free(ds);
+    return rc;
+}
+
+void dataset_free(Dataset **ds)
+{
+    if (!ds || !*ds)
+        return;
+    mdb_env_close((*ds)->env);
+    free(*ds);
+    *ds = NULL;
+}
+
+const DatasetMeta *dataset_meta(const Dataset *ds)
+{
+    return &ds->meta;
+}
+
+int dataset_txn_new(Dataset *ds, DatasetTxn **out)
+{
+    *out = NULL;
+    DatasetTxn *t = calloc(1, sizeof *t);
+    if (!t)
+        return PSREC_E_NOMEM;
+    t->ds = ds;
+    int rc = mdb_txn_begin(ds->env, NULL, MDB_RDONLY, &t->txn);
+    if (rc) {
+        free(t);
+        return psrec_errf(rc, "%s: %s", ds->path, mdb_strerror(rc));
+    }
+    *out = t;
+    return 0;
+}
+
+void dataset_txn_free(DatasetTxn **txn)
+{
+    if (!txn || !*txn)
+        return;
+    mdb_txn_abort((*txn)->txn);
+    free(*txn);
+    *txn = NULL;
+}
+
+int dataset_txn_reset(DatasetTxn *txn)
+{
+    mdb_txn_reset(txn->txn);
+    int rc = mdb_txn_renew(txn->txn);
+    return rc ? psrec_errf(rc, "%s: %s", txn->ds->path, mdb_strerror(rc)) : 0;
+}
+
+/* Fetch the record of an integer key; u32 keys for id tables, size_t for samples/impressions. */
+static int get_u32_key(DatasetTxn *txn, int table, uint32_t id, MDB_val *val)
+{
+    MDB_val key = {sizeof id, &id};
+    int rc = mdb_get(txn->txn, txn->ds->dbi[table], &key, val);
+    if (rc == MDB_NOTFOUND)
+        return psrec_errf(PSREC_E_NOTFOUND, "%s: %s row %u does not exist", txn->ds->path,
+                          table_names[table], id);
+    return rc ? psrec_errf(rc, "%s: %s", txn->ds->path, mdb_strerror(rc)) : 0;
+}
+
+static int get_size_key(DatasetTxn *txn, int table, uint64_t index, MDB_val *val)
+{
+    size_t k = (size_t)index;
+    MDB_val key = {sizeof k, &k};
+    int rc = mdb_get(txn->txn, txn->ds->dbi[table], &key, val);
+    if (rc == MDB_NOTFOUND)
+        return psrec_errf(PSREC_E_NOTFOUND, "%s: %s row %llu does not exist", txn->ds->path,
+                          table_names[table], (unsigned long long)index);
+    return rc ? psrec_errf(rc, "%s: %s", txn->ds->path, mdb_strerror(rc)) : 0;
+}
+
+static int corrupt(DatasetTxn *txn, int table, uint64_t key)
+{
+    return psrec_errf(PSREC_E_FORMAT, "%s: %s row %llu is damaged (size mismatch)",
+                      txn->ds->path, table_names[table], (unsigned long long)key);
+}
+
+int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
+{
+    MDB_val v;
+    int rc = get_u32_key(txn, TBL_NEWS, row, &v);
+    if (rc)
+        return rc;
+    const uint32_t *w = v.mv_data;
+    size_t nw = v.mv_size / 4;
+    if (v.mv_size % 4 || nw < 3 || w[1] == 0 || w[1] > txn->ds->meta.title_len ||
+        nw != 3 + (size_t)w[1] + words_for_bytes(w[2]))
+        return corrupt(txn, TBL_NEWS, row);
+    out->category = w[0];
+    out->ntok = w[1];
+    out->id_len = w[2];
+    out->tokens = w + 3;
+    out->id = (const char *)(w + 3 + w[1]);
+    return 0;
+}
+
+int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
+{
+    MDB_val v;
+    int rc = get_size_key(txn, TBL_SAMPLES, index, &v);
+    if (rc)
+        return rc;
+    const uint32_t *w = v.mv_data;
+    size_t nw = v.mv_size / 4;
+    if (v.mv_size % 4 || nw < 6 || nw != 6 + (size_t)w[4] + w[5] ||
+        w[4] > txn->ds->meta.his_len)
+        return corrupt(txn, TBL_SAMPLES, index);
+    out->user = w[0];
+    out->pos = w[1];
+    out->impression = (uint64_t)w[2] | (uint64_t)w[3] << 32;
+    out->nhis = w[4];
+    out->nneg = w[5];
+    out->his = w + 6;
+    out->neg = w + 6 + w[4];
+    return 0;
+}
+
+int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
+{
+    MDB_val v;
+    int rc = get_size_key(txn, TBL_IMPS, index, &v);
+    if (rc)
+        return rc;
+    const uint32_t *w = v.mv_data;
+    size_t nw = v.mv_size / 4;
+    if (v.mv_size % 4 || nw < 5 ||
+        nw != 5 + (size_t)w[1] + w[2] + words_for_bytes(w[2]) + words_for_bytes(w[4]))
+        return corrupt(txn, TBL_IMPS, index);
+    out->user = w[0];
+    out->nhis = w[1];
+    out->ncand = w[2];
+    out->labeled = w[3];
+    out->id_len = w[4];
+    out->his = w + 5;
+    out->cand = w + 5 + w[1];
+    out->labels = (const uint8_t *)(w + 5 + w[1] + w[2]);
+    out->id = (const char *)(w + 5 + w[1] + w[2] + words_for_bytes(w[2]));
+    return 0;
+}
+
+static int get_name(DatasetTxn *txn, int table, uint32_t id, const char **str, uint32_t *len)
+{
+    MDB_val v;
+    int rc = get_u32_key(txn, table, id, &v);
+    if (rc)
+        return rc;
+    *str = v.mv_data;
+    *len = (uint32_t)v.mv_size;
+    return 0;
+}
+
+int dataset_get_word(DatasetTxn *txn, uint32_t id, const char **str, uint32_t *len)
+{
+    return get_name(txn, TBL_VOCAB, id, str, len);
+}
+
+int dataset_get_category(DatasetTxn *txn, uint32_t id, const char **str, uint32_t *len)
+{
+    return get_name(txn, TBL_CATS, id, str, len);
+}
+
+int dataset_get_user(DatasetTxn *txn, uint32_t row, const char **str, uint32_t *len)
+{
+    return get_name(txn, TBL_USERS, row, str, len);
+}
+
+/* ------------------------------------------------------------------ writing */
+
+static int writer_fail(DatasetWriter *w, int rc, const char *what)
+{
+    return psrec_errf(rc, "%s: %s: %s", w->path, what, psrec_strerror(rc));
+}
+
+int dataset_writer_new(const char *path, DatasetWriter **out)
+{
+    *out = NULL;
+    DatasetWriter *w = calloc(1, sizeof *w);
+    if (!w)
+        return PSREC_E_NOMEM;
+    snprintf(w->path, sizeof w->path, "%s", path);
+    int rc;
+    if (mkdir(path, 0755) != 0) {
+        rc = errno;
+        psrec_errf(rc, "%s: cannot create dataset directory: %s", path, strerror(rc));
+        free(w);
+        return rc;
+    }
+    if ((rc = mdb_env_create(&w->env)) || (rc = mdb_env_set_maxdbs(w->env, TBL_COUNT)) ||
+        (rc = mdb_env_set_mapsize(w->env, WRITER_MAPSIZE)) ||
+        (rc = mdb_env_open(w->env, path, MDB_NOSYNC | MDB_NOMETASYNC, 0644))) {
+        writer_fail(w, rc, "cannot create LMDB environment");
+        goto fail;
+    }
+    if ((rc = mdb_txn_begin(w->env, NULL, 0, &w->txn))) {
+        writer_fail(w, rc, "begin");
+        goto fail;
+    }
+    for (int t = 0; t < TBL_COUNT; t++)
+        if ((rc = mdb_dbi_open(w->txn, table_names[t], table_flags[t] | MDB_CREATE, &w->dbi[t]))) {
+            writer_fail(w, rc, table_names[t]);
+            goto fail;
+        }
+    *out = w;
+    return 0;
+fail:
+    dataset_writer_abort(&w);
+    return rc;
+}
+
+static uint32_t *writer_buf(DatasetWriter *w, size_t words)
+{
+    if (words > w->buf_cap) {
+        size_t cap = words * 2;
+        uint32_t *nb = realloc(w->buf, cap * 4);
+        if (!nb)
+            return NULL;
+        w->buf = nb;
+        w->buf_cap = cap;
+    }
+    return w->buf;
+}
+
+static int writer_put(DatasetWriter *w, int table, MDB_val *key, MDB_val *val)
+{
+    int rc = mdb_put(w->txn, w->dbi[table], key, val, table == TBL_META ? 0 : MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        return psrec_errf(PSREC_E_STATE, "%s: %s rows must be added in increasing order",
+                          w->path, table_names[table]);
+    if (rc)
+        return writer_fail(w, rc, table_names[table]);
+    if (++w->puts_in_txn >= WRITER_COMMIT_EVERY) {
+        if ((rc = mdb_txn_commit(w->txn))) {
+            w->txn = NULL;
+            return writer_fail(w, rc, "commit");
+        }
+        w->txn = NULL;
+        if ((rc = mdb_txn_begin(w->env, NULL, 0, &w->txn)))
+            return writer_fail(w, rc, "begin");
+        w->puts_in_txn = 0;
+    }
+    return 0;
+}
+
+/* Tables are dense (readers index them 0..rows-1), so the next key is the row count. */
+static int check_next(DatasetWriter *w, int table, uint64_t key)
+{
+    if (key != w->next[table])
+        return psrec_errf(PSREC_E_STATE, "%s: %s row %llu added out of order (next is %llu)",
+                          w->path, table_names[table], (unsigned long long)key,
+                          (unsigned long long)w->next[table]);
+    return 0;
+}
+
+static int put_u32(DatasetWriter *w, int table, uint32_t id, const void *data, size_t size)
+{
+    MDB_val key = {sizeof id, &id}, val = {size, (void *)data};
+    int rc = check_next(w, table, id);
+    if (!rc && !(rc = writer_put(w, table, &key, &val)))
+        w->next[table]++;
+    return rc;
+}
+
+static int put_size(DatasetWriter *w, int table, uint64_t index, const void *data, size_t size)
+{
+    size_t k = (size_t)index;
+    MDB_val key = {sizeof k, &k}, val = {size, (void *)data};
+    int rc = check_next(w, table, index);
+    if (!rc && !(rc = writer_put(w, table, &key, &val)))
+        w->next[table]++;
+    return rc;
+}
+
+/* memcpy of n bytes where src may be NULL when n is 0 (NULL is UB even for 0 bytes). */
+static void copy_in(void *dst, const void *src, size_t n)
+{
+    if (n)
+        memcpy(dst, src, n);
+}
+
+int dataset_put_word(DatasetWriter *w, uint32_t id, const char *str, uint32_t len)
+{
+    return put_u32(w, TBL_VOCAB, id, str, len);
+}
+
+int dataset_put_category(DatasetWriter *w, uint32_t id, const char *str, uint32_t len)
+{
+    return put_u32(w, TBL_CATS, id, str, len);
+}
+
+int dataset_put_user(DatasetWriter *w, uint32_t row, const char *str, uint32_t len)
+{
+    return put_u32(w, TBL_USERS, row, str, len);
+}
+
+int dataset_put_news(DatasetWriter *w, uint32_t row, const NewsView *n)
+{
+    if (n->ntok == 0)
+        return psrec_errf(PSREC_E_RANGE, "%s: news row %u has no tokens", w->path, row);
+    size_t words = 3 + (size_t)n->ntok + words_for_bytes(n->id_len);
+    uint32_t *b = writer_buf(w, words);
+    if (!b)
+        return PSREC_E_NOMEM;
+    b[0] = n->category;
+    b[1] = n->ntok;
+    b[2] = n->id_len;
+    memcpy(b + 3, n->tokens, (size_t)n->ntok * 4);
+    b[words - 1] = 0; /* zero the id's padding bytes */
+    copy_in(b + 3 + n->ntok, n->id, n->id_len);
+    return put_u32(w, TBL_NEWS, row, b, words * 4);
+}
+
+int dataset_put_sample(DatasetWriter *w, uint64_t index, const SampleView *s)
+{
+    size_t words = 6 + (size_t)s->nhis + s->nneg;
+    uint32_t *b = writer_buf(w, words);
+    if (!b)
+        return PSREC_E_NOMEM;
+    b[0] = s->user;
+    b[1] = s->pos;
+    b[2] = (uint32_t)s->impression;
+    b[3] = (uint32_t)(s->impression >> 32);
+    b[4] = s->nhis;
+    b[5] = s->nneg;
+    copy_in(b + 6, s->his, (size_t)s->nhis * 4);
+    copy_in(b + 6 + s->nhis, s->neg, (size_t)s->nneg * 4);
+    return put_size(w, TBL_SAMPLES, index, b, words * 4);
+}
+
+int dataset_put_impression(DatasetWriter *w, uint64_t index, const ImpressionView *imp)
+{
+    size_t lw = words_for_bytes(imp->ncand), iw = words_for_bytes(imp->id_len);
+    size_t words = 5 + (size_t)imp->nhis + imp->ncand + lw + iw;
+    uint32_t *b = writer_buf(w, words);
+    if (!b)
+        return PSREC_E_NOMEM;
+    memset(b, 0, words * 4);
+    b[0] = imp->user;
+    b[1] = imp->nhis;
+    b[2] = imp->ncand;
+    b[3] = imp->labeled;
+    b[4] = imp->id_len;
+    copy_in(b + 5, imp->his, (size_t)imp->nhis * 4);
+    copy_in(b + 5 + imp->nhis, imp->cand, (size_t)imp->ncand * 4);
+    if (imp->labeled)
+        copy_in(b + 5 + imp->nhis + imp->ncand, imp->labels, imp->ncand);
+    copy_in(b + 5 + imp->nhis + imp->ncand + lw, imp->id, imp->id_len);
+    return put_size(w, TBL_IMPS, index, b, words * 4);
+}
+
+int dataset_writer_finish(DatasetWriter **wp, const DatasetMeta *meta)
+{
+    DatasetWriter *w = *wp;
+    DatasetMeta m = *meta;
+    m.magic = DATASET_MAGIC;
+    m.version = DATASET_VERSION;
+    m.size = sizeof m;
+    m.tokenizer_version = DATASET_TOKENIZER_VERSION;
+    MDB_val key = {4, "meta"}, val = {sizeof m, &m};
+    int rc = writer_put(w, TBL_META, &key, &val);
+    if (rc)
+        goto fail;
+    rc = mdb_txn_commit(w->txn);
+    w->txn = NULL;
+    if (rc) {
+        writer_fail(w, rc, "commit");
+        goto fail;
+    }
+    if ((rc = mdb_env_sync(w->env, 1))) {
+        writer_fail(w, rc, "sync");
+        goto fail;
+    }
+    mdb_env_close(w->env);
+    free(w->buf);
+    free(w);
+    *wp = NULL;
+    return 0;
+fail:
+    dataset_writer_abort(wp);
+    return rc;
+}
+
+void dataset_writer_abort(DatasetWriter **wp)
+{
+    DatasetWriter *w = *wp;
+    if (!w)
+        return;
+    if (w->txn)
+        mdb_txn_abort(w->txn);
+    if (w->env)
+        mdb_env_close(w->env);
+    /* Remove what was written: the two LMDB files, then the directory. */
+    char p[4200];
+    snprintf(p, sizeof p, "%s/data.mdb", w->path);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/lock.mdb", w->path);
+    unlink(p);
+    rmdir(w->path);
+    free(w->buf);
+    free(w);
+    *wp = NULL;
+}

@@ -1,0 +1,49 @@
+/* Error text: the static meaning of each code, plus a per-thread detail line set by the
+ * function that failed. Thread-local, so threads (prefetch, shard loop) never see each
+ * other's messages. */
+#include "common/error.h"
+
+#include <lmdb.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char errbuf[1024];
+
+const char *psrec_strerror(int code)
+{
+    switch (code) {
+    case 0: return "success";
+    case PSREC_E_PARSE: return "malformed input";
+    case PSREC_E_FORMAT: return "bad file format";
+    case PSREC_E_RANGE: return "value out of range";
+    case PSREC_E_NOTFOUND: return "not found";
+    case PSREC_E_USAGE: return "bad usage";
+    case PSREC_E_NOMEM: return "out of memory";
+    case PSREC_E_STATE: return "call in the wrong state";
+    default: break;
+    }
+    if (code > 0)
+        return strerror(code);
+    if (code <= MDB_KEYEXIST && code >= MDB_LAST_ERRCODE)
+        return mdb_strerror(code);
+    return "unknown error";
+}
+
+int psrec_errf(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+const char *psrec_errmsg(void)
+{
+    return errbuf;
+}
+
+void psrec_errclear(void)
+{
+    errbuf[0] = '\0';
+}

@@ -1,0 +1,52 @@
+/* psrec entry point: dispatches to a subcommand. The only place (with launch/) that exits. */
+#include "launch/commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct Command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} Command;
+
+static const Command commands[] = {
+    {"gen", cmd_gen, "write synthetic MIND-format data with a planted ground truth and oracle metrics"},
+    {"prep", cmd_prep, "convert MIND news.tsv + behaviors.tsv into an LMDB dataset"},
+    {"inspect", cmd_inspect, "print a dataset's meta and counts (--json for machines)"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: psrec <command> [options]\n\n"
+               "psrec trains an LSTM news recommender on a parameter server.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-9s %s\n", "help", "this text; `psrec <command> --help` for one command");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "help") || !strcmp(name, "--help") || !strcmp(name, "-h")) {
+        if (argc >= 3) {
+            for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+                if (!strcmp(argv[2], commands[i].name)) {
+                    char *args[] = {argv[2], "--help", NULL};
+                    return commands[i].run(2, args);
+                }
+        }
+        usage(stdout);
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(name, commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "psrec: unknown command '%s'\n\n", name);
+    usage(stderr);
+    return EXIT_USAGE;
+}

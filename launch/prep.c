@@ -1,0 +1,577 @@
+/* MIND TSV -> LMDB dataset (DESIGN.md "Processes and data flow").
+ *
+ * Two streaming passes, one per file:
+ *   news.tsv:      ids -> news rows (first occurrence of a duplicate id wins), categories in
+ *                  order of first appearance, titles tokenized; the train split counts words
+ *                  and builds the vocabulary afterwards (sorted by bytes, min count), exactly
+ *                  as the reference peer does, so ids agree with it.
+ *   behaviors.tsv: each line becomes one impression record, and each click one sample
+ *                  (user, last his_len history clicks, the click, that impression's negatives).
+ * Memory holds the id maps and the news tokens (news_rows x title_len u32), never the
+ * behaviors: they stream straight into LMDB.
+ * Everything is written under "<out>.tmp-<pid>" and renamed to <out> at the end; any error
+ * removes the temporary directory, so <out> is either complete or absent. */
+#include "launch/prep.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "common/strmap.h"
+#include "common/tokenize.h"
+#include "common/tsv.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PREP_DEFAULT_TITLE_LEN 30
+#define PREP_DEFAULT_HIS_LEN 50
+
+/* All state of one prep run; freed by prep_fini. */
+typedef struct Prep {
+    const PrepOptions *opt;
+    uint32_t title_len, his_len;
+    DatasetWriter *w;
+    DatasetMeta meta;
+    StrMap *news_ids;   /* news id -> news row (1-based; 0 is padding) */
+    StrMap *words;      /* train: word -> provisional id; shared: word -> final id */
+    StrMap *cats;       /* category name -> category id (0 = <none>) */
+    StrMap *users;      /* user id -> user row (0 = <unk>) */
+    StrMap *split_cats; /* categories seen in this news.tsv (for the count) */
+    StrMap *split_users; /* users seen in this behaviors.tsv (for the count) */
+    uint64_t *word_counts; /* train: provisional id -> count */
+    size_t word_counts_cap;
+    uint32_t *news_tok;  /* (news_rows, title_len) provisional/final word ids */
+    uint32_t *news_ntok; /* (news_rows) */
+    uint32_t *news_cat;  /* (news_rows) */
+    uint32_t *news_idx;  /* (news_rows) insertion index of the id in news_ids, for its bytes */
+    size_t news_cap;
+    char *lower;         /* title lowering scratch */
+    size_t lower_cap;
+    uint32_t *his, *cand, *neg; /* behaviors scratch */
+    uint8_t *labels;
+    size_t cand_cap, his_cap;
+} Prep;
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 1024;
+    while (nc < need)
+        nc *= 2;
+    void *np = realloc(*p, nc * elem);
+    if (!np)
+        return psrec_errf(PSREC_E_NOMEM, "out of memory");
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ shared tables */
+
+/* Copy one name table (vocab, categories or users) of the vocab source into the new dataset
+ * and into a map. */
+static int copy_table(Prep *p, DatasetTxn *txn, uint64_t rows,
+                      int (*get)(DatasetTxn *, uint32_t, const char **, uint32_t *),
+                      int (*put)(DatasetWriter *, uint32_t, const char *, uint32_t), StrMap *map)
+{
+    for (uint64_t i = 0; i < rows; i++) {
+        const char *s;
+        uint32_t n;
+        int rc = get(txn, (uint32_t)i, &s, &n);
+        if (rc || (rc = put(p->w, (uint32_t)i, s, n)))
+            return rc;
+        if (map && (rc = strmap_set(map, s, n, (uint32_t)i)))
+            return rc;
+    }
+    return 0;
+}
+
+static int load_vocab_source(Prep *p)
+{
+    Dataset *src = NULL;
+    DatasetTxn *txn = NULL;
+    int rc = dataset_open(p->opt->vocab_from, &src);
+    if (rc)
+        return psrec_errf(rc, "--vocab-from: %s", psrec_errmsg());
+    const DatasetMeta *sm = dataset_meta(src);
+    if (!p->opt->title_len)
+        p->title_len = sm->title_len;
+    if (!p->opt->his_len)
+        p->his_len = sm->his_len;
+    p->meta.min_count = sm->min_count;
+    p->meta.vocab = sm->vocab;
+    p->meta.vocab_rows = sm->vocab_rows;
+    p->meta.category_rows = sm->category_rows;
+    p->meta.user_rows = sm->user_rows;
+    if ((rc = dataset_txn_new(src, &txn)))
+        goto out;
+    /* Reserved rows (<pad>, <unk>, <none>) are copied too but kept out of the maps so a
+     * real word spelled "<unk>" cannot alias them. */
+    if ((rc = copy_table(p, txn, sm->vocab_rows, dataset_get_word, dataset_put_word, p->words)) ||
+        (rc = copy_table(p, txn, sm->category_rows, dataset_get_category, dataset_put_category,
+                         p->cats)) ||
+        (rc = copy_table(p, txn, sm->user_rows, dataset_get_user, dataset_put_user, p->users)))
+        goto out;
+    for (const char *reserved[] = {"<pad>", "<unk>", "<none>", NULL}, **r = reserved; *r; r++) {
+        uint32_t v;
+        if (strmap_get(p->words, *r, strlen(*r), &v) && v < 2)
+            strmap_set(p->words, *r, strlen(*r), UINT32_MAX);
+        if (strmap_get(p->cats, *r, strlen(*r), &v) && v == 0)
+            strmap_set(p->cats, *r, strlen(*r), UINT32_MAX);
+        if (strmap_get(p->users, *r, strlen(*r), &v) && v == 0)
+            strmap_set(p->users, *r, strlen(*r), UINT32_MAX);
+    }
+out:
+    dataset_txn_free(&txn);
+    dataset_free(&src);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ news.tsv */
+
+static int bad_line(Prep *p, const char *path, uint64_t lineno, const char *reason)
+{
+    if (p->opt->skip_bad_lines) {
+        p->meta.skipped_lines++;
+        if (p->meta.skipped_lines <= 10)
+            LOG_WARN("%s:%llu: %s (skipped)", path, (unsigned long long)lineno, reason);
+        return 0;
+    }
+    return psrec_errf(PSREC_E_PARSE, "%s:%llu: %s", path, (unsigned long long)lineno, reason);
+}
+
+/* Tokenize one title into row's token slots; words map to provisional (train) or final
+ * (shared vocabulary) ids. All tokens are counted, as the peer counts them; only the first
+ * title_len are kept. */
+static int tokenize_title(Prep *p, const TsvSpan *title, uint32_t row)
+{
+    int rc = grow((void **)&p->lower, &p->lower_cap, title->n + 1, 1);
+    if (rc)
+        return rc;
+    tokenize_lower(p->lower, title->p, title->n);
+    uint32_t *slots = p->news_tok + (size_t)row * p->title_len;
+    uint32_t ntok = 0;
+    size_t pos = 0, len;
+    const char *tok;
+    const int shared = p->opt->vocab_from != NULL;
+    while (tokenize_next(p->lower, title->n, &pos, &tok, &len)) {
+        uint32_t id;
+        if (shared) {
+            if (ntok >= p->title_len)
+                break;
+            if (!strmap_get(p->words, tok, len, &id) || id == UINT32_MAX)
+                id = DATASET_UNK_WORD;
+        } else {
+            int inserted;
+            if ((rc = strmap_intern(p->words, tok, len, (uint32_t)strmap_count(p->words), &id,
+                                    &inserted)))
+                return rc;
+            if ((rc = grow((void **)&p->word_counts, &p->word_counts_cap, (size_t)id + 1,
+                           sizeof *p->word_counts)))
+                return rc;
+            if (inserted)
+                p->word_counts[id] = 0;
+            p->word_counts[id]++;
+        }
+        if (ntok < p->title_len)
+            slots[ntok++] = id;
+    }
+    if (ntok == 0) { /* an empty title reads as one unknown word, as in the peer */
+        slots[0] = shared ? DATASET_UNK_WORD : UINT32_MAX;
+        ntok = 1;
+    }
+    p->news_ntok[row] = ntok;
+    return 0;
+}
+
+static int read_news(Prep *p)
+{
+    const char *path = p->opt->news_path;
+    LineReader *lr = NULL;
+    int rc = lr_open(&lr, path);
+    if (rc)
+        return rc;
+    const char *line;
+    size_t len;
+    char reason[256];
+    uint32_t rows = 1; /* row 0 = padding news */
+    while ((rc = lr_next(lr, &line, &len)) == 0) {
+        NewsRow nr;
+        if (tsv_parse_news(line, len, &nr, reason, sizeof reason)) {
+            if ((rc = bad_line(p, path, lr_lineno(lr), reason)))
+                goto out;
+            continue;
+        }
+        uint32_t row;
+        int inserted;
+        if ((rc = strmap_intern(p->news_ids, nr.id.p, nr.id.n, rows, &row, &inserted)))
+            goto out;
+        if (!inserted) {
+            p->meta.duplicate_news++;
+            continue;
+        }
+        size_t cap = p->news_cap;
+        if ((rc = grow((void **)&p->news_ntok, &p->news_cap, (size_t)rows + 1, 4)))
+            goto out;
+        if (cap != p->news_cap) {
+            cap = p->news_cap;
+            if (!(p->news_tok = realloc(p->news_tok, cap * p->title_len * 4)) ||
+                !(p->news_cat = realloc(p->news_cat, cap * 4)) ||
+                !(p->news_idx = realloc(p->news_idx, cap * 4))) {
+                rc = psrec_errf(PSREC_E_NOMEM, "out of memory");
+                goto out;
+            }
+        }
+        p->news_idx[row] = (uint32_t)(strmap_count(p->news_ids) - 1);
+        uint32_t cat;
+        if ((rc = strmap_intern(p->split_cats, nr.category.p, nr.category.n, 0, NULL, NULL)))
+            goto out;
+        if (p->opt->vocab_from) {
+            if (!strmap_get(p->cats, nr.category.p, nr.category.n, &cat) || cat == UINT32_MAX)
+                cat = 0;
+        } else if ((rc = strmap_intern(p->cats, nr.category.p, nr.category.n,
+                                       (uint32_t)strmap_count(p->cats) + 1, &cat, NULL))) {
+            goto out;
+        }
+        p->news_cat[row] = cat;
+        if ((rc = tokenize_title(p, &nr.title, row)))
+            goto out;
+        rows++;
+    }
+    if (rc != PSREC_E_NOTFOUND)
+        goto out;
+    rc = 0;
+    p->meta.news = rows - 1;
+    p->meta.news_rows = rows;
+    p->meta.categories = strmap_count(p->split_cats);
+    p->meta.tsv_bytes += lr_bytes(lr);
+out:
+    lr_close(&lr);
+    return rc;
+}
+
+/* Train split: sort the counted words by bytes (Python's str order for UTF-8), keep those
+ * with count >= min_count as ids 2.., map the rest to <unk>, and rewrite the titles. */
+typedef struct WordRef {
+    const char *s;
+    uint32_t n;
+    uint32_t prov;
+} WordRef;
+
+static int wordref_cmp(const void *a, const void *b)
+{
+    const WordRef *x = a, *y = b;
+    uint32_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->s, y->s, n);
+    if (c)
+        return c;
+    return (x->n > y->n) - (x->n < y->n);
+}
+
+static int build_vocab(Prep *p)
+{
+    size_t nw = strmap_count(p->words);
+    WordRef *refs = malloc((nw ? nw : 1) * sizeof *refs);
+    uint32_t *final_id = malloc((nw ? nw : 1) * sizeof *final_id);
+    int rc = 0;
+    if (!refs || !final_id) {
+        rc = psrec_errf(PSREC_E_NOMEM, "out of memory");
+        goto out;
+    }
+    StrMapEntry e;
+    size_t pos = 0, k = 0;
+    while (strmap_next(p->words, &pos, &e))
+        refs[k++] = (WordRef){e.key, e.len, e.val};
+    qsort(refs, nw, sizeof *refs, wordref_cmp);
+    if ((rc = dataset_put_word(p->w, DATASET_PAD_WORD, "<pad>", 5)) ||
+        (rc = dataset_put_word(p->w, DATASET_UNK_WORD, "<unk>", 5)))
+        goto out;
+    uint32_t next = 2;
+    for (size_t i = 0; i < nw; i++) {
+        if (p->word_counts[refs[i].prov] >= p->opt->min_count) {
+            final_id[refs[i].prov] = next;
+            if ((rc = dataset_put_word(p->w, next, refs[i].s, refs[i].n)))
+                goto out;
+            next++;
+        } else {
+            final_id[refs[i].prov] = DATASET_UNK_WORD;
+        }
+    }
+    p->meta.vocab = next - 2;
+    p->meta.vocab_rows = next;
+    for (uint32_t row = 1; row < p->meta.news_rows; row++) {
+        uint32_t *t = p->news_tok + (size_t)row * p->title_len;
+        for (uint32_t i = 0; i < p->news_ntok[row]; i++)
+            t[i] = t[i] == UINT32_MAX ? DATASET_UNK_WORD : final_id[t[i]];
+    }
+out:
+    free(refs);
+    free(final_id);
+    return rc;
+}
+
+static int write_news(Prep *p)
+{
+    uint32_t pad_tok = DATASET_PAD_WORD;
+    NewsView nv = {.category = 0, .ntok = 1, .tokens = &pad_tok, .id = "", .id_len = 0};
+    int rc = dataset_put_news(p->w, DATASET_PAD_NEWS, &nv);
+    for (uint32_t row = 1; !rc && row < p->meta.news_rows; row++) {
+        StrMapEntry e;
+        size_t pos = p->news_idx[row];
+        strmap_next(p->news_ids, &pos, &e);
+        nv = (NewsView){.category = p->news_cat[row],
+                        .ntok = p->news_ntok[row],
+                        .tokens = p->news_tok + (size_t)row * p->title_len,
+                        .id = e.key,
+                        .id_len = e.len};
+        rc = dataset_put_news(p->w, row, &nv);
+    }
+    return rc;
+}
+
+static int write_own_names(Prep *p, StrMap *map, const char *reserved,
+                           int (*put)(DatasetWriter *, uint32_t, const char *, uint32_t),
+                           uint64_t *rows)
+{
+    int rc = put(p->w, 0, reserved, (uint32_t)strlen(reserved));
+    StrMapEntry e;
+    size_t pos = 0;
+    uint32_t next = 1;
+    while (!rc && strmap_next(map, &pos, &e))
+        rc = put(p->w, next++, e.key, e.len);
+    *rows = next;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ behaviors.tsv */
+
+static uint32_t news_row_of(Prep *p, const TsvSpan *id)
+{
+    uint32_t row;
+    if (strmap_get(p->news_ids, id->p, id->n, &row))
+        return row;
+    p->meta.missing_news_refs++;
+    return DATASET_PAD_NEWS;
+}
+
+static int read_behaviors(Prep *p)
+{
+    const char *path = p->opt->behaviors_path;
+    LineReader *lr = NULL;
+    int rc = lr_open(&lr, path);
+    if (rc)
+        return rc;
+    const char *line;
+    size_t len;
+    char reason[256];
+    const int shared = p->opt->vocab_from != NULL;
+    while ((rc = lr_next(lr, &line, &len)) == 0) {
+        BehaviorRow br;
+        if (tsv_parse_behavior(line, len, &br, reason, sizeof reason)) {
+            if ((rc = bad_line(p, path, lr_lineno(lr), reason)))
+                goto out;
+            continue;
+        }
+        uint32_t user;
+        if ((rc = strmap_intern(p->split_users, br.user_id.p, br.user_id.n, 0, NULL, NULL)))
+            goto out;
+        if (shared) {
+            if (!strmap_get(p->users, br.user_id.p, br.user_id.n, &user) || user == UINT32_MAX) {
+                user = DATASET_UNK_USER;
+                p->meta.unknown_users++;
+            }
+        } else if ((rc = strmap_intern(p->users, br.user_id.p, br.user_id.n,
+                                       (uint32_t)strmap_count(p->users) + 1, &user, NULL))) {
+            goto out;
+        }
+        if ((rc = grow((void **)&p->his, &p->his_cap, br.n_history + 1, 4)))
+            goto out;
+        size_t cap_before = p->cand_cap;
+        if ((rc = grow((void **)&p->cand, &p->cand_cap, br.n_candidates + 1, 4)))
+            goto out;
+        if (p->cand_cap != cap_before) {
+            size_t c = p->cand_cap;
+            if (!(p->neg = realloc(p->neg, c * 4)) || !(p->labels = realloc(p->labels, c))) {
+                rc = psrec_errf(PSREC_E_NOMEM, "out of memory");
+                goto out;
+            }
+        }
+        /* Every history id is resolved (and a missing one counted); the stored history
+         * keeps the last his_len. */
+        size_t pos = 0, nh = 0;
+        TsvSpan id;
+        while (tsv_history_next(&br, &pos, &id))
+            p->his[nh++] = news_row_of(p, &id);
+        p->meta.history_refs += nh;
+        const uint32_t *his = p->his + (nh > p->his_len ? nh - p->his_len : 0);
+        uint32_t nhis = (uint32_t)(nh > p->his_len ? p->his_len : nh);
+        size_t nc = 0, nneg = 0;
+        int label;
+        pos = 0;
+        while (tsv_candidate_next(&br, &pos, &id, &label)) {
+            p->cand[nc] = news_row_of(p, &id);
+            p->labels[nc] = label == 1;
+            if (label == 0)
+                p->neg[nneg++] = p->cand[nc];
+            nc++;
+        }
+        uint64_t imp_index = p->meta.impressions;
+        ImpressionView iv = {.user = user,
+                             .nhis = nhis,
+                             .ncand = (uint32_t)nc,
+                             .labeled = (uint32_t)br.labeled,
+                             .his = his,
+                             .cand = p->cand,
+                             .labels = p->labels,
+                             .id = br.impression_id.p,
+                             .id_len = (uint32_t)br.impression_id.n};
+        if ((rc = dataset_put_impression(p->w, imp_index, &iv)))
+            goto out;
+        p->meta.impressions++;
+        p->meta.candidates += nc;
+        p->meta.labeled_impressions += (uint64_t)br.labeled;
+        for (size_t i = 0; br.labeled && i < nc; i++) {
+            if (!p->labels[i])
+                continue;
+            SampleView sv = {.user = user,
+                             .pos = p->cand[i],
+                             .impression = imp_index,
+                             .nhis = nhis,
+                             .nneg = (uint32_t)nneg,
+                             .his = his,
+                             .neg = p->neg};
+            if ((rc = dataset_put_sample(p->w, p->meta.samples, &sv)))
+                goto out;
+            p->meta.samples++;
+        }
+    }
+    if (rc != PSREC_E_NOTFOUND)
+        goto out;
+    rc = 0;
+    p->meta.users = strmap_count(p->split_users);
+    p->meta.tsv_bytes += lr_bytes(lr);
+out:
+    lr_close(&lr);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ driver */
+
+static void prep_fini(Prep *p)
+{
+    dataset_writer_abort(&p->w);
+    strmap_free(&p->news_ids);
+    strmap_free(&p->words);
+    strmap_free(&p->cats);
+    strmap_free(&p->users);
+    strmap_free(&p->split_cats);
+    strmap_free(&p->split_users);
+    free(p->word_counts);
+    free(p->news_tok);
+    free(p->news_ntok);
+    free(p->news_cat);
+    free(p->news_idx);
+    free(p->lower);
+    free(p->his);
+    free(p->cand);
+    free(p->neg);
+    free(p->labels);
+}
+
+static int remove_dataset_dir(const char *path)
+{
+    char f[4200];
+    snprintf(f, sizeof f, "%s/data.mdb", path);
+    unlink(f);
+    snprintf(f, sizeof f, "%s/lock.mdb", path);
+    unlink(f);
+    if (rmdir(path) != 0)
+        return psrec_errf(errno, "%s: cannot remove the old dataset: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Move the finished dataset into place; with --force an old one is replaced. */
+static int publish(const char *tmp, const char *out, int force)
+{
+    struct stat st;
+    if (stat(out, &st) == 0) {
+        if (!force)
+            return psrec_errf(PSREC_E_USAGE, "%s exists; remove it or pass --force", out);
+        char old[4200];
+        snprintf(old, sizeof old, "%s.old-%ld", out, (long)getpid());
+        if (rename(out, old) != 0)
+            return psrec_errf(errno, "%s: %s", out, strerror(errno));
+        if (rename(tmp, out) != 0) {
+            int e = errno;
+            rename(old, out);
+            return psrec_errf(e, "%s: %s", out, strerror(e));
+        }
+        return remove_dataset_dir(old);
+    }
+    if (rename(tmp, out) != 0)
+        return psrec_errf(errno, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
+    return 0;
+}
+
+int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
+{
+    Prep p = {.opt = opt};
+    p.title_len = opt->title_len ? opt->title_len : PREP_DEFAULT_TITLE_LEN;
+    p.his_len = opt->his_len ? opt->his_len : PREP_DEFAULT_HIS_LEN;
+    p.meta.min_count = opt->min_count ? opt->min_count : 1;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", opt->out_path, (long)getpid());
+    struct stat st;
+    if (!opt->force && stat(opt->out_path, &st) == 0)
+        return psrec_errf(PSREC_E_USAGE, "%s exists; remove it or pass --force", opt->out_path);
+    int rc;
+    if (!(p.news_ids = strmap_new(1 << 16)) || !(p.words = strmap_new(1 << 16)) ||
+        !(p.cats = strmap_new(64)) || !(p.users = strmap_new(1 << 16)) ||
+        !(p.split_cats = strmap_new(64)) || !(p.split_users = strmap_new(1 << 16))) {
+        rc = psrec_errf(PSREC_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = dataset_writer_new(tmp, &p.w)))
+        goto out;
+    if (opt->vocab_from) {
+        p.meta.vocab_shared = 1;
+        if ((rc = load_vocab_source(&p)))
+            goto out;
+    }
+    if (p.title_len > 4096 || p.his_len > 65536) {
+        rc = psrec_errf(PSREC_E_RANGE, "title_len %u / his_len %u too large", p.title_len,
+                        p.his_len);
+        goto out;
+    }
+    p.meta.title_len = p.title_len;
+    p.meta.his_len = p.his_len;
+    if ((rc = read_news(&p)))
+        goto out;
+    if (!opt->vocab_from) {
+        if ((rc = build_vocab(&p)) ||
+            (rc = write_own_names(&p, p.cats, "<none>", dataset_put_category,
+                                  &p.meta.category_rows)))
+            goto out;
+    }
+    if ((rc = write_news(&p)) || (rc = read_behaviors(&p)))
+        goto out;
+    if (!opt->vocab_from &&
+        (rc = write_own_names(&p, p.users, "<unk>", dataset_put_user, &p.meta.user_rows)))
+        goto out;
+    if ((rc = dataset_writer_finish(&p.w, &p.meta)))
+        goto out;
+    if ((rc = publish(tmp, opt->out_path, opt->force))) {
+        remove_dataset_dir(tmp);
+        goto out;
+    }
+    if (meta_out)
+        *meta_out = p.meta;
+out:
+    prep_fini(&p);
+    return rc;
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Builds psrec with warnings as errors and runs every test suite (unit, mpi, slow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# mpirun refuses to run as root without these; tests run on loopback only.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSREC_WERROR=ON
+cmake --build build -j"$(nproc)"
+ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"

@@ -1,0 +1,44 @@
+/* Helpers shared by the CUnit suites: temp dirs, files, running the real psrec binary,
+ * and a main() that runs the registered suites and returns non-zero on any failure. */
+#ifndef PSREC_TESTUTIL_H
+#define PSREC_TESTUTIL_H
+
+#include <CUnit/Basic.h>
+#include <stddef.h>
+
+/* Make a fresh directory under $TMPDIR (or /tmp) named psrec-<tag>-XXXXXX; returns a static
+ * copy valid until the next call. Aborts the test program on failure. */
+const char *tu_mkdtemp(const char *tag);
+
+/* Remove a directory tree (rm -rf). */
+void tu_rmtree(const char *path);
+
+/* Write text to path (truncating). Returns 0 or errno. */
+int tu_write_file(const char *path, const char *text);
+
+/* Read a whole file into a malloc'ed NUL-terminated buffer (caller frees); NULL on error. */
+char *tu_read_file(const char *path, size_t *len);
+
+/* Run a shell command line; stdout+stderr are captured into *out (malloc'ed, caller frees)
+ * when out is non-NULL. Returns the exit status (0..255), or 128+signal, or -1. */
+int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Path of the psrec binary under test, and of the source tree. */
+#define TU_PSREC PSREC_BIN
+#define TU_SRCDIR PSREC_SOURCE_DIR
+#define TU_MPIRUN PSREC_MPIRUN
+
+/* Find "key": <number> in a flat JSON text; returns 1 and sets *v when found. */
+int tu_json_number(const char *json, const char *key, double *v);
+
+/* Register one suite from a NULL-terminated table of {name, fn}. */
+typedef struct TuTest {
+    const char *name;
+    void (*fn)(void);
+} TuTest;
+void tu_add_suite(const char *name, const TuTest *tests);
+
+/* Run every registered suite (verbose), print a summary, return 0 only if all passed. */
+int tu_run_all(void);
+
+#endif
