@@ -1,0 +1,246 @@
+/* Row storage for sparse and dense parameter tables.
+ *
+ * Layout: rows live in one growable array of slots; slot s holds `width` parameters followed
+ * by `width * k` optimizer-state floats (k from the optimizer), and steps[s] its update count.
+ * Dense tables map key -> slot directly (slot = key). Sparse tables find the slot through an
+ * open-addressing hash map from key to slot (linear probing, power-of-two capacity, load at
+ * most 1/2), so a table of millions of possible users costs only the rows touched. */
+#include "server/table.h"
+
+#include "common/error.h"
+#include "common/rng.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EMPTY_SLOT UINT32_MAX
+
+struct Table {
+    TableSpec spec;
+    OptimConfig opt;
+    uint64_t seed;
+    size_t row_floats;   /* width * (1 + state per float) */
+    float *data;         /* (cap, row_floats) */
+    uint32_t *steps;     /* (cap) */
+    size_t used, cap;    /* slots */
+    uint64_t *keys;      /* sparse: (map_cap) keys */
+    uint32_t *slots;     /* sparse: (map_cap) slot or EMPTY_SLOT */
+    size_t map_cap;
+};
+
+void table_init_row(const TableSpec *spec, uint64_t seed, uint64_t key, float *out)
+{
+    Rng rng;
+    rng_seed(&rng, rng_mix64(seed ^ rng_mix64(((uint64_t)spec->id << 48) ^ key)));
+    for (uint32_t i = 0; i < spec->width; i++) {
+        switch (spec->init) {
+        case TABLE_INIT_NORMAL:
+            out[i] = (float)(spec->scale * rng_normal(&rng));
+            break;
+        case TABLE_INIT_UNIFORM:
+            out[i] = (float)(spec->scale * (2.0 * rng_uniform(&rng) - 1.0));
+            break;
+        case TABLE_INIT_UNIFORM_SUM2:
+            out[i] = (float)(spec->scale * (2.0 * rng_uniform(&rng) - 1.0)) +
+                     (float)(spec->scale * (2.0 * rng_uniform(&rng) - 1.0));
+            break;
+        case TABLE_INIT_ZERO:
+            out[i] = 0.0f;
+            break;
+        }
+    }
+}
+
+static int grow_slots(Table *t, size_t need)
+{
+    if (need <= t->cap)
+        return 0;
+    size_t cap = t->cap ? t->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    float *d = realloc(t->data, cap * t->row_floats * sizeof *d);
+    if (!d)
+        return PSREC_E_NOMEM;
+    t->data = d;
+    uint32_t *s = realloc(t->steps, cap * sizeof *s);
+    if (!s)
+        return PSREC_E_NOMEM;
+    t->steps = s;
+    t->cap = cap;
+    return 0;
+}
+
+/* Append a fresh slot for key: initial parameters, zero state, step 0. */
+static int new_slot(Table *t, uint64_t key, uint32_t *slot)
+{
+    int rc = grow_slots(t, t->used + 1);
+    if (rc)
+        return rc;
+    float *row = t->data + t->used * t->row_floats;
+    table_init_row(&t->spec, t->seed, key, row);
+    memset(row + t->spec.width, 0, (t->row_floats - t->spec.width) * sizeof *row);
+    t->steps[t->used] = 0;
+    *slot = (uint32_t)t->used++;
+    return 0;
+}
+
+static inline size_t hash_key(uint64_t key, size_t mask)
+{
+    return (size_t)rng_mix64(key) & mask;
+}
+
+static int map_grow(Table *t)
+{
+    size_t cap = t->map_cap ? t->map_cap * 2 : 1024;
+    uint64_t *keys = malloc(cap * sizeof *keys);
+    uint32_t *slots = malloc(cap * sizeof *slots);
+    if (!keys || !slots) {
+        free(keys);
+        free(slots);
+        return PSREC_E_NOMEM;
+    }
+    memset(slots, 0xff, cap * sizeof *slots);
+    for (size_t i = 0; i < t->map_cap; i++) {
+        if (t->slots[i] == EMPTY_SLOT)
+            continue;
+        size_t h = hash_key(t->keys[i], cap - 1);
+        while (slots[h] != EMPTY_SLOT)
+            h = (h + 1) & (cap - 1);
+        keys[h] = t->keys[i];
+        slots[h] = t->slots[i];
+    }
+    free(t->keys);
+    free(t->slots);
+    t->keys = keys;
+    t->slots = slots;
+    t->map_cap = cap;
+    return 0;
+}
+
+/* Slot of key, creating the row when create is set. */
+static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
+{
+    if (key >= t->spec.rows)
+        return psrec_errf(PSREC_E_RANGE, "table %s: key %llu out of range [0, %llu)",
+                          t->spec.name, (unsigned long long)key,
+                          (unsigned long long)t->spec.rows);
+    if (t->spec.dense) {
+        *slot = (uint32_t)key;
+        return 0;
+    }
+    if ((t->used + 1) * 2 > t->map_cap) {
+        int rc = map_grow(t);
+        if (rc)
+            return rc;
+    }
+    size_t mask = t->map_cap - 1, h = hash_key(key, mask);
+    while (t->slots[h] != EMPTY_SLOT) {
+        if (t->keys[h] == key) {
+            *slot = t->slots[h];
+            return 0;
+        }
+        h = (h + 1) & mask;
+    }
+    if (!create)
+        return PSREC_E_NOTFOUND;
+    int rc = new_slot(t, key, slot);
+    if (rc)
+        return rc;
+    t->keys[h] = key;
+    t->slots[h] = *slot;
+    return 0;
+}
+
+int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Table **out)
+{
+    *out = NULL;
+    if (spec->width == 0 || spec->rows == 0 || (spec->dense && spec->rows > UINT32_MAX))
+        return psrec_errf(PSREC_E_RANGE, "table %s: bad shape (%llu rows of %u)", spec->name,
+                          (unsigned long long)spec->rows, spec->width);
+    Table *t = calloc(1, sizeof *t);
+    if (!t)
+        return PSREC_E_NOMEM;
+    t->spec = *spec;
+    t->opt = *opt;
+    t->seed = seed;
+    t->row_floats = spec->width * (1 + optim_state_per_float(opt->kind));
+    if (spec->dense) {
+        uint32_t slot;
+        int rc = grow_slots(t, spec->rows);
+        for (uint64_t k = 0; !rc && k < spec->rows; k++)
+            rc = new_slot(t, k, &slot);
+        if (rc) {
+            table_free(&t);
+            return rc;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+void table_free(Table **tp)
+{
+    Table *t = *tp;
+    if (!t)
+        return;
+    free(t->data);
+    free(t->steps);
+    free(t->keys);
+    free(t->slots);
+    free(t);
+    *tp = NULL;
+}
+
+const TableSpec *table_spec(const Table *t)
+{
+    return &t->spec;
+}
+
+int table_pull(Table *t, const uint64_t *keys, size_t n, float *out)
+{
+    const size_t w = t->spec.width;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot;
+        int rc = find_slot(t, keys[i], 1, &slot);
+        if (rc)
+            return rc;
+        memcpy(out + i * w, t->data + slot * t->row_floats, w * sizeof *out);
+    }
+    return 0;
+}
+
+int table_push(Table *t, const uint64_t *keys, size_t n, const float *grads)
+{
+    const size_t w = t->spec.width;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t slot;
+        int rc = find_slot(t, keys[i], 1, &slot);
+        if (rc)
+            return rc;
+        float *row = t->data + slot * t->row_floats;
+        optim_apply(&t->opt, row, row + w, &t->steps[slot], grads + i * w, w);
+    }
+    return 0;
+}
+
+uint64_t table_rows_held(const Table *t)
+{
+    return t->used;
+}
+
+int table_row(Table *t, uint64_t key, float **param, float **state, uint32_t **step)
+{
+    uint32_t slot;
+    int rc = find_slot(t, key, 0, &slot);
+    if (rc)
+        return rc;
+    float *row = t->data + slot * t->row_floats;
+    if (param)
+        *param = row;
+    if (state)
+        *state = row + t->spec.width;
+    if (step)
+        *step = &t->steps[slot];
+    return 0;
+}

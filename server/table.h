@@ -1,0 +1,62 @@
+/* Parameter tables held by a server shard: sparse embedding tables whose rows are created on
+ * first touch, and dense tables (chunks of LSTM weights) created whole.
+ *
+ * A row's initial value is a pure function of (seed, table id, row key), so it does not
+ * depend on which shard owns the row or on the order rows are touched: any sharding of a
+ * run starts from the same parameters. Memory grows only with the rows that exist.
+ * Not thread-safe: a table belongs to one shard loop (or one single-process trainer). */
+#ifndef PSREC_SERVER_TABLE_H
+#define PSREC_SERVER_TABLE_H
+
+#include "server/optim.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum TableInit {
+    TABLE_INIT_NORMAL,       /* N(0, scale^2): embeddings (scale 0.1) */
+    TABLE_INIT_UNIFORM,      /* U(-scale, scale): LSTM weights (scale 1/sqrt(H)) */
+    TABLE_INIT_UNIFORM_SUM2, /* sum of two U(-scale, scale): the LSTM bias, which stands for
+                                PyTorch's b_ih + b_hh */
+    TABLE_INIT_ZERO,
+} TableInit;
+
+typedef struct TableSpec {
+    uint32_t id;        /* table id (also mixed into the init seed) */
+    const char *name;   /* for messages and checkpoints; borrowed for the table's life */
+    uint32_t width;     /* floats per row */
+    uint64_t rows;      /* key range: keys must be < rows */
+    int dense;          /* 1: all rows exist from the start, stored flat */
+    TableInit init;
+    float scale;
+} TableSpec;
+
+typedef struct Table Table;
+
+/* Create a table; a dense one allocates and initialises every row now.
+ * Returns 0, PSREC_E_RANGE (width 0, dense with rows 0) or PSREC_E_NOMEM. */
+int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Table **out);
+void table_free(Table **t);
+const TableSpec *table_spec(const Table *t);
+
+/* Copy rows keys[0..n) into out (n, width), creating missing sparse rows.
+ * Returns 0, PSREC_E_RANGE for a key >= rows (nothing copied after it), PSREC_E_NOMEM. */
+int table_pull(Table *t, const uint64_t *keys, size_t n, float *out);
+
+/* Apply grads (n, width) to rows keys[0..n) with the table's optimizer, creating missing rows
+ * first. A key may appear more than once; each occurrence is one optimizer step.
+ * Returns as table_pull. */
+int table_push(Table *t, const uint64_t *keys, size_t n, const float *grads);
+
+/* Rows that exist (sparse: touched so far; dense: all). */
+uint64_t table_rows_held(const Table *t);
+
+/* Direct access to one existing row for checkpoints and tests: param (width) floats, state
+ * (width * optim_state_per_float) floats and the step count. Returns 0 or PSREC_E_NOTFOUND.
+ * Pointers are valid until the next call that can create rows. */
+int table_row(Table *t, uint64_t key, float **param, float **state, uint32_t **step);
+
+/* The initial value of a row, as table_pull would create it. */
+void table_init_row(const TableSpec *spec, uint64_t seed, uint64_t key, float *out);
+
+#endif
