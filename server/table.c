@@ -11,6 +11,7 @@
 #include "common/rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct Table {
     size_t row_floats;   /* width * (1 + state per float) */
     float *data;         /* (cap, row_floats) */
     uint32_t *steps;     /* (cap) */
+    uint64_t *slot_keys; /* (cap) key of each slot, for saving */
     size_t used, cap;    /* slots */
     uint64_t *keys;      /* sparse: (map_cap) keys */
     uint32_t *slots;     /* sparse: (map_cap) slot or EMPTY_SLOT */
@@ -67,6 +69,10 @@ static int grow_slots(Table *t, size_t need)
     if (!s)
         return PSREC_E_NOMEM;
     t->steps = s;
+    uint64_t *k = realloc(t->slot_keys, cap * sizeof *k);
+    if (!k)
+        return PSREC_E_NOMEM;
+    t->slot_keys = k;
     t->cap = cap;
     return 0;
 }
@@ -81,6 +87,7 @@ static int new_slot(Table *t, uint64_t key, uint32_t *slot)
     table_init_row(&t->spec, t->seed, key, row);
     memset(row + t->spec.width, 0, (t->row_floats - t->spec.width) * sizeof *row);
     t->steps[t->used] = 0;
+    t->slot_keys[t->used] = key;
     *slot = (uint32_t)t->used++;
     return 0;
 }
@@ -186,6 +193,7 @@ void table_free(Table **tp)
         return;
     free(t->data);
     free(t->steps);
+    free(t->slot_keys);
     free(t->keys);
     free(t->slots);
     free(t);
@@ -242,5 +250,91 @@ int table_row(Table *t, uint64_t key, float **param, float **state, uint32_t **s
         *state = row + t->spec.width;
     if (step)
         *step = &t->steps[slot];
+    return 0;
+}
+
+/* What a saved table records about itself, checked on load. */
+typedef struct TableSaveMeta {
+    uint32_t id, width, dense, state_per_float;
+    uint64_t rows, held;
+} TableSaveMeta;
+
+static void section_name(char *out, size_t size, const char *table, const char *part)
+{
+    snprintf(out, size, "%s.%s", table, part);
+}
+
+int table_save(const Table *t, CkptWriter *w)
+{
+    char name[CKPT_NAME_MAX];
+    TableSaveMeta m = {.id = t->spec.id,
+                       .width = t->spec.width,
+                       .dense = (uint32_t)t->spec.dense,
+                       .state_per_float = (uint32_t)optim_state_per_float(t->opt.kind),
+                       .rows = t->spec.rows,
+                       .held = t->used};
+    int rc;
+    section_name(name, sizeof name, t->spec.name, "meta");
+    if ((rc = ckpt_write_section(w, name, &m, sizeof m)))
+        return rc;
+    section_name(name, sizeof name, t->spec.name, "keys");
+    if ((rc = ckpt_write_section(w, name, t->slot_keys, t->used * sizeof *t->slot_keys)))
+        return rc;
+    section_name(name, sizeof name, t->spec.name, "data");
+    if ((rc = ckpt_write_section(w, name, t->data, t->used * t->row_floats * sizeof *t->data)))
+        return rc;
+    section_name(name, sizeof name, t->spec.name, "steps");
+    return ckpt_write_section(w, name, t->steps, t->used * sizeof *t->steps);
+}
+
+int table_load(Table *t, const CkptReader *r, int params_only)
+{
+    char name[CKPT_NAME_MAX];
+    const void *mp, *kp, *dp, *sp;
+    size_t ms, ks, ds, ss;
+    section_name(name, sizeof name, t->spec.name, "meta");
+    if (ckpt_section(r, name, &mp, &ms))
+        return psrec_errf(PSREC_E_NOTFOUND, "checkpoint has no table '%s'", t->spec.name);
+    TableSaveMeta m;
+    if (ms != sizeof m)
+        return psrec_errf(PSREC_E_FORMAT, "table '%s': bad meta section", t->spec.name);
+    memcpy(&m, mp, sizeof m);
+    size_t spf = optim_state_per_float(t->opt.kind);
+    if (m.width != t->spec.width || m.rows != t->spec.rows || m.dense != (uint32_t)t->spec.dense)
+        return psrec_errf(PSREC_E_FORMAT,
+                          "table '%s': checkpoint has %llu rows of %u, the model wants %llu of %u",
+                          t->spec.name, (unsigned long long)m.rows, m.width,
+                          (unsigned long long)t->spec.rows, t->spec.width);
+    if (!params_only && m.state_per_float != spf)
+        return psrec_errf(PSREC_E_FORMAT, "table '%s': checkpoint optimizer state differs",
+                          t->spec.name);
+    const size_t saved_row = (size_t)m.width * (1 + m.state_per_float);
+    int bad = 0;
+    section_name(name, sizeof name, t->spec.name, "keys");
+    bad |= ckpt_section(r, name, &kp, &ks) || ks != m.held * sizeof(uint64_t);
+    section_name(name, sizeof name, t->spec.name, "data");
+    bad |= ckpt_section(r, name, &dp, &ds) || ds != m.held * saved_row * sizeof(float);
+    section_name(name, sizeof name, t->spec.name, "steps");
+    bad |= ckpt_section(r, name, &sp, &ss) || ss != m.held * sizeof(uint32_t);
+    if (bad)
+        return psrec_errf(PSREC_E_FORMAT, "table '%s': sections missing or of the wrong size",
+                          t->spec.name);
+    const uint64_t *keys = kp;
+    const float *data = dp;
+    const uint32_t *steps = sp;
+    for (uint64_t i = 0; i < m.held; i++) {
+        uint32_t slot;
+        int rc = find_slot(t, keys[i], 1, &slot);
+        if (rc)
+            return rc;
+        float *row = t->data + slot * t->row_floats;
+        const float *src = data + i * saved_row;
+        if (params_only) {
+            memcpy(row, src, m.width * sizeof *row);
+        } else {
+            memcpy(row, src, t->row_floats * sizeof *row);
+            t->steps[slot] = steps[i];
+        }
+    }
     return 0;
 }

@@ -8,6 +8,7 @@
 #ifndef PSREC_SERVER_TABLE_H
 #define PSREC_SERVER_TABLE_H
 
+#include "common/ckpt.h"
 #include "server/optim.h"
 
 #include <stddef.h>
@@ -55,6 +56,16 @@ uint64_t table_rows_held(const Table *t);
  * (width * optim_state_per_float) floats and the step count. Returns 0 or PSREC_E_NOTFOUND.
  * Pointers are valid until the next call that can create rows. */
 int table_row(Table *t, uint64_t key, float **param, float **state, uint32_t **step);
+
+/* Save every existing row (keys, parameters, optimizer state, steps) as sections
+ * "<name>.meta", "<name>.keys", "<name>.data", "<name>.steps" of a checkpoint. */
+int table_save(const Table *t, CkptWriter *w);
+
+/* Load rows saved by table_save into t (same name, width and key range). With params_only,
+ * optimizer state and steps are left fresh (evaluation does not need them, and the saved
+ * state may be of another optimizer). Rows absent from the file keep their initial value.
+ * Returns 0, PSREC_E_NOTFOUND (no such table in the file) or PSREC_E_FORMAT (shape differs). */
+int table_load(Table *t, const CkptReader *r, int params_only);
 
 /* The initial value of a row, as table_pull would create it. */
 void table_init_row(const TableSpec *spec, uint64_t seed, uint64_t key, float *out);

@@ -133,12 +133,61 @@ static void test_dense(void)
     table_free(&tb);
 }
 
+/* Save and load: rows, state and steps come back; a params-only load into a table of another
+ * optimizer takes the parameters only; a table of another shape is refused. */
+static void test_save_load(void)
+{
+    TableSpec s = {.id = 1, .name = "user", .width = 3, .rows = 1000, .init = TABLE_INIT_NORMAL,
+                   .scale = 0.1f};
+    Table *t, *u, *v, *x;
+    CU_ASSERT_FATAL(table_new(&s, &adam, 5, &t) == 0);
+    uint64_t keys[4] = {999, 3, 500, 3};
+    float g[12] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, a[12], b[12];
+    CU_ASSERT_FATAL(table_push(t, keys, 4, g) == 0);
+    const char *dir = tu_mkdtemp("table");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/t.ckpt", dir);
+    CkptWriter *w;
+    CU_ASSERT_FATAL(ckpt_writer_new(path, &w) == 0);
+    CU_ASSERT_FATAL(table_save(t, w) == 0);
+    CU_ASSERT_FATAL(ckpt_writer_finish(&w) == 0);
+    CkptReader *r;
+    CU_ASSERT_FATAL(ckpt_reader_open(path, &r) == 0);
+    CU_ASSERT_FATAL(table_new(&s, &adam, 6, &u) == 0); /* other seed: values must come from file */
+    CU_ASSERT_FATAL(table_load(u, r, 0) == 0);
+    CU_ASSERT_EQUAL(table_rows_held(u), 3);
+    CU_ASSERT_FATAL(table_pull(t, keys, 3, a) == 0);
+    CU_ASSERT_FATAL(table_pull(u, keys, 3, b) == 0);
+    CU_ASSERT(memcmp(a, b, 9 * sizeof(float)) == 0);
+    uint32_t *st;
+    float *sa, *sb;
+    CU_ASSERT(table_row(u, 3, NULL, &sb, &st) == 0 && *st == 2);
+    CU_ASSERT(table_row(t, 3, NULL, &sa, NULL) == 0 && memcmp(sa, sb, 6 * sizeof(float)) == 0);
+    OptimConfig sgd = {.kind = OPTIM_SGD, .lr = 0.1f};
+    CU_ASSERT_FATAL(table_new(&s, &sgd, 6, &v) == 0);
+    CU_ASSERT(table_load(v, r, 0) == PSREC_E_FORMAT);
+    CU_ASSERT_FATAL(table_load(v, r, 1) == 0);
+    CU_ASSERT_FATAL(table_pull(v, keys, 3, b) == 0);
+    CU_ASSERT(memcmp(a, b, 9 * sizeof(float)) == 0);
+    TableSpec s2 = s;
+    s2.width = 4;
+    CU_ASSERT_FATAL(table_new(&s2, &adam, 6, &x) == 0);
+    CU_ASSERT(table_load(x, r, 1) == PSREC_E_FORMAT);
+    ckpt_reader_free(&r);
+    table_free(&t);
+    table_free(&u);
+    table_free(&v);
+    table_free(&x);
+    tu_rmtree(dir);
+}
+
 int main(void)
 {
     static const TuTest tests[] = {{"lazy sparse rows", test_lazy_rows},
                                    {"init independent of order", test_init_order_independent},
                                    {"many rows, init statistics", test_many_rows_and_init_stats},
                                    {"dense tables", test_dense},
+                                   {"save and load", test_save_load},
                                    {NULL, NULL}};
     tu_add_suite("table", tests);
     return tu_run_all();
