@@ -7,6 +7,9 @@
 int cmd_gen(int argc, char **argv);
 int cmd_prep(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
 
 /* Exit codes shared by all subcommands. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };

@@ -13,7 +13,9 @@ typedef struct Command {
 static const Command commands[] = {
     {"gen", cmd_gen, "write synthetic MIND-format data with a planted ground truth and oracle metrics"},
     {"prep", cmd_prep, "convert MIND news.tsv + behaviors.tsv into an LMDB dataset"},
-    {"inspect", cmd_inspect, "print a dataset's meta and counts (--json for machines)"},
+    {"train", cmd_train, "train LSTM-NR from an experiment config (plain or under mpirun)"},
+    {"eval", cmd_eval, "score a dataset with a checkpoint: AUC, MRR, nDCG, predictions"},
+    {"inspect", cmd_inspect, "print a dataset's or checkpoint's meta and counts (--json)"},
 };
 
 static void usage(FILE *f)

@@ -2,6 +2,7 @@
 # Builds psrec with warnings as errors and runs every test suite (unit, mpi, slow).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+./scripts/deps.sh
 # mpirun refuses to run as root without these; tests run on loopback only.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPSREC_WERROR=ON

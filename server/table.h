@@ -9,28 +9,12 @@
 #define PSREC_SERVER_TABLE_H
 
 #include "common/ckpt.h"
+#include "common/params.h"
 #include "server/optim.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum TableInit {
-    TABLE_INIT_NORMAL,       /* N(0, scale^2): embeddings (scale 0.1) */
-    TABLE_INIT_UNIFORM,      /* U(-scale, scale): LSTM weights (scale 1/sqrt(H)) */
-    TABLE_INIT_UNIFORM_SUM2, /* sum of two U(-scale, scale): the LSTM bias, which stands for
-                                PyTorch's b_ih + b_hh */
-    TABLE_INIT_ZERO,
-} TableInit;
-
-typedef struct TableSpec {
-    uint32_t id;        /* table id (also mixed into the init seed) */
-    const char *name;   /* for messages and checkpoints; borrowed for the table's life */
-    uint32_t width;     /* floats per row */
-    uint64_t rows;      /* key range: keys must be < rows */
-    int dense;          /* 1: all rows exist from the start, stored flat */
-    TableInit init;
-    float scale;
-} TableSpec;
 
 typedef struct Table Table;
 

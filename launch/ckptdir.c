@@ -1,0 +1,234 @@
+/* Checkpoint directory layout and atomic update (see ckptdir.h). */
+#include "launch/ckptdir.h"
+
+#include "common/error.h"
+#include "common/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return psrec_errf(errno, "%s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return psrec_errf(errno, "%s: %s", buf, strerror(errno));
+    return 0;
+}
+
+static void rm_step_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[4400];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Delete all but the newest keep complete step directories (and any stale .tmp ones). */
+static void prune(const char *root, int keep)
+{
+    DIR *d = opendir(root);
+    if (!d)
+        return;
+    char *names[4096];
+    size_t n = 0;
+    struct dirent *e;
+    char p[4400];
+    while ((e = readdir(d)) && n < 4096) {
+        if (strncmp(e->d_name, "step-", 5) != 0)
+            continue;
+        if (strstr(e->d_name, ".tmp")) {
+            snprintf(p, sizeof p, "%s/%s", root, e->d_name);
+            rm_step_dir(p);
+            continue;
+        }
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        if (i + (size_t)keep < n && names[i]) {
+            snprintf(p, sizeof p, "%s/%s", root, names[i]);
+            rm_step_dir(p);
+        }
+        free(names[i]);
+    }
+}
+
+static int write_file_atomic(const char *path, const char *text)
+{
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return psrec_errf(errno, "%s: %s", tmp, strerror(errno));
+    int ok = fputs(text, f) >= 0;
+    ok &= fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok &= fclose(f) == 0;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return psrec_errf(e, "%s: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
+                 const WorkerState *worker, int keep)
+{
+    char name[64], dir[4200], tmpdir[4300], file[4400];
+    snprintf(name, sizeof name, "step-%010llu", (unsigned long long)meta->step);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    snprintf(tmpdir, sizeof tmpdir, "%s.tmp", dir);
+    int rc = mkdir_p(root);
+    if (rc)
+        return rc;
+    rm_step_dir(tmpdir);
+    if (mkdir(tmpdir, 0755) != 0)
+        return psrec_errf(errno, "%s: %s", tmpdir, strerror(errno));
+    CkptWriter *w = NULL;
+    RunMeta m = *meta;
+    m.shards = 1;
+    m.shard = 0;
+    m.workers = 1;
+    snprintf(file, sizeof file, "%s/shard-0.ckpt", tmpdir);
+    if ((rc = ckpt_writer_new(file, &w)) || (rc = runmeta_write(w, &m)) ||
+        (rc = shard_save(shard, w)) || (rc = ckpt_writer_finish(&w)))
+        goto fail;
+    snprintf(file, sizeof file, "%s/worker-0.ckpt", tmpdir);
+    if ((rc = ckpt_writer_new(file, &w)) || (rc = runmeta_write(w, &m)) ||
+        (rc = ckpt_write_section(w, "worker.state", worker, sizeof *worker)) ||
+        (rc = ckpt_writer_finish(&w)))
+        goto fail;
+    rm_step_dir(dir); /* a checkpoint of the same step from an earlier run */
+    if (rename(tmpdir, dir) != 0) {
+        rc = psrec_errf(errno, "%s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    char latest[4200], text[80];
+    snprintf(latest, sizeof latest, "%s/LATEST", root);
+    snprintf(text, sizeof text, "%s\n", name);
+    if ((rc = write_file_atomic(latest, text)))
+        return rc;
+    prune(root, keep > 0 ? keep : 1);
+    return 0;
+fail:
+    ckpt_writer_abort(&w);
+    rm_step_dir(tmpdir);
+    return rc;
+}
+
+int ckptdir_resolve(const char *path, char *step_dir, size_t size)
+{
+    char p[4200];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/LATEST", path);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        char name[128] = "";
+        if (!fgets(name, sizeof name, f))
+            name[0] = '\0';
+        fclose(f);
+        name[strcspn(name, "\r\n")] = '\0';
+        if (strncmp(name, "step-", 5) != 0 || strchr(name, '/'))
+            return psrec_errf(PSREC_E_FORMAT, "%s: damaged LATEST file", path);
+        snprintf(step_dir, size, "%s/%s", path, name);
+        return 0;
+    }
+    snprintf(p, sizeof p, "%s/shard-0.ckpt", path);
+    if (stat(p, &st) == 0) {
+        snprintf(step_dir, size, "%s", path);
+        return 0;
+    }
+    return psrec_errf(PSREC_E_NOTFOUND,
+                      "%s: no checkpoint here (want a run's ckpt/ directory with LATEST, or a "
+                      "step-N directory)",
+                      path);
+}
+
+void ckptdir_shard_options(const RunMeta *m, ShardOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->shape = (ParamShape){.E = m->E,
+                            .H = m->H,
+                            .vocab_rows = m->vocab_rows,
+                            .category_rows = m->category_rows,
+                            .user_rows = m->user_rows};
+    o->optim = (OptimConfig){.kind = (OptimKind)m->optimizer,
+                             .lr = m->lr,
+                             .beta1 = m->beta1,
+                             .beta2 = m->beta2,
+                             .eps = m->eps};
+    o->seed = m->seed;
+}
+
+int ckptdir_load_shard(const char *step_dir, uint32_t k, int params_only, RunMeta *meta,
+                       Shard **out)
+{
+    *out = NULL;
+    char file[4300];
+    snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
+    CkptReader *r = NULL;
+    int rc = ckpt_reader_open(file, &r);
+    if (rc)
+        return rc;
+    if ((rc = runmeta_read(r, file, meta)))
+        goto out;
+    ShardOptions so;
+    ckptdir_shard_options(meta, &so);
+    if ((rc = shard_new(&so, out)))
+        goto out;
+    if ((rc = shard_load(*out, r, params_only))) {
+        psrec_errf(rc, "%s: %s", file, psrec_errmsg());
+        shard_free(out);
+    }
+out:
+    ckpt_reader_free(&r);
+    return rc;
+}
+
+int ckptdir_load_worker(const char *step_dir, uint32_t rank, WorkerState *out)
+{
+    char file[4300];
+    snprintf(file, sizeof file, "%s/worker-%u.ckpt", step_dir, rank);
+    CkptReader *r = NULL;
+    int rc = ckpt_reader_open(file, &r);
+    if (rc)
+        return rc;
+    const void *p;
+    size_t n;
+    if (ckpt_section(r, "worker.state", &p, &n) || n != sizeof *out)
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: no valid worker.state section", file);
+    else
+        memcpy(out, p, sizeof *out);
+    ckpt_reader_free(&r);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* Checkpoint directories: the on-disk layout of a run's checkpoints and its atomic update.
+ *
+ *   <root>/step-0000001234/shard-<k>.ckpt   one per server shard: run.meta + its tables
+ *   <root>/step-0000001234/worker-<r>.ckpt  one per worker: run.meta + worker.state
+ *   <root>/LATEST                           "step-0000001234\n": the newest complete one
+ * A step directory is written as "<name>.tmp" and renamed when complete; LATEST is replaced
+ * by rename after that. So a crash at any point leaves LATEST naming a complete checkpoint. */
+#ifndef PSREC_LAUNCH_CKPTDIR_H
+#define PSREC_LAUNCH_CKPTDIR_H
+
+#include "common/rng.h"
+#include "common/runmeta.h"
+#include "server/shard.h"
+#include "worker/reader.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A worker's part of a consistent cut. */
+typedef struct WorkerState {
+    ReaderPosition pos;   /* next sample */
+    Rng rng;              /* negative sampling */
+    uint64_t step;
+} WorkerState;
+
+/* Write a single-process checkpoint (one shard, one worker) for meta->step into root, then
+ * delete all but the newest `keep` step directories. Returns 0 or an error with detail. */
+int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
+                 const WorkerState *worker, int keep);
+
+/* Resolve path to a step directory: a root with LATEST, or a step directory itself.
+ * Returns 0 or PSREC_E_NOTFOUND with a message naming path. */
+int ckptdir_resolve(const char *path, char *step_dir, size_t size);
+
+/* Create a shard from step_dir/shard-<k>.ckpt: its run.meta into *meta, tables loaded (only
+ * the parameters when params_only). *out is owned by the caller. */
+int ckptdir_load_shard(const char *step_dir, uint32_t k, int params_only, RunMeta *meta,
+                       Shard **out);
+
+/* Read step_dir/worker-<r>.ckpt. */
+int ckptdir_load_worker(const char *step_dir, uint32_t r, WorkerState *out);
+
+/* OptimConfig and ParamShape that meta describes. */
+void ckptdir_shard_options(const RunMeta *meta, ShardOptions *out);
+
+#endif

@@ -1,0 +1,134 @@
+/* `psrec eval --ckpt DIR --data DB [--predictions FILE] [--json] [--threads N]`: score every
+ * candidate of every impression of a dataset with a trained model; print MIND's metrics and
+ * optionally write MIND's submission file (works for the unlabeled test split too). */
+#include "common/error.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "launch/ckptdir.h"
+#include "launch/commands.h"
+#include "launch/inproc.h"
+#include "launch/run.h"
+#include "worker/eval.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void eval_usage(FILE *f)
+{
+    fprintf(f, "usage: psrec eval --ckpt DIR --data DB [--predictions FILE] [--json] [--threads N]\n\n"
+               "Score every candidate of every impression of DB with the model in DIR.\n"
+               "  --ckpt DIR          a run's checkpoint directory (uses LATEST) or a step-N dir\n"
+               "  --data DB           a dataset made by psrec prep --vocab-from <the train set>\n"
+               "  --predictions FILE  write MIND's submission format: \"impid [r1,r2,...]\" per\n"
+               "                      impression, 1-based ranks in candidate order\n"
+               "  --json              print {\"auc\",\"mrr\",\"ndcg5\",\"ndcg10\",\"impressions\",\"skipped\"}\n"
+               "  --threads N         BLAS threads (default: all cores)\n"
+               "  -h, --help          this text\n");
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    enum { O_CKPT = 256, O_DATA, O_PRED, O_JSON, O_THREADS };
+    static const struct option opts[] = {{"ckpt", required_argument, NULL, O_CKPT},
+                                          {"data", required_argument, NULL, O_DATA},
+                                          {"predictions", required_argument, NULL, O_PRED},
+                                          {"json", no_argument, NULL, O_JSON},
+                                          {"threads", required_argument, NULL, O_THREADS},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {0, 0, 0, 0}};
+    const char *ckpt = NULL, *data = NULL, *pred = NULL;
+    int json = 0, threads = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_CKPT: ckpt = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_PRED: pred = optarg; break;
+        case O_JSON: json = 1; break;
+        case O_THREADS: threads = atoi(optarg); break;
+        case 'h': eval_usage(stdout); return EXIT_OK;
+        default: eval_usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (!ckpt || !data || optind != argc) {
+        fprintf(stderr, "psrec eval: --ckpt and --data are required\n");
+        eval_usage(stderr);
+        return EXIT_USAGE;
+    }
+    log_set_identity("eval", 0);
+    run_set_threads(threads);
+    char step_dir[4200];
+    RunMeta meta;
+    Shard *shard = NULL;
+    Dataset *ds = NULL;
+    FILE *pf = NULL;
+    int rc = EXIT_FAIL;
+    if (ckptdir_resolve(ckpt, step_dir, sizeof step_dir) ||
+        ckptdir_load_shard(step_dir, 0, 1, &meta, &shard)) {
+        fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
+        goto out;
+    }
+    if (meta.shards != 1) {
+        /* Every shard file holds a disjoint part of the tables: load the others too. */
+        fprintf(stderr, "psrec eval: %s: %u shard files; multi-shard checkpoints are not "
+                        "supported yet\n", step_dir, meta.shards);
+        goto out;
+    }
+    if (dataset_open(data, &ds)) {
+        fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
+        goto out;
+    }
+    const DatasetMeta *dm = dataset_meta(ds);
+    if (dm->vocab_rows != meta.vocab_rows || dm->user_rows != meta.user_rows ||
+        dm->category_rows != meta.category_rows) {
+        fprintf(stderr, "psrec eval: %s does not share the model's vocabulary/users/categories "
+                        "(%llu/%llu/%llu rows vs %llu/%llu/%llu); prepare it with --vocab-from "
+                        "the training set\n", data,
+                (unsigned long long)dm->vocab_rows, (unsigned long long)dm->user_rows,
+                (unsigned long long)dm->category_rows, (unsigned long long)meta.vocab_rows,
+                (unsigned long long)meta.user_rows, (unsigned long long)meta.category_rows);
+        goto out;
+    }
+    if (pred && !(pf = fopen(pred, "w"))) {
+        fprintf(stderr, "psrec eval: %s: cannot write\n", pred);
+        goto out;
+    }
+    PsClient ps;
+    inproc_client_init(&ps, shard);
+    EvalOptions eo = {.dims = {.E = (int)meta.E, .H = (int)meta.H, .title_len = (int)meta.title_len,
+                               .his_len = (int)meta.his_len, .K = (int)meta.K},
+                      .data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX, .predictions = pf};
+    MetricsAcc acc;
+    metrics_acc_init(&acc);
+    EvalStats st;
+    if (eval_run(&eo, &acc, &st)) {
+        fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
+        goto out;
+    }
+    if (pf && fclose(pf) != 0) {
+        pf = NULL;
+        fprintf(stderr, "psrec eval: %s: write failed\n", pred);
+        goto out;
+    }
+    pf = NULL;
+    MetricsResult r;
+    metrics_result(&acc, &r);
+    if (json)
+        printf("{\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,\"ndcg10\":%.6f,\"impressions\":%llu,"
+               "\"skipped\":%llu}\n", r.auc, r.mrr, r.ndcg5, r.ndcg10,
+               (unsigned long long)r.impressions, (unsigned long long)r.skipped);
+    else
+        printf("AUC %.4f  MRR %.4f  nDCG@5 %.4f  nDCG@10 %.4f  (%llu impressions, %llu skipped; "
+               "model %s step %llu; %.1f s)\n", r.auc, r.mrr, r.ndcg5, r.ndcg10,
+               (unsigned long long)r.impressions, (unsigned long long)r.skipped, step_dir,
+               (unsigned long long)meta.step, st.seconds);
+    rc = EXIT_OK;
+out:
+    if (pf)
+        fclose(pf);
+    shard_free(&shard);
+    dataset_free(&ds);
+    return rc;
+}

@@ -1,0 +1,132 @@
+/* Shared start-up steps (see run.h). */
+#include "launch/run.h"
+
+#include "common/error.h"
+#include "common/log.h"
+#include "server/optim.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev)
+{
+    *train = *dev = NULL;
+    if (dataset_open(cfg->data.train, train)) {
+        LOG_ERROR("data.train: %s", psrec_errmsg());
+        return -1;
+    }
+    if (!cfg->data.dev[0])
+        return 0;
+    if (dataset_open(cfg->data.dev, dev)) {
+        LOG_ERROR("data.dev: %s", psrec_errmsg());
+        dataset_free(train);
+        return -1;
+    }
+    const DatasetMeta *t = dataset_meta(*train), *d = dataset_meta(*dev);
+    if (!d->vocab_shared || d->vocab_rows != t->vocab_rows || d->user_rows != t->user_rows ||
+        d->category_rows != t->category_rows) {
+        LOG_ERROR("data.dev %s does not share the vocabulary, categories and users of data.train "
+                  "%s; prepare it with psrec prep --vocab-from %s",
+                  cfg->data.dev, cfg->data.train, cfg->data.train);
+        dataset_free(train);
+        dataset_free(dev);
+        return -1;
+    }
+    return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int run_prepare_dir(const Config *cfg, FILE **metrics)
+{
+    *metrics = NULL;
+    char path[4400];
+    if (mkdir_p(cfg->run.dir)) {
+        LOG_ERROR("run.dir %s: cannot create: %s", cfg->run.dir, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/config.effective", cfg->run.dir);
+    FILE *f = fopen(path, "w");
+    if (!f || config_write(cfg, f) || fclose(f)) {
+        LOG_ERROR("%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run.dir);
+    if (!(*metrics = fopen(path, "w"))) {
+        LOG_ERROR("%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+void run_set_threads(int n)
+{
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)cores : 1;
+    }
+    openblas_set_num_threads(n);
+}
+
+void run_model_dims(const Config *cfg, ModelDims *d)
+{
+    d->E = cfg->model.word_dim;
+    d->H = cfg->model.hidden;
+    d->title_len = cfg->model.title_len;
+    d->his_len = cfg->model.his_len;
+    d->K = cfg->train.negatives;
+}
+
+void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
+{
+    memset(m, 0, sizeof *m);
+    m->E = (uint32_t)cfg->model.word_dim;
+    m->H = (uint32_t)cfg->model.hidden;
+    m->title_len = (uint32_t)cfg->model.title_len;
+    m->his_len = (uint32_t)cfg->model.his_len;
+    m->K = (uint32_t)cfg->train.negatives;
+    switch (cfg->train.optimizer) {
+    case OPTIMIZER_ADAM: m->optimizer = OPTIM_ADAM; break;
+    case OPTIMIZER_ADAGRAD: m->optimizer = OPTIM_ADAGRAD; break;
+    case OPTIMIZER_SGD: m->optimizer = OPTIM_SGD; break;
+    }
+    m->lr = (float)cfg->train.lr;
+    m->beta1 = (float)cfg->train.adam_beta1;
+    m->beta2 = (float)cfg->train.adam_beta2;
+    m->eps = (float)(cfg->train.optimizer == OPTIMIZER_ADAGRAD ? cfg->train.adagrad_eps
+                                                               : cfg->train.adam_eps);
+    m->vocab_rows = t->vocab_rows;
+    m->category_rows = t->category_rows;
+    m->user_rows = t->user_rows;
+    m->seed = cfg->train.seed;
+    m->shards = 1;
+    m->workers = 1;
+}
+
+void run_write_eval(FILE *metrics, uint64_t epoch, uint64_t step, const MetricsResult *r)
+{
+    if (!metrics)
+        return;
+    fprintf(metrics,
+            "{\"epoch\":%llu,\"step\":%llu,\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,"
+            "\"ndcg10\":%.6f,\"impressions\":%llu,\"skipped\":%llu}\n",
+            (unsigned long long)epoch, (unsigned long long)step, r->auc, r->mrr, r->ndcg5,
+            r->ndcg10, (unsigned long long)r->impressions, (unsigned long long)r->skipped);
+    fflush(metrics);
+}

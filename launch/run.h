@@ -1,0 +1,32 @@
+/* Start-up pieces every way of running the model shares (train, eval, bench): opening and
+ * cross-checking datasets, the run directory, thread count, dims and run meta from a config,
+ * and the metrics.jsonl evaluation line. Errors are logged here, in one clear line each. */
+#ifndef PSREC_LAUNCH_RUN_H
+#define PSREC_LAUNCH_RUN_H
+
+#include "common/config.h"
+#include "common/dataset.h"
+#include "common/metrics.h"
+#include "common/runmeta.h"
+#include "worker/model.h"
+
+#include <stdio.h>
+
+/* Open data.train and (when set) data.dev; dev must share train's vocabulary tables.
+ * Returns 0 or -1 (logged). */
+int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev);
+
+/* Create run.dir, write config.effective, open metrics.jsonl (truncated) into *metrics.
+ * Returns 0 or -1 (logged). */
+int run_prepare_dir(const Config *cfg, FILE **metrics);
+
+/* OpenBLAS threads: n, or every core when n == 0. */
+void run_set_threads(int n);
+
+void run_model_dims(const Config *cfg, ModelDims *d);
+void run_meta_from_config(const Config *cfg, const DatasetMeta *train, RunMeta *m);
+
+/* {"epoch","step","auc","mrr","ndcg5","ndcg10","impressions","skipped"} to metrics. */
+void run_write_eval(FILE *metrics, uint64_t epoch, uint64_t step, const MetricsResult *r);
+
+#endif

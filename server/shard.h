@@ -1,0 +1,52 @@
+/* A server shard: the tables (or the parts of them) one shard owns, and the operations a
+ * worker's pull/push turn into. Single-process training runs one shard in-process that owns
+ * everything; the distributed trainer runs one per server rank behind an event loop.
+ * Not thread-safe: one shard, one thread (no locks on parameters). */
+#ifndef PSREC_SERVER_SHARD_H
+#define PSREC_SERVER_SHARD_H
+
+#include "common/ckpt.h"
+#include "common/params.h"
+#include "server/optim.h"
+#include "server/table.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ShardOptions {
+    ParamShape shape;
+    OptimConfig optim;
+    uint64_t seed;      /* parameter init seed (same on every shard) */
+} ShardOptions;
+
+typedef struct ShardStats {
+    uint64_t pulls, pushes;      /* requests */
+    uint64_t rows_pulled, rows_pushed;
+    uint64_t rows_held;          /* over all tables */
+    uint64_t bad_requests;       /* refused: unknown table, key out of range */
+} ShardStats;
+
+typedef struct Shard Shard;
+
+/* Create a shard holding every table of the schema (dense tables allocated now).
+ * Returns 0 or an error code with detail. */
+int shard_new(const ShardOptions *opt, Shard **out);
+void shard_free(Shard **s);
+
+/* Copy rows of table into out (n, width). Unknown table or key out of range: PSREC_E_RANGE,
+ * counted as a bad request. */
+int shard_pull(Shard *s, uint32_t table, const uint64_t *keys, size_t n, float *out);
+/* Apply gradient rows (n, width) with the optimizer. Errors as shard_pull. */
+int shard_push(Shard *s, uint32_t table, const uint64_t *keys, size_t n, const float *grads);
+
+/* Width (floats per row) and key range of a table; 0 for an unknown table. */
+uint32_t shard_table_width(const Shard *s, uint32_t table);
+uint64_t shard_table_rows(const Shard *s, uint32_t table);
+
+void shard_stats(const Shard *s, ShardStats *out);
+
+/* Save every table of the shard into w / load them from r (see table_save/table_load). */
+int shard_save(const Shard *s, CkptWriter *w);
+int shard_load(Shard *s, const CkptReader *r, int params_only);
+
+#endif

@@ -1,0 +1,79 @@
+/* Training: one step (pull, forward/backward, push) and the epoch loop over a worker's
+ * partition of the samples. Parameters live behind a PsClient, so the same code trains in
+ * one process (in-process shard) or against remote shards. */
+#ifndef PSREC_WORKER_TRAIN_H
+#define PSREC_WORKER_TRAIN_H
+
+#include "common/dataset.h"
+#include "common/rng.h"
+#include "worker/batch.h"
+#include "worker/model.h"
+#include "worker/params_io.h"
+#include "worker/ps_client.h"
+#include "worker/reader.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* The per-step machinery, sized once for batches of up to max_B samples. */
+typedef struct TrainStep TrainStep;
+
+int train_step_new(TrainStep **out, const ModelDims *d, int max_B, PsClient *ps);
+void train_step_free(TrainStep **ts);
+
+/* One training step on a batch in global ids (see batch_build for the arrays):
+ * dedup, pull the rows and dense weights, forward/backward, push the gradients.
+ * *loss gets the batch's mean loss. */
+int train_step_run(TrainStep *ts, int B, const uint32_t *users, const uint32_t *his,
+                   const int *his_n, const uint32_t *cand, BatchNewsFn news_fn, void *ctx,
+                   float *loss);
+
+/* Bytes moved by this step object so far (pulled + pushed payload). */
+void train_step_bytes(const TrainStep *ts, uint64_t *pulled, uint64_t *pushed);
+
+/* Called by train_run at epoch ends and checkpoint points; any may be NULL. A non-zero
+ * return stops training with that code. */
+typedef struct TrainHooks {
+    void *ctx;
+    /* After epoch `epoch` (0-based) ended at global step `step`. */
+    int (*after_epoch)(void *ctx, uint64_t epoch, uint64_t step);
+    /* Save a checkpoint: the reader position of the next sample and the negative-sampling
+     * RNG; final is 1 for the end-of-training one. */
+    int (*checkpoint)(void *ctx, uint64_t step, const ReaderPosition *pos, const Rng *rng,
+                      int final);
+} TrainHooks;
+
+typedef struct TrainOptions {
+    ModelDims dims;
+    int batch_size;
+    int epochs;
+    int log_every;            /* steps between loss lines in metrics */
+    int checkpoint_every;     /* steps; 0 = only at the end */
+    uint64_t seed;
+    uint32_t rank, world;     /* this worker's partition */
+    Dataset *train;           /* borrowed */
+    PsClient *ps;             /* borrowed */
+    FILE *metrics;            /* metrics.jsonl, or NULL */
+    const ReaderPosition *start; /* resume position, or NULL */
+    const Rng *start_rng;     /* resume RNG, or NULL */
+    uint64_t start_step;
+    TrainHooks hooks;
+} TrainOptions;
+
+typedef struct TrainResult {
+    uint64_t steps;           /* global steps at the end */
+    uint64_t samples;         /* samples trained in this run */
+    double seconds;
+    double last_loss;         /* mean loss of the last logging interval */
+} TrainResult;
+
+/* Train for opt->epochs epochs. Returns 0 or the first error (with detail). */
+int train_run(const TrainOptions *opt, TrainResult *res);
+
+/* Draw the candidates of one sample: the click first, then K of the impression's negatives
+ * without replacement in random order, padded with news 0 when there are fewer than K.
+ * scratch holds nneg u32. */
+void train_sample_candidates(Rng *rng, uint32_t pos, const uint32_t *neg, uint32_t nneg, int K,
+                             uint32_t *scratch, uint32_t *cand);
+
+#endif
