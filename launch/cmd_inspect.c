@@ -1,18 +1,24 @@
-/* `psrec inspect [--json] DB`: prints a dataset's meta record and counts. Read-only; the
- * dataset's own checks (magic, version, table sizes) run on open, so inspect doubles as a
- * validity check of a prepared database. */
+/* `psrec inspect [--json] PATH`: prints a dataset's meta record and counts, or a checkpoint's
+ * run meta and tables. Read-only; the files' own checks (magic, version, sizes, CRCs) run on
+ * open, so inspect doubles as a validity check. */
+#include "common/ckpt.h"
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/runmeta.h"
+#include "launch/ckptdir.h"
 #include "launch/commands.h"
+#include "server/table.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void inspect_usage(FILE *f)
 {
-    fprintf(f, "usage: psrec inspect [--json] DB\n\n"
-               "Print the meta record and counts of a dataset made by `psrec prep`.\n"
+    fprintf(f, "usage: psrec inspect [--json] PATH\n\n"
+               "Print the meta record and counts of a dataset made by `psrec prep`, or the run\n"
+               "meta and tables of a checkpoint (a run's ckpt/ dir, a step-N dir or a .ckpt file).\n"
                "  --json     one JSON object on stdout (keys: news, users, impressions, samples,\n"
                "             vocab, categories, missing_news_refs, skipped_lines, ...)\n"
                "  -h, --help this text\n");
@@ -23,6 +29,97 @@ typedef struct Field {
     uint64_t value;
     const char *doc;
 } Field;
+
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            putchar('\\');
+        putchar(*p);
+    }
+    putchar('"');
+}
+
+/* A checkpoint file: its run meta, and for each table the rows held (from "<t>.meta"). */
+static int inspect_ckpt_file(const char *file, int json)
+{
+    CkptReader *r = NULL;
+    RunMeta m;
+    if (ckpt_reader_open(file, &r) || runmeta_read(r, file, &m)) {
+        fprintf(stderr, "psrec inspect: %s\n", psrec_errmsg());
+        ckpt_reader_free(&r);
+        return EXIT_FAIL;
+    }
+    const Field fields[] = {
+        {"step", m.step, "global steps done"},   {"epoch", m.epoch, "epoch of the next sample"},
+        {"word_dim", m.E, "E"},                  {"hidden", m.H, "H"},
+        {"title_len", m.title_len, ""},           {"his_len", m.his_len, ""},
+        {"negatives", m.K, "K"},                 {"optimizer", m.optimizer, "0 adam, 1 adagrad, 2 sgd"},
+        {"vocab_rows", m.vocab_rows, ""},         {"category_rows", m.category_rows, ""},
+        {"user_rows", m.user_rows, ""},           {"seed", m.seed, "init seed"},
+        {"shards", m.shards, "shard files"},      {"shard", m.shard, "this file's shard"},
+    };
+    size_t nf = sizeof fields / sizeof fields[0];
+    if (json) {
+        printf("{\"path\":");
+        json_string(file);
+        for (size_t i = 0; i < nf; i++)
+            printf(",\"%s\":%llu", fields[i].name, (unsigned long long)fields[i].value);
+        printf(",\"tables\":{");
+    } else {
+        printf("checkpoint %s\n", file);
+        for (size_t i = 0; i < nf; i++)
+            printf("  %-14s %12llu  %s\n", fields[i].name, (unsigned long long)fields[i].value,
+                   fields[i].doc);
+        printf("  tables (rows held / key range x width):\n");
+    }
+    int first = 1;
+    for (size_t i = 0; i < ckpt_section_count(r); i++) {
+        size_t size;
+        const char *name = ckpt_section_name(r, i, &size);
+        const char *dot = strrchr(name, '.');
+        if (!dot || strcmp(dot, ".meta") || !strcmp(name, "run.meta"))
+            continue;
+        char table[CKPT_NAME_MAX];
+        snprintf(table, sizeof table, "%.*s", (int)(dot - name), name);
+        TableSavedInfo tm;
+        if (table_saved_info(r, table, &tm))
+            continue;
+        if (json)
+            printf("%s\"%.*s\":{\"rows_held\":%llu,\"rows\":%llu,\"width\":%u}",
+                   first ? "" : ",", (int)(dot - name), name, (unsigned long long)tm.held,
+                   (unsigned long long)tm.rows, tm.width);
+        else
+            printf("    %-12.*s %10llu / %llu x %u%s\n", (int)(dot - name), name,
+                   (unsigned long long)tm.held, (unsigned long long)tm.rows, tm.width,
+                   tm.dense ? " (dense)" : "");
+        first = 0;
+    }
+    if (json)
+        printf("}}\n");
+    ckpt_reader_free(&r);
+    return EXIT_OK;
+}
+
+/* PATH names a checkpoint when it is a .ckpt file or a directory ckptdir_resolve accepts. */
+static int inspect_ckpt(const char *path, int json, int *handled)
+{
+    struct stat st;
+    char step_dir[4200], file[4400];
+    *handled = 0;
+    if (stat(path, &st) != 0)
+        return EXIT_FAIL;
+    if (S_ISREG(st.st_mode)) {
+        *handled = 1;
+        return inspect_ckpt_file(path, json);
+    }
+    if (ckptdir_resolve(path, step_dir, sizeof step_dir) != 0)
+        return EXIT_FAIL;
+    *handled = 1;
+    snprintf(file, sizeof file, "%s/shard-0.ckpt", step_dir);
+    return inspect_ckpt_file(file, json);
+}
 
 int cmd_inspect(int argc, char **argv)
 {
@@ -47,6 +144,9 @@ int cmd_inspect(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *path = argv[optind];
+    int handled, crc = inspect_ckpt(path, json, &handled);
+    if (handled)
+        return crc;
     Dataset *ds = NULL;
     if (dataset_open(path, &ds)) {
         fprintf(stderr, "psrec inspect: %s\n", psrec_errmsg());
@@ -81,13 +181,8 @@ int cmd_inspect(int argc, char **argv)
     };
     size_t nf = sizeof fields / sizeof fields[0];
     if (json) {
-        printf("{\"path\":\"");
-        for (const char *p = path; *p; p++) {
-            if (*p == '"' || *p == '\\')
-                putchar('\\');
-            putchar(*p);
-        }
-        printf("\"");
+        printf("{\"path\":");
+        json_string(path);
         for (size_t i = 0; i < nf; i++)
             printf(",\"%s\":%llu", fields[i].name, (unsigned long long)fields[i].value);
         printf("}\n");

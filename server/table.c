@@ -253,12 +253,6 @@ int table_row(Table *t, uint64_t key, float **param, float **state, uint32_t **s
     return 0;
 }
 
-/* What a saved table records about itself, checked on load. */
-typedef struct TableSaveMeta {
-    uint32_t id, width, dense, state_per_float;
-    uint64_t rows, held;
-} TableSaveMeta;
-
 static void section_name(char *out, size_t size, const char *table, const char *part)
 {
     snprintf(out, size, "%s.%s", table, part);
@@ -267,7 +261,7 @@ static void section_name(char *out, size_t size, const char *table, const char *
 int table_save(const Table *t, CkptWriter *w)
 {
     char name[CKPT_NAME_MAX];
-    TableSaveMeta m = {.id = t->spec.id,
+    TableSavedInfo m = {.id = t->spec.id,
                        .width = t->spec.width,
                        .dense = (uint32_t)t->spec.dense,
                        .state_per_float = (uint32_t)optim_state_per_float(t->opt.kind),
@@ -287,18 +281,29 @@ int table_save(const Table *t, CkptWriter *w)
     return ckpt_write_section(w, name, t->steps, t->used * sizeof *t->steps);
 }
 
+int table_saved_info(const CkptReader *r, const char *table, TableSavedInfo *out)
+{
+    char name[CKPT_NAME_MAX];
+    const void *p;
+    size_t n;
+    section_name(name, sizeof name, table, "meta");
+    if (ckpt_section(r, name, &p, &n))
+        return psrec_errf(PSREC_E_NOTFOUND, "checkpoint has no table '%s'", table);
+    if (n != sizeof *out)
+        return psrec_errf(PSREC_E_FORMAT, "table '%s': bad meta section", table);
+    memcpy(out, p, sizeof *out);
+    return 0;
+}
+
 int table_load(Table *t, const CkptReader *r, int params_only)
 {
     char name[CKPT_NAME_MAX];
-    const void *mp, *kp, *dp, *sp;
-    size_t ms, ks, ds, ss;
-    section_name(name, sizeof name, t->spec.name, "meta");
-    if (ckpt_section(r, name, &mp, &ms))
-        return psrec_errf(PSREC_E_NOTFOUND, "checkpoint has no table '%s'", t->spec.name);
-    TableSaveMeta m;
-    if (ms != sizeof m)
-        return psrec_errf(PSREC_E_FORMAT, "table '%s': bad meta section", t->spec.name);
-    memcpy(&m, mp, sizeof m);
+    const void *kp, *dp, *sp;
+    size_t ks, ds, ss;
+    TableSavedInfo m;
+    int rc = table_saved_info(r, t->spec.name, &m);
+    if (rc)
+        return rc;
     size_t spf = optim_state_per_float(t->opt.kind);
     if (m.width != t->spec.width || m.rows != t->spec.rows || m.dense != (uint32_t)t->spec.dense)
         return psrec_errf(PSREC_E_FORMAT,
@@ -324,8 +329,7 @@ int table_load(Table *t, const CkptReader *r, int params_only)
     const uint32_t *steps = sp;
     for (uint64_t i = 0; i < m.held; i++) {
         uint32_t slot;
-        int rc = find_slot(t, keys[i], 1, &slot);
-        if (rc)
+        if ((rc = find_slot(t, keys[i], 1, &slot)))
             return rc;
         float *row = t->data + slot * t->row_floats;
         const float *src = data + i * saved_row;

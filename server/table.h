@@ -51,6 +51,16 @@ int table_save(const Table *t, CkptWriter *w);
  * Returns 0, PSREC_E_NOTFOUND (no such table in the file) or PSREC_E_FORMAT (shape differs). */
 int table_load(Table *t, const CkptReader *r, int params_only);
 
+/* What table_save recorded about a table, read back without loading its rows. */
+typedef struct TableSavedInfo {
+    uint32_t id, width, dense, state_per_float;
+    uint64_t rows, held; /* key range; rows saved */
+} TableSavedInfo;
+
+/* Read the "<name>.meta" section of table `name`. Returns 0, PSREC_E_NOTFOUND or
+ * PSREC_E_FORMAT. */
+int table_saved_info(const CkptReader *r, const char *name, TableSavedInfo *out);
+
 /* The initial value of a row, as table_pull would create it. */
 void table_init_row(const TableSpec *spec, uint64_t seed, uint64_t key, float *out);
 
