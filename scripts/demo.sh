@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, build, generate a synthetic MIND-format set, prepare it
-# into LMDB, and show what was prepared.
+# into LMDB, train LSTM-NR on it, evaluate the trained model on the dev split and print
+# MIND's metrics next to the oracle's (the best any model can do on this data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -15,5 +16,7 @@ $PSREC prep --news data/demo/train/news.tsv --behaviors data/demo/train/behavior
 $PSREC prep --news data/demo/dev/news.tsv --behaviors data/demo/dev/behaviors.tsv \
             --out data/demo/dev.db --vocab-from data/demo/train.db --force
 $PSREC inspect data/demo/train.db
-$PSREC inspect data/demo/dev.db
-echo "oracle (the best any model can do on this data): $(cat data/demo/oracle.json)"
+$PSREC train configs/demo.conf
+echo "== dev metrics of the trained model (psrec eval):"
+$PSREC eval --ckpt runs/demo/ckpt --data data/demo/dev.db --predictions runs/demo/dev.predictions
+echo "== oracle (ranking by the true click probability): $(cat data/demo/oracle.json)"
