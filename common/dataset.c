@@ -31,7 +31,9 @@ static const unsigned table_flags[TBL_COUNT] = {0, MDB_INTEGERKEY, MDB_INTEGERKE
                                                 MDB_INTEGERKEY, MDB_INTEGERKEY, MDB_INTEGERKEY,
                                                 MDB_INTEGERKEY};
 
-#define WRITER_MAPSIZE ((size_t)1 << 40) /* address space only; the file grows as used */
+/* Address space only (the file grows as used). 256 GiB is many times MIND-large, and small
+ * enough to fit ThreadSanitizer's ~1.5 TiB application region, where 1 TiB often did not. */
+#define WRITER_MAPSIZE ((size_t)1 << 38)
 #define WRITER_COMMIT_EVERY 20000
 
 struct Dataset {
@@ -79,7 +81,11 @@ int dataset_open(const char *path, Dataset **out)
                         path);
         goto fail;
     }
-    if ((rc = mdb_env_create(&ds->env)) || (rc = mdb_env_set_maxdbs(ds->env, TBL_COUNT))) {
+    /* Map only what the file holds (LMDB raises a smaller map size to the committed data),
+     * not the writer's 1 TiB reservation: a process opening several datasets would otherwise
+     * reserve terabytes of address space, which sanitizer builds cannot provide. */
+    if ((rc = mdb_env_create(&ds->env)) || (rc = mdb_env_set_maxdbs(ds->env, TBL_COUNT)) ||
+        (rc = mdb_env_set_mapsize(ds->env, 1))) {
         psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
         goto fail;
     }
@@ -236,10 +242,23 @@ static int get_size_key(DatasetTxn *txn, int table, uint64_t index, MDB_val *val
     return rc ? psrec_errf(rc, "%s: %s", txn->ds->path, mdb_strerror(rc)) : 0;
 }
 
-static int corrupt(DatasetTxn *txn, int table, uint64_t key)
+static int corrupt(DatasetTxn *txn, int table, uint64_t key, const char *why)
 {
-    return psrec_errf(PSREC_E_FORMAT, "%s: %s row %llu is damaged (size mismatch)",
-                      txn->ds->path, table_names[table], (unsigned long long)key);
+    return psrec_errf(PSREC_E_FORMAT, "%s: %s row %llu is damaged (%s)", txn->ds->path,
+                      table_names[table], (unsigned long long)key, why);
+}
+
+/* Why a record of u32 words cannot be decoded, or NULL when its size and alignment are fine.
+ * LMDB aligns values only to 2 bytes; records that are whole words with 4- or 8-byte keys
+ * always land 4-aligned, so a misaligned one means a neighbouring record has a damaged size,
+ * and reading it through a u32 pointer would be undefined. */
+static const char *words_problem(const MDB_val *v, size_t min_words)
+{
+    if (v->mv_size % 4 || v->mv_size / 4 < min_words)
+        return "size mismatch";
+    if ((uintptr_t)v->mv_data % 4)
+        return "misaligned: a record near it is damaged";
+    return NULL;
 }
 
 int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
@@ -248,11 +267,15 @@ int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
     int rc = get_u32_key(txn, TBL_NEWS, row, &v);
     if (rc)
         return rc;
+    const char *why = words_problem(&v, 3);
+    if (why)
+        return corrupt(txn, TBL_NEWS, row, why);
     const uint32_t *w = v.mv_data;
     size_t nw = v.mv_size / 4;
-    if (v.mv_size % 4 || nw < 3 || w[1] == 0 || w[1] > txn->ds->meta.title_len ||
-        nw != 3 + (size_t)w[1] + words_for_bytes(w[2]))
-        return corrupt(txn, TBL_NEWS, row);
+    if (w[1] == 0 || w[1] > txn->ds->meta.title_len)
+        return corrupt(txn, TBL_NEWS, row, "token count out of 1..title_len");
+    if (nw != 3 + (size_t)w[1] + words_for_bytes(w[2]))
+        return corrupt(txn, TBL_NEWS, row, "size mismatch");
     out->category = w[0];
     out->ntok = w[1];
     out->id_len = w[2];
@@ -267,11 +290,15 @@ int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
     int rc = get_size_key(txn, TBL_SAMPLES, index, &v);
     if (rc)
         return rc;
+    const char *why = words_problem(&v, 6);
+    if (why)
+        return corrupt(txn, TBL_SAMPLES, index, why);
     const uint32_t *w = v.mv_data;
     size_t nw = v.mv_size / 4;
-    if (v.mv_size % 4 || nw < 6 || nw != 6 + (size_t)w[4] + w[5] ||
-        w[4] > txn->ds->meta.his_len)
-        return corrupt(txn, TBL_SAMPLES, index);
+    if (nw != 6 + (size_t)w[4] + w[5])
+        return corrupt(txn, TBL_SAMPLES, index, "size mismatch");
+    if (w[4] > txn->ds->meta.his_len)
+        return corrupt(txn, TBL_SAMPLES, index, "history longer than his_len");
     out->user = w[0];
     out->pos = w[1];
     out->impression = (uint64_t)w[2] | (uint64_t)w[3] << 32;
@@ -288,11 +315,13 @@ int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
     int rc = get_size_key(txn, TBL_IMPS, index, &v);
     if (rc)
         return rc;
+    const char *why = words_problem(&v, 5);
+    if (why)
+        return corrupt(txn, TBL_IMPS, index, why);
     const uint32_t *w = v.mv_data;
     size_t nw = v.mv_size / 4;
-    if (v.mv_size % 4 || nw < 5 ||
-        nw != 5 + (size_t)w[1] + w[2] + words_for_bytes(w[2]) + words_for_bytes(w[4]))
-        return corrupt(txn, TBL_IMPS, index);
+    if (nw != 5 + (size_t)w[1] + w[2] + words_for_bytes(w[2]) + words_for_bytes(w[4]))
+        return corrupt(txn, TBL_IMPS, index, "size mismatch");
     out->user = w[0];
     out->nhis = w[1];
     out->ncand = w[2];
