@@ -8,7 +8,6 @@
 #ifndef PSREC_LAUNCH_CKPTDIR_H
 #define PSREC_LAUNCH_CKPTDIR_H
 
-#include "common/rng.h"
 #include "common/runmeta.h"
 #include "server/shard.h"
 #include "worker/reader.h"
@@ -18,8 +17,7 @@
 
 /* A worker's part of a consistent cut. */
 typedef struct WorkerState {
-    ReaderPosition pos;   /* next sample */
-    Rng rng;              /* negative sampling */
+    ReaderPosition pos;   /* next sample (negatives are keyed by sample, so no RNG state) */
     uint64_t step;
 } WorkerState;
 

@@ -70,12 +70,11 @@ static int after_epoch(void *ctx, uint64_t epoch, uint64_t step)
     return 0;
 }
 
-static int checkpoint(void *ctx, uint64_t step, const ReaderPosition *pos, const Rng *rng,
-                      int final)
+static int checkpoint(void *ctx, uint64_t step, const ReaderPosition *pos, int final)
 {
     TrainCtx *c = ctx;
     (void)final;
-    WorkerState ws = {.pos = *pos, .rng = *rng, .step = step};
+    WorkerState ws = {.pos = *pos, .step = step};
     c->meta.step = step;
     c->meta.epoch = pos->epoch;
     int rc = ckptdir_save(c->ckpt_root, &c->meta, c->shard, &ws, c->cfg->checkpoint.keep);

@@ -5,7 +5,7 @@
  * gradient, tell the PS the step is done (ps_clock). Buffers are sized once for the largest
  * batch in train_step_new; nothing is allocated per step.
  * Determinism: one process, one thread, same seed -> same loss sequence; the reader's order
- * and the negative sampling are both seeded. */
+ * and the negative sampling are both seeded, the latter per (seed, epoch, sample). */
 #include "worker/train.h"
 
 #include "common/error.h"
@@ -210,11 +210,6 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                         .start = opt->start};
     if ((rc = reader_new(opt->train, &ro, &reader)))
         goto out;
-    Rng rng;
-    if (opt->start_rng)
-        rng = *opt->start_rng;
-    else
-        rng_seed(&rng, rng_mix64(opt->seed ^ 0x6e656761746976ULL) + opt->rank);
     NewsLookup nl = {txn, (uint32_t)d->title_len};
     uint64_t step = opt->start_step;
     double t0 = now_s(), t_log = t0, loss_sum = 0;
@@ -249,6 +244,11 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                         goto out;
                     }
                 }
+                /* Negatives come from a stream keyed by (seed, epoch, sample), so they do not
+                 * depend on which worker trains the sample or where a run resumed. */
+                Rng rng;
+                rng_seed(&rng, rng_mix64(opt->seed ^ 0x6e656761746976ULL) ^
+                                   rng_mix64(rb->index[i] * 0x100000001b3ULL + epoch));
                 train_sample_candidates(&rng, rb->pos[i], rb->neg + rb->neg_off[i], nneg, K,
                                         scratch, cand + (size_t)i * (size_t)(1 + K));
             }
@@ -284,7 +284,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                 opt->hooks.checkpoint) {
                 ReaderPosition pos;
                 reader_position(reader, &pos);
-                if ((rc = opt->hooks.checkpoint(opt->hooks.ctx, step, &pos, &rng, 0)))
+                if ((rc = opt->hooks.checkpoint(opt->hooks.ctx, step, &pos, 0)))
                     goto out;
             }
         }
@@ -298,7 +298,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     if (opt->hooks.checkpoint) {
         ReaderPosition pos;
         reader_position(reader, &pos);
-        rc = opt->hooks.checkpoint(opt->hooks.ctx, step, &pos, &rng, 1);
+        rc = opt->hooks.checkpoint(opt->hooks.ctx, step, &pos, 1);
     }
 out:
     reader_free(&reader);

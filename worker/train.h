@@ -37,10 +37,9 @@ typedef struct TrainHooks {
     void *ctx;
     /* After epoch `epoch` (0-based) ended at global step `step`. */
     int (*after_epoch)(void *ctx, uint64_t epoch, uint64_t step);
-    /* Save a checkpoint: the reader position of the next sample and the negative-sampling
-     * RNG; final is 1 for the end-of-training one. */
-    int (*checkpoint)(void *ctx, uint64_t step, const ReaderPosition *pos, const Rng *rng,
-                      int final);
+    /* Save a checkpoint: pos is the reader position of the next sample; final is 1 for the
+     * end-of-training one. */
+    int (*checkpoint)(void *ctx, uint64_t step, const ReaderPosition *pos, int final);
 } TrainHooks;
 
 typedef struct TrainOptions {
@@ -55,7 +54,6 @@ typedef struct TrainOptions {
     PsClient *ps;             /* borrowed */
     FILE *metrics;            /* metrics.jsonl, or NULL */
     const ReaderPosition *start; /* resume position, or NULL */
-    const Rng *start_rng;     /* resume RNG, or NULL */
     uint64_t start_step;
     TrainHooks hooks;
 } TrainOptions;
