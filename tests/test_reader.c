@@ -349,6 +349,62 @@ static void test_partition_coverage(void)
     }
 }
 
+/* Interleaved partitions: every sample once per epoch over the ranks, and rank r's j-th
+ * sample is the single-process reader's (r + j W)-th, so W workers with batch b see at step t
+ * exactly the samples one process with batch W b sees at step t. */
+static void test_interleave(void)
+{
+    const int f = FX_COUNT - 1; /* 1001 samples */
+    uint64_t n = fx_sizes[f];
+    Dataset *ds = fx_ds[f];
+    uint64_t *single = malloc((n + 1) * sizeof *single), *got = malloc((n + 1) * sizeof *got);
+    unsigned char *seen = calloc(n, 1);
+    for (int epoch = 0; epoch < 2; epoch++) {
+        ReaderOptions o = opts(12, 0, 1, 77, 2);
+        o.interleave = 1;
+        Reader *rd = NULL;
+        CU_ASSERT_EQUAL_FATAL(reader_new(ds, &o, &rd), 0);
+        for (int e = 0; e <= epoch; e++)
+            CU_ASSERT_EQUAL(read_epoch(rd, 12, single, n + 1, NULL), (long)n);
+        reader_free(&rd);
+        /* One process in interleaved mode equals one process in range mode. */
+        ReaderOptions ro = opts(12, 0, 1, 77, 2);
+        CU_ASSERT_EQUAL_FATAL(reader_new(ds, &ro, &rd), 0);
+        for (int e = 0; e <= epoch; e++)
+            CU_ASSERT_EQUAL(read_epoch(rd, 12, got, n + 1, NULL), (long)n);
+        CU_ASSERT(memcmp(single, got, n * sizeof *got) == 0);
+        reader_free(&rd);
+        for (uint32_t w = 2; w <= 4; w++) {
+            memset(seen, 0, n);
+            for (uint32_t r = 0; r < w; r++) {
+                ReaderOptions wo = opts(3, r, w, 77, 2);
+                wo.interleave = 1;
+                CU_ASSERT_EQUAL_FATAL(reader_new(ds, &wo, &rd), 0);
+                long k = 0;
+                for (int e = 0; e <= epoch; e++)
+                    k = read_epoch(rd, 3, got, n + 1, NULL);
+                CU_ASSERT_EQUAL((uint64_t)k, reader_partition_size(n, r, w, 1));
+                for (long j = 0; j < k; j++) {
+                    CU_ASSERT_EQUAL(got[j], single[r + (uint64_t)j * w]);
+                    seen[got[j]]++;
+                }
+                reader_free(&rd);
+            }
+            for (uint64_t i = 0; i < n; i++)
+                CU_ASSERT_EQUAL(seen[i], 1);
+        }
+    }
+    /* A position taken in one mode does not resume the other. */
+    ReaderPosition pos = {.seed = 77, .rank = 0, .world = 2, .interleave = 1};
+    ReaderOptions bad = opts(3, 0, 2, 77, 2);
+    bad.start = &pos;
+    Reader *rd = NULL;
+    CU_ASSERT_EQUAL(reader_new(ds, &bad, &rd), PSREC_E_RANGE);
+    free(single);
+    free(got);
+    free(seen);
+}
+
 /* Epochs of one rank: the same set each time, a different order, copies exact throughout. */
 static void test_epochs_and_contents(void)
 {
@@ -683,6 +739,7 @@ int main(void)
         {"permutation is a bijection", test_perm_bijection},
         {"permutation keys and spread", test_perm_keys},
         {"partitions cover every sample once", test_partition_coverage},
+        {"interleaved partitions", test_interleave},
         {"epochs reshuffle, copies exact", test_epochs_and_contents},
         {"resume from a saved position", test_resume},
         {"prefetch depths give one stream", test_depths_agree},

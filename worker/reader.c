@@ -50,9 +50,12 @@ struct Reader {
     uint32_t nslots;
     uint32_t his_len;
     uint32_t rank;
+    uint32_t world;
+    int interleave;
     uint64_t seed;
-    uint64_t begin;         /* partition: samples [begin, begin + count) */
-    uint64_t count;
+    uint64_t total;         /* samples in the dataset */
+    uint64_t begin;         /* range partition: samples [begin, begin + count) */
+    uint64_t count;         /* samples of this rank per epoch */
     ReaderPosition start;
     Slot *slots;            /* (nslots) */
 
@@ -94,6 +97,15 @@ void reader_partition(uint64_t n, uint32_t rank, uint32_t world, uint64_t *begin
 static uint64_t low_mask(unsigned bits)
 {
     return bits >= 64 ? UINT64_MAX : ((uint64_t)1 << bits) - 1;
+}
+
+uint64_t reader_partition_size(uint64_t n, uint32_t rank, uint32_t world, int interleave)
+{
+    if (interleave)
+        return n > rank ? (n - rank + world - 1) / world : 0;
+    uint64_t b, e;
+    reader_partition(n, rank, world, &b, &e);
+    return e - b;
 }
 
 void reader_perm_init(ReaderPerm *p, uint64_t n, uint64_t seed, uint64_t epoch, uint32_t rank)
@@ -176,7 +188,9 @@ static int slot_fill(Reader *r, Slot *s, const ReaderPerm *perm, uint64_t epoch,
     size_t total = 0;
     s->neg_off[0] = 0;
     for (uint32_t i = 0; i < n; i++) {
-        uint64_t idx = r->begin + reader_perm_at(perm, off + i);
+        uint64_t idx = r->interleave
+                           ? reader_perm_at(perm, r->rank + (off + i) * (uint64_t)r->world)
+                           : r->begin + reader_perm_at(perm, off + i);
         SampleView v;
         if ((rc = dataset_get_sample(r->txn, idx, &v)))
             return rc;
@@ -249,7 +263,12 @@ static void *prefetch_main(void *arg)
     psrec_errclear();
     for (;;) {
         ReaderPerm perm;
-        reader_perm_init(&perm, r->count, r->seed, epoch, r->rank);
+        /* Interleaved ranks share one permutation of all samples; ranges each permute their
+         * own range. */
+        if (r->interleave)
+            reader_perm_init(&perm, r->total, r->seed, epoch, 0);
+        else
+            reader_perm_init(&perm, r->count, r->seed, epoch, r->rank);
         while (off < r->count) {
             Slot *s = wait_slot(r);
             if (!s)
@@ -296,18 +315,21 @@ static int check_options(const Dataset *ds, const ReaderOptions *o, uint32_t dep
                           READER_MAX_DEPTH);
     const ReaderPosition *p = o->start;
     if (p) {
-        if (p->seed != o->seed || p->rank != o->rank || p->world != o->world)
+        if (p->seed != o->seed || p->rank != o->rank || p->world != o->world ||
+            p->interleave != (uint32_t)(o->interleave != 0))
             return psrec_errf(PSREC_E_RANGE,
-                              "reader: saved position is for seed %llu rank %u of %u, "
-                              "the reader is seed %llu rank %u of %u",
+                              "reader: saved position is for seed %llu rank %u of %u (%s), "
+                              "the reader is seed %llu rank %u of %u (%s)",
                               (unsigned long long)p->seed, p->rank, p->world,
-                              (unsigned long long)o->seed, o->rank, o->world);
-        uint64_t b, e;
-        reader_partition(dataset_meta(ds)->samples, o->rank, o->world, &b, &e);
-        if (p->offset > e - b)
+                              p->interleave ? "interleaved" : "ranges",
+                              (unsigned long long)o->seed, o->rank, o->world,
+                              o->interleave ? "interleaved" : "ranges");
+        uint64_t size = reader_partition_size(dataset_meta(ds)->samples, o->rank, o->world,
+                                              o->interleave);
+        if (p->offset > size)
             return psrec_errf(PSREC_E_RANGE,
                               "reader: saved offset %llu is past the partition's %llu samples",
-                              (unsigned long long)p->offset, (unsigned long long)(e - b));
+                              (unsigned long long)p->offset, (unsigned long long)size);
     }
     if ((size_t)o->batch_size > SIZE_MAX / 64 / ((size_t)dataset_meta(ds)->his_len + 8))
         return psrec_errf(PSREC_E_RANGE, "reader: batch size %u is too large", o->batch_size);
@@ -352,14 +374,20 @@ int reader_new(Dataset *ds, const ReaderOptions *opt, Reader **out)
     r->nslots = depth + 1;
     r->his_len = m->his_len;
     r->rank = opt->rank;
+    r->world = opt->world;
+    r->interleave = opt->interleave != 0;
     r->seed = opt->seed;
+    r->total = m->samples;
     uint64_t end;
     reader_partition(m->samples, opt->rank, opt->world, &r->begin, &end);
-    r->count = end - r->begin;
+    r->count = reader_partition_size(m->samples, opt->rank, opt->world, r->interleave);
     if (opt->start)
         r->start = *opt->start;
     else
-        r->start = (ReaderPosition){.seed = opt->seed, .rank = opt->rank, .world = opt->world};
+        r->start = (ReaderPosition){.seed = opt->seed,
+                                    .rank = opt->rank,
+                                    .world = opt->world,
+                                    .interleave = (uint32_t)r->interleave};
     r->pos = r->start;
 
     if ((rc = slots_alloc(r))) {

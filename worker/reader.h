@@ -44,6 +44,8 @@ typedef struct ReaderPosition {
     uint64_t offset;
     uint32_t rank;
     uint32_t world;
+    uint32_t interleave;           /* the partition mode it was taken in (ReaderOptions) */
+    uint32_t reserved;
 } ReaderPosition;
 
 typedef struct ReaderOptions {
@@ -53,7 +55,12 @@ typedef struct ReaderOptions {
     uint64_t seed;
     uint32_t prefetch_depth;        /* D, 1..READER_MAX_DEPTH; 0 means READER_DEFAULT_DEPTH */
     const ReaderPosition *start;    /* NULL: epoch 0, offset 0. Else resume there; its seed,
-                                       rank and world must equal the ones above. Copied. */
+                                       rank, world and mode must equal these. Copied. */
+    int interleave;                 /* 0: the contiguous range partition (data locality).
+                                       1: each epoch permutes ALL N samples with one key and
+                                       rank r takes positions r, r+W, r+2W, ...: then W workers
+                                       with batch B/W see, step by step, exactly the batches of
+                                       one process with batch B (BSP equivalence). */
 } ReaderOptions;
 
 /* One batch, in flat arrays the reader owns. n samples, 1 <= n <= B; only the last batch of
@@ -97,6 +104,10 @@ typedef struct ReaderPerm {
  * begin = floor(n*rank/world), end = floor(n*(rank+1)/world), exact for every n (no overflow).
  * Needs world >= 1 and rank < world. Also the split of impressions for evaluation. */
 void reader_partition(uint64_t n, uint32_t rank, uint32_t world, uint64_t *begin, uint64_t *end);
+
+/* Samples rank r of world gets per epoch: end - begin of reader_partition, or, interleaved,
+ * the count of positions r, r+W, ... below n. */
+uint64_t reader_partition_size(uint64_t n, uint32_t rank, uint32_t world, int interleave);
 
 /* Set up the permutation of [0, n) for (seed, epoch, rank). n may be 0 (nothing to permute). */
 void reader_perm_init(ReaderPerm *p, uint64_t n, uint64_t seed, uint64_t epoch, uint32_t rank);
