@@ -1,6 +1,7 @@
 /* Shard: routes pull/push requests to tables and counts them. Validation of table ids and
  * key ranges happens here (tables check keys too), so a bad request is refused before any
- * row is touched and never crashes the shard. */
+ * row is touched and never crashes the shard. With lazy_dense, dense tables are created as
+ * sparse ones (rows on first touch); s->specs keeps the schema's own specs either way. */
 #include "server/shard.h"
 
 #include "common/error.h"
@@ -23,7 +24,10 @@ int shard_new(const ShardOptions *opt, Shard **out)
     s->opt = *opt;
     params_specs(&opt->shape, s->specs);
     for (int t = 0; t < PARAM_TABLES; t++) {
-        int rc = table_new(&s->specs[t], &opt->optim, opt->seed, &s->tables[t]);
+        TableSpec spec = s->specs[t];
+        if (opt->lazy_dense)
+            spec.dense = 0;
+        int rc = table_new(&spec, &opt->optim, opt->seed, &s->tables[t]);
         if (rc) {
             shard_free(&s);
             return rc;

@@ -17,6 +17,12 @@ typedef struct ShardOptions {
     ParamShape shape;
     OptimConfig optim;
     uint64_t seed;      /* parameter init seed (same on every shard) */
+    int lazy_dense;     /* 1: dense tables create a row on first touch, like sparse ones, so
+                           a shard of a multi-shard job holds only the dense rows it is asked
+                           for (initial values are the same either way: they depend on
+                           (seed, table, key) only). Checkpoints then record those tables as
+                           sparse, and table_load only accepts them into a shard made with
+                           the same setting. 0: dense tables allocated whole (default). */
 } ShardOptions;
 
 typedef struct ShardStats {
@@ -28,7 +34,8 @@ typedef struct ShardStats {
 
 typedef struct Shard Shard;
 
-/* Create a shard holding every table of the schema (dense tables allocated now).
+/* Create a shard holding every table of the schema (dense tables allocated now, unless
+ * opt->lazy_dense).
  * Returns 0 or an error code with detail. */
 int shard_new(const ShardOptions *opt, Shard **out);
 void shard_free(Shard **s);

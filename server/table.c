@@ -305,7 +305,9 @@ int table_load(Table *t, const CkptReader *r, int params_only)
     if (rc)
         return rc;
     size_t spf = optim_state_per_float(t->opt.kind);
-    if (m.width != t->spec.width || m.rows != t->spec.rows || m.dense != (uint32_t)t->spec.dense)
+    /* The storage kind may differ (a lazy-dense shard saves a dense table sparsely): rows are
+     * keyed either way. */
+    if (m.width != t->spec.width || m.rows != t->spec.rows)
         return psrec_errf(PSREC_E_FORMAT,
                           "table '%s': checkpoint has %llu rows of %u, the model wants %llu of %u",
                           t->spec.name, (unsigned long long)m.rows, m.width,

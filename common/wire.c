@@ -1,0 +1,398 @@
+/* Parameter-server messages (proto/ps.proto) on ZeroMQ sockets.
+ *
+ * Invariants:
+ * - The frames of a message are a function of (op, reply) alone (frames_for), on both the
+ *   sending and the receiving side, so what wire_send produces wire_recv accepts.
+ * - wire_recv reads every frame of a multipart message, whatever it finds wrong, so one bad
+ *   message never shifts the next one; it hands out keys/values only after every check
+ *   passed, as pointers aligned for their type (copied out of the frame when ZeroMQ's buffer
+ *   is not: over TCP, frames may point into a shared receive buffer at any offset).
+ * - protobuf-c types never leave this file.
+ * Not done here: anything about the meaning of a request (clocks, workers, consistency) and
+ * byte swapping: the wire is little-endian and so must the host be (checked at compile time). */
+#include "common/wire.h"
+
+#include "common/error.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps.pb-c.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "psrec's wire format is little-endian; this host is not"
+#endif
+
+#define SAME_OP(w, p) ((int)(w) == (int)(p))
+_Static_assert(SAME_OP(WIRE_OP_PULL, PSREC__PS_OP__PS_OP_PULL) &&
+                   SAME_OP(WIRE_OP_PUSH, PSREC__PS_OP__PS_OP_PUSH) &&
+                   SAME_OP(WIRE_OP_CLOCK, PSREC__PS_OP__PS_OP_CLOCK) &&
+                   SAME_OP(WIRE_OP_HEARTBEAT, PSREC__PS_OP__PS_OP_HEARTBEAT) &&
+                   SAME_OP(WIRE_OP_STATS, PSREC__PS_OP__PS_OP_STATS) &&
+                   SAME_OP(WIRE_OP_SHUTDOWN, PSREC__PS_OP__PS_OP_SHUTDOWN) &&
+                   SAME_OP(WIRE_OP_ERROR, PSREC__PS_OP__PS_OP_ERROR),
+               "WireOp must mirror PsOp");
+#undef SAME_OP
+
+void wire_header_init(WireHeader *h, WireOp op)
+{
+    memset(h, 0, sizeof *h);
+    h->version = WIRE_VERSION;
+    h->op = op;
+}
+
+void wire_limits_init(WireLimits *lim, const ParamShape *shape)
+{
+    TableSpec specs[PARAM_TABLES];
+    params_specs(shape, specs);
+    memset(lim, 0, sizeof *lim);
+    for (int t = 0; t < PARAM_TABLES; t++) {
+        lim->rows[t] = specs[t].rows;
+        lim->width[t] = specs[t].width;
+    }
+    lim->max_keys = WIRE_DEFAULT_MAX_KEYS;
+    lim->max_bytes = WIRE_DEFAULT_MAX_BYTES;
+}
+
+const char *wire_op_name(uint32_t op)
+{
+    static const char *names[] = {"NONE",  "PULL",     "PUSH", "CLOCK", "HEARTBEAT",
+                                  "STATS", "SHUTDOWN", "ERROR"};
+    return op < sizeof names / sizeof names[0] ? names[op] : "?";
+}
+
+/* Frames of a message with this op and direction: 1 header, 2 + keys, 3 + values. */
+static int frames_for(uint32_t op, int reply)
+{
+    if (op == WIRE_OP_PULL)
+        return reply ? 3 : 2;
+    if (op == WIRE_OP_PUSH)
+        return reply ? 1 : 3;
+    return 1;
+}
+
+/* Fill the protobuf-c header from h. text and stats are the caller's storage. */
+static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *ps, char *text)
+{
+    psrec__ps_header__init(ph);
+    ph->version = h->version;
+    ph->op = (Psrec__PsOp)h->op;
+    ph->reply = h->reply ? 1 : 0;
+    ph->table = h->table;
+    ph->worker_rank = h->worker_rank;
+    ph->clock = h->clock;
+    ph->request_id = h->request_id;
+    ph->key_count = h->key_count;
+    ph->value_width = h->value_width;
+    ph->error_code = h->error_code;
+    size_t len = strnlen(h->error_text, WIRE_ERROR_TEXT_MAX - 1);
+    memcpy(text, h->error_text, len);
+    text[len] = '\0';
+    ph->error_text = text;
+    if (h->has_stats) {
+        psrec__ps_stats__init(ps);
+        ps->pulls = h->stats.pulls;
+        ps->pushes = h->stats.pushes;
+        ps->bytes_in = h->stats.bytes_in;
+        ps->bytes_out = h->stats.bytes_out;
+        ps->rows_held = h->stats.rows_held;
+        ps->bad_messages = h->stats.bad_messages;
+        ps->max_staleness = h->stats.max_staleness;
+        ps->deferred_pulls = h->stats.deferred_pulls;
+        ph->stats = ps;
+    }
+}
+
+static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
+{
+    memset(h, 0, sizeof *h);
+    h->version = ph->version;
+    h->op = (WireOp)ph->op;
+    h->reply = ph->reply ? 1 : 0;
+    h->table = ph->table;
+    h->worker_rank = ph->worker_rank;
+    h->clock = ph->clock;
+    h->request_id = ph->request_id;
+    h->key_count = ph->key_count;
+    h->value_width = ph->value_width;
+    h->error_code = ph->error_code;
+    if (ph->error_text)
+        snprintf(h->error_text, sizeof h->error_text, "%s", ph->error_text);
+    if (ph->stats) {
+        h->has_stats = 1;
+        h->stats = (WireStats){.pulls = ph->stats->pulls,
+                               .pushes = ph->stats->pushes,
+                               .bytes_in = ph->stats->bytes_in,
+                               .bytes_out = ph->stats->bytes_out,
+                               .rows_held = ph->stats->rows_held,
+                               .bad_messages = ph->stats->bad_messages,
+                               .max_staleness = ph->stats->max_staleness,
+                               .deferred_pulls = ph->stats->deferred_pulls};
+    }
+}
+
+int wire_encode_header(const WireHeader *h, void *buf, size_t cap, size_t *len)
+{
+    Psrec__PsHeader ph;
+    Psrec__PsStats ps;
+    char text[WIRE_ERROR_TEXT_MAX];
+    to_proto(h, &ph, &ps, text);
+    size_t need = psrec__ps_header__get_packed_size(&ph);
+    if (need > cap)
+        return psrec_errf(PSREC_E_RANGE, "header needs %zu bytes, buffer has %zu", need, cap);
+    *len = psrec__ps_header__pack(&ph, buf);
+    return 0;
+}
+
+/* Bytes of the keys and values frames of h, 0 for frames the op does not carry. Saturates
+ * instead of overflowing (such a message is refused anyway). */
+static void data_sizes(const WireHeader *h, size_t *kbytes, size_t *vbytes)
+{
+    int frames = frames_for(h->op, h->reply);
+    size_t kb = 0, vb = 0;
+    if (frames >= 2 && __builtin_mul_overflow(h->key_count, (uint64_t)sizeof(uint64_t), &kb))
+        kb = SIZE_MAX;
+    if (frames >= 3 &&
+        (__builtin_mul_overflow(h->key_count, (uint64_t)h->value_width, &vb) ||
+         __builtin_mul_overflow(vb, sizeof(float), &vb)))
+        vb = SIZE_MAX;
+    *kbytes = kb;
+    *vbytes = vb;
+}
+
+size_t wire_message_size(const WireHeader *h)
+{
+    Psrec__PsHeader ph;
+    Psrec__PsStats ps;
+    char text[WIRE_ERROR_TEXT_MAX];
+    to_proto(h, &ph, &ps, text);
+    size_t kb, vb, total = psrec__ps_header__get_packed_size(&ph);
+    data_sizes(h, &kb, &vb);
+    if (__builtin_add_overflow(total, kb, &total) || __builtin_add_overflow(total, vb, &total))
+        return SIZE_MAX;
+    return total;
+}
+
+/* zmq_send of one frame, retried on EINTR. Returns 0 or zmq_errno(). */
+static int send_frame(void *sock, const void *data, size_t len, int more)
+{
+    static const char empty;
+    if (!data)
+        data = &empty;
+    for (;;) {
+        if (zmq_send(sock, data, len, more ? ZMQ_SNDMORE : 0) >= 0)
+            return 0;
+        if (zmq_errno() != EINTR)
+            return zmq_errno();
+    }
+}
+
+int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader *h,
+              const uint64_t *keys, const float *vals)
+{
+    uint8_t hbuf[WIRE_HEADER_MAX];
+    size_t hlen, kb, vb;
+    int frames = frames_for(h->op, h->reply);
+    if (frames < 2 && h->key_count > 0)
+        return psrec_errf(PSREC_E_RANGE, "%s %s carries no keys, key_count is %llu",
+                          wire_op_name(h->op), h->reply ? "reply" : "request",
+                          (unsigned long long)h->key_count);
+    data_sizes(h, &kb, &vb);
+    if ((kb > 0 && !keys) || (vb > 0 && !vals))
+        return psrec_errf(PSREC_E_RANGE, "%s: key_count %llu but no keys or values given",
+                          wire_op_name(h->op), (unsigned long long)h->key_count);
+    if (kb == SIZE_MAX || vb == SIZE_MAX)
+        return psrec_errf(PSREC_E_RANGE, "%s: message too large", wire_op_name(h->op));
+    int rc = wire_encode_header(h, hbuf, sizeof hbuf, &hlen);
+    if (rc)
+        return rc;
+    if (id_len > 0 && (rc = send_frame(sock, identity, id_len, 1)))
+        return rc;
+    if ((rc = send_frame(sock, hbuf, hlen, frames > 1)))
+        return rc;
+    if (frames >= 2 && (rc = send_frame(sock, keys, kb, frames > 2)))
+        return rc;
+    if (frames >= 3 && (rc = send_frame(sock, vals, vb, 0)))
+        return rc;
+    return 0;
+}
+
+void wire_msg_close(WireMsg *m)
+{
+    for (int i = 0; i < m->nframe_; i++)
+        zmq_msg_close(&m->frame_[i]);
+    m->nframe_ = 0;
+    free(m->buf_);
+    m->buf_ = NULL;
+    m->keys = NULL;
+    m->vals = NULL;
+}
+
+/* Record why a message is refused: into reason (when given) and psrec_errf. Returns code. */
+__attribute__((format(printf, 4, 5))) static int refuse(int code, char *reason, size_t n,
+                                                         const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (reason && n)
+        snprintf(reason, n, "%s", line);
+    return psrec_errf(code, "%s", line);
+}
+
+/* Pointer to n bytes of frame data aligned to align; copies into *buf at offset off (the
+ * buffer is big enough for both data frames, allocated on first need) when it is not. */
+static const void *aligned_data(WireMsg *m, zmq_msg_t *f, size_t align, size_t off,
+                                size_t total, int *nomem)
+{
+    const void *p = zmq_msg_data(f);
+    size_t len = zmq_msg_size(f);
+    if (((uintptr_t)p & (align - 1)) == 0)
+        return p;
+    if (!m->buf_ && !(m->buf_ = malloc(total ? total : 1))) {
+        *nomem = 1;
+        return NULL;
+    }
+    memcpy((char *)m->buf_ + off, p, len);
+    return (char *)m->buf_ + off;
+}
+
+/* Every check of wire_recv after all frames were read (frames = frames seen, including the
+ * ones not kept). */
+static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason, size_t n)
+{
+    if (frames < 1)
+        return refuse(PSREC_E_FORMAT, reason, n, "no header frame");
+    size_t hsize = zmq_msg_size(&m->frame_[0]);
+    if (hsize > WIRE_HEADER_MAX)
+        return refuse(PSREC_E_PARSE, reason, n, "header frame of %zu bytes (max %d)", hsize,
+                      WIRE_HEADER_MAX);
+    Psrec__PsHeader *ph = psrec__ps_header__unpack(NULL, hsize, zmq_msg_data(&m->frame_[0]));
+    if (!ph)
+        return refuse(PSREC_E_PARSE, reason, n, "header of %zu bytes does not decode", hsize);
+    from_proto(ph, &m->h);
+    psrec__ps_header__free_unpacked(ph, NULL);
+    m->header_ok = 1;
+
+    const WireHeader *h = &m->h;
+    const char *op = wire_op_name(h->op);
+    const char *dir = h->reply ? "reply" : "request";
+    if (h->version != WIRE_VERSION)
+        return refuse(PSREC_E_FORMAT, reason, n, "wire version %u, this side speaks %d",
+                      h->version, WIRE_VERSION);
+    if (h->op <= WIRE_OP_NONE || h->op > WIRE_OP_ERROR)
+        return refuse(PSREC_E_FORMAT, reason, n, "unknown op %u", (unsigned)h->op);
+    if (h->op == WIRE_OP_ERROR && !h->reply)
+        return refuse(PSREC_E_FORMAT, reason, n, "ERROR is only a reply");
+    if (m->bytes > lim->max_bytes)
+        return refuse(PSREC_E_RANGE, reason, n, "%s %s of %zu bytes (max %llu)", op, dir,
+                      m->bytes, (unsigned long long)lim->max_bytes);
+    int want = frames_for(h->op, h->reply);
+    if (frames != want)
+        return refuse(PSREC_E_FORMAT, reason, n, "%s %s has %d frames, needs %d", op, dir,
+                      frames, want);
+    if (want < 2) {
+        if (h->key_count)
+            return refuse(PSREC_E_FORMAT, reason, n, "%s %s carries no keys, key_count is %llu",
+                          op, dir, (unsigned long long)h->key_count);
+        return 0;
+    }
+
+    if (h->key_count > lim->max_keys)
+        return refuse(PSREC_E_RANGE, reason, n, "%s %s: key_count %llu (max %llu)", op, dir,
+                      (unsigned long long)h->key_count, (unsigned long long)lim->max_keys);
+    size_t kbytes, vbytes;
+    data_sizes(h, &kbytes, &vbytes);
+    size_t ksize = zmq_msg_size(&m->frame_[1]);
+    if (ksize != kbytes)
+        return refuse(PSREC_E_FORMAT, reason, n,
+                      "%s %s: keys frame of %zu bytes, key_count %llu needs %zu", op, dir, ksize,
+                      (unsigned long long)h->key_count, kbytes);
+    if (h->table >= PARAM_TABLES)
+        return refuse(PSREC_E_RANGE, reason, n, "%s %s: no table %u", op, dir, h->table);
+    if (want == 3) {
+        if (h->value_width != lim->width[h->table])
+            return refuse(PSREC_E_FORMAT, reason, n,
+                          "%s %s: value_width %u, table %u has width %u", op, dir,
+                          h->value_width, h->table, lim->width[h->table]);
+        size_t vsize = zmq_msg_size(&m->frame_[2]);
+        if (vsize != vbytes)
+            return refuse(PSREC_E_FORMAT, reason, n,
+                          "%s %s: values frame of %zu bytes, %llu keys of width %u need %zu", op,
+                          dir, vsize, (unsigned long long)h->key_count, h->value_width, vbytes);
+    }
+
+    int nomem = 0;
+    const uint64_t *keys = aligned_data(m, &m->frame_[1], _Alignof(uint64_t), 0,
+                                        kbytes + vbytes, &nomem);
+    const float *vals = NULL;
+    if (want == 3 && !nomem)
+        vals = aligned_data(m, &m->frame_[2], _Alignof(float), kbytes, kbytes + vbytes, &nomem);
+    if (nomem)
+        return refuse(PSREC_E_NOMEM, reason, n, "%s %s: no memory to align %zu bytes", op, dir,
+                      kbytes + vbytes);
+    const uint64_t rows = lim->rows[h->table];
+    for (uint64_t i = 0; i < h->key_count; i++)
+        if (keys[i] >= rows)
+            return refuse(PSREC_E_RANGE, reason, n,
+                          "%s %s: key %llu (index %llu) out of range for table %u (rows %llu)",
+                          op, dir, (unsigned long long)keys[i], (unsigned long long)i, h->table,
+                          (unsigned long long)rows);
+    const size_t nv = vbytes / sizeof(float);
+    for (size_t i = 0; i < nv; i++)
+        if (!isfinite(vals[i]))
+            return refuse(PSREC_E_RANGE, reason, n, "%s %s: value %zu (key index %zu) is %s", op,
+                          dir, i, i / h->value_width, isnan(vals[i]) ? "NaN" : "infinite");
+    m->keys = h->key_count ? keys : NULL;
+    m->vals = nv ? vals : NULL;
+    return 0;
+}
+
+int wire_recv(void *sock, int has_identity, WireMsg *out, const WireLimits *lim, char *reason,
+              size_t n)
+{
+    memset(out, 0, sizeof *out);
+    if (reason && n)
+        reason[0] = '\0';
+    int frames = 0, first = 1, more = 1, want_identity = has_identity;
+    while (more) {
+        zmq_msg_t scratch, *f = out->nframe_ < WIRE_MAX_FRAMES && !want_identity
+                                    ? &out->frame_[out->nframe_]
+                                    : &scratch;
+        zmq_msg_init(f);
+        int r;
+        while ((r = zmq_msg_recv(f, sock, 0)) < 0 && zmq_errno() == EINTR && !first)
+            ;
+        if (r < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(f);
+            /* First frame: nothing was read. Later (ETERM, socket closed): the message is
+             * lost either way. */
+            if (reason && n)
+                snprintf(reason, n, "receive: %s", zmq_strerror(e));
+            return e;
+        }
+        first = 0;
+        more = zmq_msg_more(f);
+        size_t size = zmq_msg_size(f);
+        if (want_identity) {
+            want_identity = 0;
+            out->id_len = size < WIRE_IDENTITY_MAX ? size : WIRE_IDENTITY_MAX;
+            memcpy(out->identity, zmq_msg_data(f), out->id_len);
+        } else {
+            frames++;
+            out->bytes += size;
+        }
+        if (f == &scratch)
+            zmq_msg_close(f);
+        else
+            out->nframe_++;
+    }
+    return validate(out, frames, lim, reason, n);
+}

@@ -1,0 +1,69 @@
+/* A server shard's event loop: one ROUTER socket, one thread, one Shard (no locks on
+ * parameters). It answers every request of proto/ps.proto exactly once and enforces the
+ * consistency model (BSP / SSP with bound s / ASP) from the workers' clocks.
+ *
+ * Lifecycle: server_loop_new (binds) -> server_loop_run (until every worker said SHUTDOWN,
+ * or server_loop_stop) -> server_loop_free. */
+#ifndef PSREC_SERVER_LOOP_H
+#define PSREC_SERVER_LOOP_H
+
+#include "common/wire.h"
+#include "server/shard.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum ServerConsistency {
+    SERVER_BSP, /* pushes of clock t summed per row, applied once every live worker has
+                   clocked t, as sum / (workers that finished step t: W unless some left) */
+    SERVER_SSP, /* pushes applied at once; pull at clock t waits for slowest >= t - s */
+    SERVER_ASP, /* pushes applied at once; pulls answered at once */
+} ServerConsistency;
+
+typedef struct ServerLoopOptions {
+    ShardOptions shard;        /* shape, optimizer, seed; set lazy_dense when shard_count > 1
+                                  so the shard holds only the dense rows routed to it */
+    uint32_t shard_index;      /* k of shard_count, for logs and stats */
+    uint32_t shard_count;
+    uint32_t workers;          /* W: worker ranks 0..W-1 */
+    ServerConsistency consistency;
+    uint32_t staleness;        /* SSP bound s */
+    const char *endpoint;      /* to bind, e.g. "tcp://10.0.0.5:*", "inproc://ps0"; copied */
+    double stats_interval;     /* seconds between stats lines; <= 0: only one at the end */
+    FILE *stats_file;          /* JSON Lines stats sink, borrowed; NULL for none */
+    void *zmq_ctx;             /* ZeroMQ context, borrowed (shared, so inproc works) */
+} ServerLoopOptions;
+
+typedef struct ServerLoop ServerLoop;
+
+/* Create the shard and bind a ROUTER socket to opts->endpoint.
+ * Returns 0 and *out, PSREC_E_RANGE (workers 0, shard_index >= shard_count, bad
+ * consistency, missing endpoint or context), PSREC_E_NOMEM, a shard_new error, or a ZeroMQ
+ * errno (bind failed); detail in psrec_errmsg(). The loop may then be run on another thread
+ * (pthread_create hands the socket over with the memory barrier ZeroMQ asks for). */
+int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out);
+
+/* The endpoint actually bound (wildcard port resolved), e.g. "tcp://10.0.0.5:41234"; for a
+ * bind to every interface (address "*") it reads 0.0.0.0, so publish a routable address
+ * instead. Owned by the loop, valid until server_loop_free. */
+const char *server_loop_endpoint(const ServerLoop *l);
+
+/* Serve requests until every worker has sent SHUTDOWN or server_loop_stop was called (seen
+ * within 100 ms). Pulls still waiting for the consistency gate then get an ERROR reply; the
+ * final stats line is written; the socket's linger becomes 1 s so the last replies reach
+ * their peers when the loop is freed. Bad messages never end the loop.
+ * Returns 0, a ZeroMQ errno (ETERM: context terminated) or PSREC_E_NOMEM (a BSP update could
+ * not be applied). Call once, on one thread. */
+int server_loop_run(ServerLoop *l);
+
+/* Ask a running (or about to run) loop to return. The only call that may be made from
+ * another thread while server_loop_run runs. */
+void server_loop_stop(ServerLoop *l);
+
+/* Counters so far. Only while the loop is not running (before or after server_loop_run). */
+void server_loop_stats(const ServerLoop *l, WireStats *out);
+
+/* Close the socket, free the shard and everything else; *l = NULL. Not while running. */
+void server_loop_free(ServerLoop **l);
+
+#endif

@@ -1,0 +1,409 @@
+/* Wire messages: every op round-trips over DEALER/ROUTER (inproc and TCP, where frames may be
+ * unaligned), and every kind of malformed message is refused with the right code and reason
+ * while the socket stays in step (the next good message decodes). */
+#include "common/error.h"
+#include "common/wire.h"
+#include "testutil/testutil.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <zmq.h>
+
+#define NO_MESSAGE 12345 /* recv_msg: nothing arrived in time */
+
+static const ParamShape shape = {
+    .E = 4, .H = 3, .vocab_rows = 100, .category_rows = 10, .user_rows = 50};
+
+static void *ctx;
+
+/* A connected DEALER (client) / ROUTER (server) pair on endpoint (inproc or tcp). */
+typedef struct Pair {
+    void *router, *dealer;
+} Pair;
+
+static void pair_open(Pair *p, const char *endpoint)
+{
+    char ep[256];
+    size_t len = sizeof ep;
+    int zero = 0;
+    p->router = zmq_socket(ctx, ZMQ_ROUTER);
+    p->dealer = zmq_socket(ctx, ZMQ_DEALER);
+    CU_ASSERT_FATAL(p->router && p->dealer);
+    zmq_setsockopt(p->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(p->dealer, ZMQ_LINGER, &zero, sizeof zero);
+    CU_ASSERT_FATAL(zmq_bind(p->router, endpoint) == 0);
+    CU_ASSERT_FATAL(zmq_getsockopt(p->router, ZMQ_LAST_ENDPOINT, ep, &len) == 0);
+    CU_ASSERT_FATAL(zmq_connect(p->dealer, ep) == 0);
+}
+
+static void pair_close(Pair *p)
+{
+    zmq_close(p->router);
+    zmq_close(p->dealer);
+}
+
+/* wire_recv after waiting up to 2 s for a message; NO_MESSAGE when none came. */
+static int recv_msg(void *sock, int has_id, WireMsg *m, char *reason, size_t n)
+{
+    static WireLimits lim;
+    if (!lim.max_keys)
+        wire_limits_init(&lim, &shape);
+    zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
+    memset(m, 0, sizeof *m);
+    if (zmq_poll(&it, 1, 2000) != 1)
+        return NO_MESSAGE;
+    return wire_recv(sock, has_id, m, &lim, reason, n);
+}
+
+/* Send frames as given (count frames of data[i], len[i]) from the dealer. */
+static void send_raw(void *sock, int count, const void *const *data, const size_t *len)
+{
+    for (int i = 0; i < count; i++)
+        CU_ASSERT_FATAL(zmq_send(sock, data[i], len[i], i + 1 < count ? ZMQ_SNDMORE : 0) >= 0);
+}
+
+/* PULL request of keys[0..n) on table. */
+static WireHeader pull_header(uint32_t table, uint64_t n, uint64_t request_id)
+{
+    WireHeader h;
+    wire_header_init(&h, WIRE_OP_PULL);
+    h.table = table;
+    h.worker_rank = 1;
+    h.clock = 7;
+    h.request_id = request_id;
+    h.key_count = n;
+    return h;
+}
+
+/* Every op, both directions where the protocol has them, over inproc: fields, keys and values
+ * come back as sent; the reported size equals wire_message_size. */
+static void test_round_trip_every_op(void)
+{
+    Pair p;
+    pair_open(&p, "inproc://wire-rt");
+    WireMsg m;
+    char why[256];
+
+    uint64_t keys[3] = {0, 99, 42};
+    WireHeader h = pull_header(PARAM_WORD, 3, 0xabcdef0123ULL);
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, NULL) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.header_ok && m.h.op == WIRE_OP_PULL && !m.h.reply);
+    CU_ASSERT(m.h.request_id == 0xabcdef0123ULL && m.h.clock == 7 && m.h.worker_rank == 1);
+    CU_ASSERT(m.h.key_count == 3 && m.keys && memcmp(m.keys, keys, sizeof keys) == 0);
+    CU_ASSERT(m.vals == NULL && m.id_len > 0);
+    CU_ASSERT_EQUAL(m.bytes, wire_message_size(&h));
+
+    /* PULL reply back through the identity. */
+    float rows[12];
+    for (int i = 0; i < 12; i++)
+        rows[i] = (float)i * 0.25f - 1.0f;
+    WireHeader r = m.h;
+    r.reply = 1;
+    r.value_width = 4;
+    unsigned char id[WIRE_IDENTITY_MAX];
+    size_t id_len = m.id_len;
+    memcpy(id, m.identity, id_len);
+    wire_msg_close(&m);
+    CU_ASSERT_FATAL(wire_send(p.router, id, id_len, &r, keys, rows) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.dealer, 0, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_PULL && m.h.reply && m.h.value_width == 4);
+    CU_ASSERT(m.h.request_id == 0xabcdef0123ULL && m.id_len == 0);
+    CU_ASSERT(m.vals && memcmp(m.vals, rows, sizeof rows) == 0);
+    CU_ASSERT(m.keys && memcmp(m.keys, keys, sizeof keys) == 0);
+    wire_msg_close(&m);
+
+    /* PUSH request (dense table, width 12) and its ack. */
+    uint64_t dk[2] = {3, 0};
+    float g[24];
+    for (int i = 0; i < 24; i++)
+        g[i] = (float)i - 11.5f;
+    wire_header_init(&h, WIRE_OP_PUSH);
+    h.table = PARAM_NEWS_WIH;
+    h.key_count = 2;
+    h.value_width = 12;
+    h.request_id = 2;
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, dk, g) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_PUSH && m.h.table == PARAM_NEWS_WIH && m.h.value_width == 12);
+    CU_ASSERT(m.vals && memcmp(m.vals, g, sizeof g) == 0 && memcmp(m.keys, dk, sizeof dk) == 0);
+    CU_ASSERT_EQUAL(m.bytes, wire_message_size(&h));
+    wire_msg_close(&m);
+    wire_header_init(&h, WIRE_OP_PUSH);
+    h.reply = 1;
+    h.request_id = 2;
+    CU_ASSERT_FATAL(wire_send(p.router, id, id_len, &h, NULL, NULL) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.dealer, 0, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_PUSH && m.h.reply && m.keys == NULL && m.vals == NULL);
+    wire_msg_close(&m);
+
+    /* Header-only requests. */
+    const WireOp ops[] = {WIRE_OP_CLOCK, WIRE_OP_HEARTBEAT, WIRE_OP_STATS, WIRE_OP_SHUTDOWN};
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        wire_header_init(&h, ops[i]);
+        h.clock = 100 + i;
+        h.worker_rank = 3;
+        h.request_id = 10 + i;
+        CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, NULL, NULL) == 0);
+        CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+        CU_ASSERT(m.h.op == ops[i] && m.h.clock == 100 + i && m.h.request_id == 10 + i);
+        CU_ASSERT(m.h.worker_rank == 3 && m.keys == NULL && !m.h.has_stats);
+        wire_msg_close(&m);
+    }
+
+    /* STATS reply carries every counter. */
+    wire_header_init(&h, WIRE_OP_STATS);
+    h.reply = 1;
+    h.has_stats = 1;
+    h.stats = (WireStats){1, 2, 3, 4, 5, 6, 7, UINT64_MAX};
+    CU_ASSERT_FATAL(wire_send(p.router, id, id_len, &h, NULL, NULL) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.dealer, 0, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.has_stats && memcmp(&m.h.stats, &h.stats, sizeof h.stats) == 0);
+    wire_msg_close(&m);
+
+    /* ERROR reply: code and text (cut to the buffer). */
+    wire_header_init(&h, WIRE_OP_ERROR);
+    h.reply = 1;
+    h.error_code = PSREC_E_RANGE;
+    h.request_id = 77;
+    memset(h.error_text, 'x', sizeof h.error_text);
+    CU_ASSERT_FATAL(wire_send(p.router, id, id_len, &h, NULL, NULL) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.dealer, 0, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_ERROR && m.h.error_code == PSREC_E_RANGE && m.h.request_id == 77);
+    CU_ASSERT_EQUAL(strlen(m.h.error_text), WIRE_ERROR_TEXT_MAX - 1);
+    wire_msg_close(&m);
+
+    /* Empty PULL: a keys frame of 0 bytes. */
+    h = pull_header(PARAM_USER, 0, 5);
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, NULL, NULL) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.key_count == 0 && m.keys == NULL);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
+/* Over TCP the receiver may get frames pointing into a shared buffer at any offset: keys and
+ * values must still come out aligned and intact, for many message sizes. */
+static void test_tcp_alignment(void)
+{
+    Pair p;
+    pair_open(&p, "tcp://127.0.0.1:*");
+    uint64_t keys[40];
+    float vals[40 * 4];
+    for (int i = 0; i < 40; i++)
+        keys[i] = (uint64_t)(i * 7 % 100);
+    for (int i = 0; i < 160; i++)
+        vals[i] = (float)i / 8.0f;
+    for (uint64_t n = 1; n <= 40; n++) {
+        WireHeader h;
+        wire_header_init(&h, WIRE_OP_PUSH);
+        h.table = PARAM_WORD;
+        h.key_count = n;
+        h.value_width = 4;
+        h.request_id = n * 1000003;
+        CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, vals) == 0);
+    }
+    for (uint64_t n = 1; n <= 40; n++) {
+        WireMsg m;
+        char why[256];
+        int rc = recv_msg(p.router, 1, &m, why, sizeof why);
+        CU_ASSERT_FATAL(rc == 0);
+        CU_ASSERT(m.h.key_count == n && m.h.request_id == n * 1000003);
+        CU_ASSERT(((uintptr_t)m.keys & 7) == 0 && ((uintptr_t)m.vals & 3) == 0);
+        CU_ASSERT(memcmp(m.keys, keys, n * 8) == 0 && memcmp(m.vals, vals, n * 16) == 0);
+        wire_msg_close(&m);
+    }
+    pair_close(&p);
+}
+
+/* The sender refuses what the receiver would refuse: keys promised but not given, keys on an
+ * op without a keys frame. */
+static void test_send_checks(void)
+{
+    Pair p;
+    pair_open(&p, "inproc://wire-send");
+    WireHeader h = pull_header(PARAM_WORD, 2, 1);
+    CU_ASSERT(wire_send(p.dealer, NULL, 0, &h, NULL, NULL) == PSREC_E_RANGE);
+    wire_header_init(&h, WIRE_OP_CLOCK);
+    h.key_count = 1;
+    uint64_t k = 0;
+    CU_ASSERT(wire_send(p.dealer, NULL, 0, &h, &k, NULL) == PSREC_E_RANGE);
+    wire_header_init(&h, WIRE_OP_PUSH);
+    h.key_count = 1;
+    h.value_width = 4;
+    CU_ASSERT(wire_send(p.dealer, NULL, 0, &h, &k, NULL) == PSREC_E_RANGE);
+    /* Nothing half-sent: the next good message is the first one the router sees. */
+    h = pull_header(PARAM_WORD, 1, 9);
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, &k, NULL) == 0);
+    WireMsg m;
+    char why[256];
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == 0 && m.h.request_id == 9);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
+/* One malformed message: frames as given, expect code and a reason containing `needle`, and
+ * whether the header decoded; then a good PULL on the same socket must decode. */
+typedef struct BadCase {
+    const char *what;
+    WireHeader h;
+    int truncate;          /* drop this many bytes of the encoded header */
+    int frames;            /* frames after the header (0..3) */
+    size_t len[3];         /* their sizes */
+    const void *data[3];
+    int code;
+    const char *needle;
+    int header_ok;
+} BadCase;
+
+static void check_bad(Pair *p, const BadCase *c, uint64_t good_id)
+{
+    unsigned char hbuf[WIRE_HEADER_MAX];
+    size_t hlen;
+    CU_ASSERT_FATAL(wire_encode_header(&c->h, hbuf, sizeof hbuf, &hlen) == 0);
+    const void *data[4] = {hbuf, c->data[0], c->data[1], c->data[2]};
+    size_t len[4] = {hlen - (size_t)c->truncate, c->len[0], c->len[1], c->len[2]};
+    send_raw(p->dealer, 1 + c->frames, data, len);
+
+    WireMsg m;
+    char why[256];
+    int rc = recv_msg(p->router, 1, &m, why, sizeof why);
+    if (rc != c->code || !strstr(why, c->needle) || m.header_ok != c->header_ok)
+        fprintf(stderr, "\n  %s: rc %d (want %d), header_ok %d, reason '%s' (want '%s')\n",
+                c->what, rc, c->code, m.header_ok, why, c->needle);
+    CU_ASSERT_EQUAL(rc, c->code);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, c->needle));
+    CU_ASSERT_EQUAL(m.header_ok, c->header_ok);
+    CU_ASSERT(m.id_len > 0);
+    CU_ASSERT(m.keys == NULL && m.vals == NULL);
+    if (c->header_ok)
+        CU_ASSERT_EQUAL(m.h.request_id, c->h.request_id);
+    wire_msg_close(&m);
+
+    uint64_t k = 5;
+    WireHeader g = pull_header(PARAM_CAT, 1, good_id);
+    CU_ASSERT_FATAL(wire_send(p->dealer, NULL, 0, &g, &k, NULL) == 0);
+    rc = recv_msg(p->router, 1, &m, why, sizeof why);
+    CU_ASSERT(rc == 0 && m.h.request_id == good_id && m.keys && m.keys[0] == 5);
+    wire_msg_close(&m);
+}
+
+/* Every validation failure, each followed by a good message on the same socket. */
+static void test_refusals(void)
+{
+    Pair p;
+    pair_open(&p, "inproc://wire-bad");
+    static uint64_t k3[4] = {1, 2, 3, 0}, kbad[2] = {1, 100}; /* k3[3]: room for "long" */
+    static float v12[12], vnan[12], vinf[12];
+    for (int i = 0; i < 12; i++)
+        v12[i] = vnan[i] = vinf[i] = 0.5f;
+    vnan[7] = NAN;
+    vinf[5] = -INFINITY;
+
+    WireHeader pull3 = pull_header(PARAM_WORD, 3, 31);
+    WireHeader push3 = pull3;
+    push3.op = WIRE_OP_PUSH;
+    push3.value_width = 4;
+    WireHeader v2 = pull3, bigk = pull3, badtab = pull3, op42 = pull3, err = pull3;
+    WireHeader clockk = pull3, kbadh = pull_header(PARAM_WORD, 2, 32), wide = push3;
+    v2.version = 2;
+    bigk.key_count = WIRE_DEFAULT_MAX_KEYS + 1;
+    badtab.table = PARAM_TABLES;
+    op42.op = (WireOp)42;
+    err.op = WIRE_OP_ERROR;
+    clockk.op = WIRE_OP_CLOCK;
+    wide.value_width = 3;
+    WireHeader push2 = push3;
+    push2.key_count = 2;
+    push2.table = PARAM_CAT; /* width 3: 2 keys of 3 floats */
+    push2.value_width = 3;
+
+    const BadCase cases[] = {
+        {"truncated header", pull3, 1, 1, {24}, {k3}, PSREC_E_PARSE, "does not decode", 0},
+        {"wrong version", v2, 0, 1, {24}, {k3}, PSREC_E_FORMAT, "wire version 2", 1},
+        {"unknown op", op42, 0, 1, {24}, {k3}, PSREC_E_FORMAT, "unknown op 42", 1},
+        {"ERROR as a request", err, 0, 0, {0}, {NULL}, PSREC_E_FORMAT, "only a reply", 1},
+        {"missing values frame", push3, 0, 1, {24}, {k3}, PSREC_E_FORMAT,
+         "has 2 frames, needs 3", 1},
+        {"missing keys frame", pull3, 0, 0, {0}, {NULL}, PSREC_E_FORMAT,
+         "has 1 frames, needs 2", 1},
+        {"extra frame", pull3, 0, 2, {24, 48}, {k3, v12}, PSREC_E_FORMAT,
+         "has 3 frames, needs 2", 1},
+        {"two extra frames", push3, 0, 3, {24, 48, 8}, {k3, v12, k3}, PSREC_E_FORMAT,
+         "has 4 frames, needs 3", 1},
+        {"keys frame short", pull3, 0, 1, {16}, {k3}, PSREC_E_FORMAT,
+         "keys frame of 16 bytes", 1},
+        {"keys frame long", pull3, 0, 1, {25}, {k3}, PSREC_E_FORMAT,
+         "keys frame of 25 bytes", 1},
+        {"values frame short", push3, 0, 2, {24, 44}, {k3, v12}, PSREC_E_FORMAT,
+         "values frame of 44 bytes", 1},
+        {"width mismatch", wide, 0, 2, {24, 36}, {k3, v12}, PSREC_E_FORMAT,
+         "value_width 3, table 0 has width 4", 1},
+        {"table out of range", badtab, 0, 1, {24}, {k3}, PSREC_E_RANGE, "no table 9", 1},
+        {"key out of range", kbadh, 0, 1, {16}, {kbad}, PSREC_E_RANGE, "key 100 (index 1)", 1},
+        {"NaN value", push3, 0, 2, {24, 48}, {k3, vnan}, PSREC_E_RANGE,
+         "value 7 (key index 1) is NaN", 1},
+        {"infinite value", push2, 0, 2, {16, 24}, {k3, vinf}, PSREC_E_RANGE,
+         "value 5 (key index 1) is infinite", 1},
+        {"oversized key_count", bigk, 0, 1, {0}, {NULL}, PSREC_E_RANGE, "key_count 4194305", 1},
+        {"keys on CLOCK", clockk, 0, 0, {0}, {NULL}, PSREC_E_FORMAT, "carries no keys", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        check_bad(&p, &cases[i], 1000 + i);
+
+    /* A header frame of zero bytes decodes to version 0. */
+    const void *data[2] = {"", k3};
+    size_t len[2] = {0, 24};
+    send_raw(p.dealer, 2, data, len);
+    WireMsg m;
+    char why[256];
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == PSREC_E_FORMAT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "wire version 0"));
+    wire_msg_close(&m);
+
+    /* The byte cap counts every frame. */
+    WireLimits lim;
+    wire_limits_init(&lim, &shape);
+    lim.max_bytes = 60;
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &push3, k3, v12) == 0);
+    zmq_pollitem_t it = {.socket = p.router, .events = ZMQ_POLLIN};
+    CU_ASSERT_FATAL(zmq_poll(&it, 1, 2000) == 1);
+    CU_ASSERT(wire_recv(p.router, 1, &m, &lim, why, sizeof why) == PSREC_E_RANGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "(max 60)"));
+    wire_msg_close(&m);
+
+    /* A header frame larger than any real header. */
+    static unsigned char huge[WIRE_HEADER_MAX + 1];
+    const void *hd[1] = {huge};
+    size_t hl[1] = {sizeof huge};
+    send_raw(p.dealer, 1, hd, hl);
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == PSREC_E_PARSE);
+    wire_msg_close(&m);
+    wire_msg_close(&m); /* idempotent */
+
+    /* Still in step. */
+    uint64_t k = 9;
+    WireHeader g = pull_header(PARAM_USER, 1, 4242);
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &g, &k, NULL) == 0);
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == 0 && m.h.request_id == 4242);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
+int main(void)
+{
+    ctx = zmq_ctx_new();
+    static const TuTest tests[] = {
+        {"round trip of every op (inproc)", test_round_trip_every_op},
+        {"keys/values aligned over tcp", test_tcp_alignment},
+        {"sender refuses inconsistent messages", test_send_checks},
+        {"refusals keep the socket in step", test_refusals},
+        {NULL, NULL},
+    };
+    tu_add_suite("wire", tests);
+    int rc = tu_run_all();
+    zmq_ctx_term(ctx);
+    return rc;
+}
