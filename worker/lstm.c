@@ -1,0 +1,364 @@
+/* One LSTM layer over packed variable-length sequences (see lstm.h for the layout).
+ *
+ * Forward: G = X.W_ih for all N rows in one GEMM; then for each step t, G_t += h_{t-1}.W_hh on
+ * the bs[t] active rows (h_{t-1} rows are the first bs[t] rows of step t-1, contiguous in
+ * Hout, so no copy), and one fused pass adds the bias, applies the activations and updates
+ * c and h. Backward walks the steps in reverse with the same structure, writing the gate
+ * pre-activation gradients dG over the cached gates, then finishes with one GEMM each for
+ * dW_ih and dX and a column sum for db; dW_hh is one GEMM per step (h_{t-1}^T . dG_t).
+ *
+ * The gate math runs 8 columns at a time with AVX2+FMA when the CPU has them (exp and tanh
+ * from Cephes' float polynomials, ~1-2 ulp), otherwise (or after lstm_set_simd(0)) with libm.
+ *
+ * Invariants: rows of a step are a prefix of the rows of the previous step (sorted lengths),
+ * so the carried gradients dh, dc of step t+1 cover exactly rows 0..bs[t+1]-1 of step t.
+ * Padding is never stored, so nothing is computed on it.
+ * Not here: allocation, sorting, threads of our own (OpenBLAS threads the GEMMs). */
+#include "worker/lstm.h"
+
+#include "common/error.h"
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+static int simd_off; /* set by lstm_set_simd(0): scalar kernels only */
+
+static inline float sigmoidf(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* Gate math of one row of one step, columns [j0, H) (the vector kernel does the others).
+ *   g     (4H) in: pre-activations without bias; out: activated gates i, f, g, o
+ *   b     (4H) bias
+ *   cprev (H) previous cell state, NULL for c0 = 0
+ *   c, tc, h (H) out: cell state, tanh(c), hidden state */
+static void cell_fwd_scalar(int H, int j0, float *g, const float *b, const float *cprev,
+                            float *c, float *tc, float *h)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
+    for (int j = j0; j < H; j++) {
+        float i = sigmoidf(gi[j] + bi[j]);
+        float f = sigmoidf(gf[j] + bf[j]);
+        float gv = tanhf(gg[j] + bg[j]);
+        float o = sigmoidf(go[j] + bo[j]);
+        float cv = i * gv + (cprev ? f * cprev[j] : 0.0f);
+        float t = tanhf(cv);
+        gi[j] = i;
+        gf[j] = f;
+        gg[j] = gv;
+        go[j] = o;
+        c[j] = cv;
+        tc[j] = t;
+        h[j] = o * t;
+    }
+}
+
+/* Backward of the gate math for one row, columns [j0, H).
+ *   g     (4H) in: activated gates; out: gradients w.r.t. the gate pre-activations
+ *   cprev (H) previous cell state, NULL for c0 = 0
+ *   tc    (H) tanh(c)
+ *   dh    (H) gradient from this row's output
+ *   dhc   (H) gradient carried from the next step's recurrence, or NULL
+ *   dc    (H) in (when carry): gradient carried into c from the next step; out: gradient
+ *         w.r.t. the previous cell state */
+static void cell_bwd_scalar(int H, int j0, float *g, const float *cprev, const float *tc,
+                            const float *dh, const float *dhc, float *dc, int carry)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    for (int j = j0; j < H; j++) {
+        float i = gi[j], f = gf[j], gv = gg[j], o = go[j], t = tc[j];
+        float dhv = dh[j] + (dhc ? dhc[j] : 0.0f);
+        float dcv = dhv * o * (1.0f - t * t) + (carry ? dc[j] : 0.0f);
+        float cp = cprev ? cprev[j] : 0.0f;
+        gi[j] = dcv * gv * i * (1.0f - i);
+        gf[j] = dcv * cp * f * (1.0f - f);
+        gg[j] = dcv * i * (1.0f - gv * gv);
+        go[j] = dhv * t * o * (1.0f - o);
+        dc[j] = dcv * f;
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define LSTM_X86 1
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* exp on 8 lanes: Cephes expf (range reduction by ln 2 in two parts, degree-6 polynomial),
+ * about 1 ulp; inputs clamped to [-87.3, 88.3] so 2^n stays a normal float. */
+AVX2 static inline __m256 v_exp(__m256 x)
+{
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+                                  23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+AVX2 static inline __m256 v_sigmoid(__m256 x)
+{
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, v_exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+/* tanh on 8 lanes as Cephes tanhf: an odd polynomial below |x| = 0.625 (no cancellation
+ * near 0), 1 - 2 / (exp(2|x|) + 1) above, sign restored. */
+AVX2 static inline __m256 v_tanh(__m256 x)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 ax = _mm256_andnot_ps(sign, x);
+    __m256 e = v_exp(_mm256_add_ps(ax, ax));
+    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
+    __m256 z = _mm256_mul_ps(x, x);
+    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
+    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
+    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), ax, ax);
+    __m256 r = _mm256_blendv_ps(small, big, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_GT_OQ));
+    return _mm256_or_ps(r, _mm256_and_ps(sign, x));
+}
+
+/* cell_fwd_scalar on 8 columns at a time, the tail (H % 8) by the scalar kernel. */
+AVX2 static void cell_fwd_avx2(int H, float *g, const float *b, const float *cprev, float *c,
+                               float *tc, float *h)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
+    const int H8 = H & ~7;
+    for (int j = 0; j < H8; j += 8) {
+        __m256 i = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(gi + j), _mm256_loadu_ps(bi + j)));
+        __m256 f = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(gf + j), _mm256_loadu_ps(bf + j)));
+        __m256 gv = v_tanh(_mm256_add_ps(_mm256_loadu_ps(gg + j), _mm256_loadu_ps(bg + j)));
+        __m256 o = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(go + j), _mm256_loadu_ps(bo + j)));
+        __m256 cv = _mm256_mul_ps(i, gv);
+        if (cprev)
+            cv = _mm256_fmadd_ps(f, _mm256_loadu_ps(cprev + j), cv);
+        __m256 t = v_tanh(cv);
+        _mm256_storeu_ps(gi + j, i);
+        _mm256_storeu_ps(gf + j, f);
+        _mm256_storeu_ps(gg + j, gv);
+        _mm256_storeu_ps(go + j, o);
+        _mm256_storeu_ps(c + j, cv);
+        _mm256_storeu_ps(tc + j, t);
+        _mm256_storeu_ps(h + j, _mm256_mul_ps(o, t));
+    }
+    cell_fwd_scalar(H, H8, g, b, cprev, c, tc, h);
+}
+
+/* cell_bwd_scalar on 8 columns at a time, the tail by the scalar kernel. */
+AVX2 static void cell_bwd_avx2(int H, float *g, const float *cprev, const float *tc,
+                               const float *dh, const float *dhc, float *dc, int carry)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    const int H8 = H & ~7;
+    for (int j = 0; j < H8; j += 8) {
+        __m256 i = _mm256_loadu_ps(gi + j), f = _mm256_loadu_ps(gf + j);
+        __m256 gv = _mm256_loadu_ps(gg + j), o = _mm256_loadu_ps(go + j);
+        __m256 t = _mm256_loadu_ps(tc + j);
+        __m256 dhv = _mm256_loadu_ps(dh + j);
+        if (dhc)
+            dhv = _mm256_add_ps(dhv, _mm256_loadu_ps(dhc + j));
+        __m256 dcv = _mm256_mul_ps(_mm256_mul_ps(dhv, o), _mm256_fnmadd_ps(t, t, one));
+        if (carry)
+            dcv = _mm256_add_ps(dcv, _mm256_loadu_ps(dc + j));
+        __m256 cp = cprev ? _mm256_loadu_ps(cprev + j) : zero;
+        _mm256_storeu_ps(gi + j, _mm256_mul_ps(_mm256_mul_ps(dcv, gv),
+                                               _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
+        _mm256_storeu_ps(gf + j, _mm256_mul_ps(_mm256_mul_ps(dcv, cp),
+                                               _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+        _mm256_storeu_ps(gg + j,
+                         _mm256_mul_ps(_mm256_mul_ps(dcv, i), _mm256_fnmadd_ps(gv, gv, one)));
+        _mm256_storeu_ps(go + j, _mm256_mul_ps(_mm256_mul_ps(dhv, t),
+                                               _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+        _mm256_storeu_ps(dc + j, _mm256_mul_ps(dcv, f));
+    }
+    cell_bwd_scalar(H, H8, g, cprev, tc, dh, dhc, dc, carry);
+}
+
+static int have_avx2(void)
+{
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+#define LSTM_X86 0
+static int have_avx2(void)
+{
+    return 0;
+}
+#endif
+
+static int use_simd(void)
+{
+    return !simd_off && have_avx2();
+}
+
+int lstm_set_simd(int on)
+{
+    simd_off = !on;
+    return use_simd();
+}
+
+static void cell_fwd(int simd, int H, float *g, const float *b, const float *cprev, float *c,
+                     float *tc, float *h)
+{
+#if LSTM_X86
+    if (simd) {
+        cell_fwd_avx2(H, g, b, cprev, c, tc, h);
+        return;
+    }
+#else
+    (void)simd;
+#endif
+    cell_fwd_scalar(H, 0, g, b, cprev, c, tc, h);
+}
+
+static void cell_bwd(int simd, int H, float *g, const float *cprev, const float *tc,
+                     const float *dh, const float *dhc, float *dc, int carry)
+{
+#if LSTM_X86
+    if (simd) {
+        cell_bwd_avx2(H, g, cprev, tc, dh, dhc, dc, carry);
+        return;
+    }
+#else
+    (void)simd;
+#endif
+    cell_bwd_scalar(H, 0, g, cprev, tc, dh, dhc, dc, carry);
+}
+
+/* db (cols) += column sums of A (rows, cols). */
+static void colsum_acc(int rows, int cols, const float *A, float *db)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *a = A + (size_t)r * cols;
+        for (int j = 0; j < cols; j++)
+            db[j] += a[j];
+    }
+}
+
+int lstm_pack_init(LstmPack *pk, const int *lens, int B, int max_T, int *bs, int *off)
+{
+    if (B < 0)
+        return psrec_errf(PSREC_E_RANGE, "lstm: %d sequences", B);
+    for (int r = 0; r < B; r++) {
+        if (lens[r] < 0 || lens[r] > max_T)
+            return psrec_errf(PSREC_E_RANGE, "lstm: sequence %d has length %d, allowed 0..%d", r,
+                              lens[r], max_T);
+        if (r > 0 && lens[r] > lens[r - 1])
+            return psrec_errf(PSREC_E_RANGE, "lstm: lengths not sorted longest first at %d", r);
+    }
+    int T = B > 0 ? lens[0] : 0;
+    int n = B;
+    off[0] = 0;
+    for (int t = 0; t < T; t++) {
+        while (n > 0 && lens[n - 1] <= t)
+            n--;
+        bs[t] = n;
+        off[t + 1] = off[t] + n;
+    }
+    pk->B = B;
+    pk->T = T;
+    pk->N = off[T];
+    pk->bs = bs;
+    pk->off = off;
+    return 0;
+}
+
+size_t lstm_cache_floats(int N, int H)
+{
+    return (size_t)N * 6 * (size_t)H;
+}
+
+size_t lstm_backward_ws_floats(int B, int H)
+{
+    return 2 * (size_t)B * (size_t)H;
+}
+
+void lstm_forward(const LstmPack *pk, int In, int H, const float *X, const float *h0,
+                  const float *Wih, const float *Whh, const float *b, float *Hout, float *cache)
+{
+    const int N = pk->N, H4 = 4 * H;
+    if (N == 0)
+        return;
+    float *G = cache;                        /* (N, 4H) */
+    float *C = cache + (size_t)N * H4;       /* (N, H) */
+    float *TC = C + (size_t)N * H;           /* (N, H) */
+    const int simd = use_simd();
+
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, H4, In, 1.0f, X, In, Wih, H4, 0.0f,
+                G, H4);
+    for (int t = 0; t < pk->T; t++) {
+        const int n = pk->bs[t];
+        const size_t row = (size_t)pk->off[t];
+        float *Gt = G + row * H4;
+        const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
+        if (hprev)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H4, H, 1.0f, hprev, H, Whh,
+                        H4, 1.0f, Gt, H4);
+        const float *cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL;
+        for (int r = 0; r < n; r++)
+            cell_fwd(simd, H, Gt + (size_t)r * H4, b, cprev ? cprev + (size_t)r * H : NULL,
+                     C + (row + r) * H, TC + (row + r) * H, Hout + (row + r) * H);
+    }
+}
+
+void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const float *h0,
+                   const float *Wih, const float *Whh, const float *Hout, float *cache,
+                   const float *dH, float *dX, float *dWih, float *dWhh, float *db, float *dh0,
+                   float *ws)
+{
+    const int N = pk->N, H4 = 4 * H;
+    if (dh0)
+        memset(dh0, 0, (size_t)pk->B * H * sizeof *dh0);
+    if (N == 0)
+        return;
+    float *G = cache;                        /* (N, 4H) gates in, dG out */
+    const float *C = cache + (size_t)N * H4; /* (N, H) */
+    const float *TC = C + (size_t)N * H;     /* (N, H) */
+    float *dhc = ws;                         /* (B, H) dh carried into step t from t+1 */
+    float *dcc = ws + (size_t)pk->B * H;     /* (B, H) dc carried likewise */
+    const int simd = use_simd();
+
+    for (int t = pk->T - 1; t >= 0; t--) {
+        const int n = pk->bs[t];
+        const int ncarry = t + 1 < pk->T ? pk->bs[t + 1] : 0;
+        const size_t row = (size_t)pk->off[t];
+        float *Gt = G + row * H4;
+        const float *cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL;
+        for (int r = 0; r < n; r++) {
+            const int carry = r < ncarry;
+            cell_bwd(simd, H, Gt + (size_t)r * H4, cprev ? cprev + (size_t)r * H : NULL,
+                     TC + (row + r) * H, dH + (row + r) * H, carry ? dhc + (size_t)r * H : NULL,
+                     dcc + (size_t)r * H, carry);
+        }
+        /* Gt now holds dG_t (n, 4H). */
+        const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
+        if (hprev)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, H4, n, 1.0f, hprev, H, Gt,
+                        H4, 1.0f, dWhh, H4);
+        float *dh_out = t > 0 ? dhc : dh0;
+        if (dh_out)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, H, H4, 1.0f, Gt, H4, Whh, H4,
+                        0.0f, dh_out, H);
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, In, H4, N, 1.0f, X, In, G, H4, 1.0f, dWih,
+                H4);
+    colsum_acc(N, H4, G, db);
+    if (dX)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, In, H4, 1.0f, G, H4, Wih, H4, 0.0f,
+                    dX, In);
+}
