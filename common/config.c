@@ -60,6 +60,7 @@ typedef char ConfigStr[CONFIG_STR_MAX];
 /* Enum fields are written through an int pointer. */
 _Static_assert(sizeof(ConfigOptimizer) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(ConfigConsistency) == sizeof(int), "enum stored as int");
+_Static_assert(sizeof(ConfigPartition) == sizeof(int), "enum stored as int");
 
 /* offsetof(Config, f), plus an incompatible-pointer-types diagnostic (an error with
  * PSREC_WERROR, and in GCC >= 14) when field f is not of type T, so a row cannot write the
@@ -87,6 +88,7 @@ _Static_assert(sizeof(ConfigConsistency) == sizeof(int), "enum stored as int");
 
 static const char *const optimizer_words[] = {"adam", "adagrad", "sgd", NULL};
 static const char *const consistency_words[] = {"bsp", "ssp", "asp", NULL};
+static const char *const partition_words[] = {"range", "interleave", NULL};
 
 /* Sections appear in this order in written configs and in the reference. */
 static const char *const sections[] = {"data", "model", "train", "ps", "checkpoint", "run"};
@@ -97,6 +99,9 @@ static const Key keys[] = {
     K_STR("data", "dev", data.dev, "", 0,
           "prepared dataset evaluated after each epoch; empty = no evaluation"),
     K_STR("data", "test", data.test, "", 0, "prepared dataset for psrec eval/recommend; optional"),
+    K_ENUM("data", "partition", ConfigPartition, data.partition, partition_words, "range",
+           "range = each worker a contiguous block; interleave = one shared shuffle, worker r "
+           "takes every W-th sample (matches one process with batch W*B step for step)"),
 
     K_INT("model", "word_dim", model.word_dim, "64", 1, 4096, "word embedding size E"),
     K_INT("model", "hidden", model.hidden, "64", 1, 4096,
@@ -136,6 +141,8 @@ static const Key keys[] = {
            "run server shards inside worker processes instead of on ranks of their own"),
     K_INT("ps", "port", ps.port, "0", 0, 65535,
           "base TCP port of the PS sockets; 0 = ephemeral ports chosen by the OS"),
+    K_STR("ps", "host", ps.host, "", 0,
+          "address shards bind to; empty = this host's first non-loopback IPv4 address"),
     K_DBL("ps", "rendezvous_timeout", ps.rendezvous_timeout, "30", 0, 86400, KF_MIN_OPEN,
           "seconds to wait for every peer at start-up"),
     K_DBL("ps", "heartbeat_interval", ps.heartbeat_interval, "1", 0, 3600, KF_MIN_OPEN,

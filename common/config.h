@@ -29,6 +29,11 @@ typedef enum ConfigOptimizer {
     OPTIMIZER_SGD,
 } ConfigOptimizer;
 
+typedef enum ConfigPartition {
+    PARTITION_RANGE,
+    PARTITION_INTERLEAVE,
+} ConfigPartition;
+
 typedef enum ConfigConsistency {
     CONSISTENCY_BSP, /* every worker waits for all others at each step */
     CONSISTENCY_SSP, /* a worker may run at most ps.staleness steps ahead of the slowest */
@@ -42,6 +47,7 @@ typedef struct Config {
         char train[CONFIG_STR_MAX]; /* prepared LMDB dataset dir; "" = not given */
         char dev[CONFIG_STR_MAX];   /* "" = no evaluation */
         char test[CONFIG_STR_MAX];  /* "" = not given */
+        ConfigPartition partition;
     } data;
     struct {
         int word_dim;  /* E */
@@ -68,6 +74,7 @@ typedef struct Config {
         int staleness; /* SSP bound s */
         bool colocate;
         int port; /* 0 = ephemeral */
+        char host[CONFIG_STR_MAX]; /* "" = first non-loopback IPv4 of this host */
         double rendezvous_timeout; /* seconds */
         double heartbeat_interval; /* seconds */
     } ps;

@@ -101,19 +101,54 @@ static int write_file_atomic(const char *path, const char *text)
     return 0;
 }
 
-int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
-                 const WorkerState *worker, int keep)
+static void step_paths(const char *root, uint64_t step, char *dir, size_t dn, char *tmp,
+                       size_t tn)
 {
-    char name[64], dir[4200], tmpdir[4300], file[4400];
-    snprintf(name, sizeof name, "step-%010llu", (unsigned long long)meta->step);
-    snprintf(dir, sizeof dir, "%s/%s", root, name);
-    snprintf(tmpdir, sizeof tmpdir, "%s.tmp", dir);
+    snprintf(dir, dn, "%s/step-%010llu", root, (unsigned long long)step);
+    snprintf(tmp, tn, "%s/step-%010llu.tmp", root, (unsigned long long)step);
+}
+
+int ckptdir_begin(const char *root, uint64_t step, char *tmpdir, size_t size)
+{
+    char dir[4200];
+    step_paths(root, step, dir, sizeof dir, tmpdir, size);
     int rc = mkdir_p(root);
     if (rc)
         return rc;
     rm_step_dir(tmpdir);
     if (mkdir(tmpdir, 0755) != 0)
         return psrec_errf(errno, "%s: %s", tmpdir, strerror(errno));
+    return 0;
+}
+
+int ckptdir_publish(const char *root, uint64_t step, int keep)
+{
+    char dir[4200], tmpdir[4300];
+    step_paths(root, step, dir, sizeof dir, tmpdir, sizeof tmpdir);
+    rm_step_dir(dir); /* a checkpoint of the same step from an earlier run */
+    if (rename(tmpdir, dir) != 0)
+        return psrec_errf(errno, "%s: %s", dir, strerror(errno));
+    char latest[4200], text[80];
+    snprintf(latest, sizeof latest, "%s/LATEST", root);
+    snprintf(text, sizeof text, "step-%010llu\n", (unsigned long long)step);
+    int rc = write_file_atomic(latest, text);
+    if (!rc)
+        prune(root, keep > 0 ? keep : 1);
+    return rc;
+}
+
+void ckptdir_abandon(const char *tmpdir)
+{
+    rm_step_dir(tmpdir);
+}
+
+int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
+                 const WorkerState *worker, int keep)
+{
+    char tmpdir[4300], file[4400];
+    int rc = ckptdir_begin(root, meta->step, tmpdir, sizeof tmpdir);
+    if (rc)
+        return rc;
     CkptWriter *w = NULL;
     RunMeta m = *meta;
     m.shards = 1;
@@ -128,21 +163,23 @@ int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
         (rc = ckpt_write_section(w, "worker.state", worker, sizeof *worker)) ||
         (rc = ckpt_writer_finish(&w)))
         goto fail;
-    rm_step_dir(dir); /* a checkpoint of the same step from an earlier run */
-    if (rename(tmpdir, dir) != 0) {
-        rc = psrec_errf(errno, "%s: %s", dir, strerror(errno));
-        goto fail;
-    }
-    char latest[4200], text[80];
-    snprintf(latest, sizeof latest, "%s/LATEST", root);
-    snprintf(text, sizeof text, "%s\n", name);
-    if ((rc = write_file_atomic(latest, text)))
-        return rc;
-    prune(root, keep > 0 ? keep : 1);
-    return 0;
+    return ckptdir_publish(root, meta->step, keep);
 fail:
     ckpt_writer_abort(&w);
-    rm_step_dir(tmpdir);
+    ckptdir_abandon(tmpdir);
+    return rc;
+}
+
+/* Write one shard's file (run.meta + its tables) as <dir>/shard-<meta->shard>.ckpt. */
+int ckptdir_write_shard(const char *dir, const RunMeta *meta, const Shard *shard)
+{
+    char file[4400];
+    snprintf(file, sizeof file, "%s/shard-%u.ckpt", dir, meta->shard);
+    CkptWriter *w = NULL;
+    int rc;
+    if ((rc = ckpt_writer_new(file, &w)) || (rc = runmeta_write(w, meta)) ||
+        (rc = shard_save(shard, w)) || (rc = ckpt_writer_finish(&w)))
+        ckpt_writer_abort(&w);
     return rc;
 }
 
@@ -212,6 +249,30 @@ int ckptdir_load_shard(const char *step_dir, uint32_t k, int params_only, RunMet
     }
 out:
     ckpt_reader_free(&r);
+    return rc;
+}
+
+int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Shard **out)
+{
+    int rc = ckptdir_load_shard(step_dir, 0, params_only, meta, out);
+    for (uint32_t k = 1; !rc && k < meta->shards; k++) {
+        char file[4300];
+        snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
+        CkptReader *r = NULL;
+        RunMeta mk;
+        if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, &mk)))
+            goto next;
+        if (mk.shards != meta->shards || mk.shard != k || mk.step != meta->step) {
+            rc = psrec_errf(PSREC_E_FORMAT, "%s: belongs to another checkpoint", file);
+            goto next;
+        }
+        if ((rc = shard_load(*out, r, params_only)))
+            psrec_errf(rc, "%s: %s", file, psrec_errmsg());
+    next:
+        ckpt_reader_free(&r);
+    }
+    if (rc)
+        shard_free(out);
     return rc;
 }
 

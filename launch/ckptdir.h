@@ -26,6 +26,15 @@ typedef struct WorkerState {
 int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
                  const WorkerState *worker, int keep);
 
+/* The steps of a multi-process checkpoint: one rank creates <root>/step-N.tmp (begin; the
+ * path is returned in tmpdir), every shard writes its file into it (write_shard), then one
+ * rank renames it into place, points LATEST at it and prunes old ones (publish), or removes
+ * it on failure (abandon). ckptdir_save is these steps for one process. */
+int ckptdir_begin(const char *root, uint64_t step, char *tmpdir, size_t size);
+int ckptdir_write_shard(const char *dir, const RunMeta *meta, const Shard *shard);
+int ckptdir_publish(const char *root, uint64_t step, int keep);
+void ckptdir_abandon(const char *tmpdir);
+
 /* Resolve path to a step directory: a root with LATEST, or a step directory itself.
  * Returns 0 or PSREC_E_NOTFOUND with a message naming path. */
 int ckptdir_resolve(const char *path, char *step_dir, size_t size);
@@ -34,6 +43,10 @@ int ckptdir_resolve(const char *path, char *step_dir, size_t size);
  * the parameters when params_only). *out is owned by the caller. */
 int ckptdir_load_shard(const char *step_dir, uint32_t k, int params_only, RunMeta *meta,
                        Shard **out);
+
+/* Load every shard file of step_dir (their tables hold disjoint rows) into one shard, for
+ * evaluation or single-process use of a distributed run's model. */
+int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Shard **out);
 
 /* Read step_dir/worker-<r>.ckpt. */
 int ckptdir_load_worker(const char *step_dir, uint32_t r, WorkerState *out);

@@ -66,14 +66,8 @@ int cmd_eval(int argc, char **argv)
     FILE *pf = NULL;
     int rc = EXIT_FAIL;
     if (ckptdir_resolve(ckpt, step_dir, sizeof step_dir) ||
-        ckptdir_load_shard(step_dir, 0, 1, &meta, &shard)) {
+        ckptdir_load_model(step_dir, 1, &meta, &shard)) {
         fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
-        goto out;
-    }
-    if (meta.shards != 1) {
-        /* Every shard file holds a disjoint part of the tables: load the others too. */
-        fprintf(stderr, "psrec eval: %s: %u shard files; multi-shard checkpoints are not "
-                        "supported yet\n", step_dir, meta.shards);
         goto out;
     }
     if (dataset_open(data, &ds)) {

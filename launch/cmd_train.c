@@ -1,7 +1,7 @@
-/* `psrec train CONFIG [--section.key=value ...]`: single-process training with an in-process
- * shard (the same tables and optimizer code as the distributed shards), evaluation on
- * data.dev after each epoch, metrics.jsonl, config.effective, checkpoints under
- * checkpoint.dir (default run.dir/ckpt). */
+/* `psrec train CONFIG [--section.key=value ...]`. Under mpirun the job runs distributed
+ * (launch/job.c); without it, one process trains with an in-process shard (the same tables and
+ * optimizer code as the distributed shards). Either way: evaluation on data.dev after each
+ * epoch, metrics.jsonl, config.effective, checkpoints under checkpoint.dir (run.dir/ckpt). */
 #include "common/config.h"
 #include "common/dataset.h"
 #include "common/error.h"
@@ -11,6 +11,7 @@
 #include "launch/ckptdir.h"
 #include "launch/commands.h"
 #include "launch/inproc.h"
+#include "launch/job.h"
 #include "launch/run.h"
 #include "worker/eval.h"
 #include "worker/train.h"
@@ -111,6 +112,8 @@ int cmd_train(int argc, char **argv)
                 argv[1]);
         return EXIT_USAGE;
     }
+    if (job_under_mpirun())
+        return job_train_mpi(&cfg, argv[1]);
     TrainCtx c = {.cfg = &cfg};
     Dataset *train = NULL;
     Shard *shard = NULL;

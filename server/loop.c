@@ -777,3 +777,8 @@ int server_loop_run(ServerLoop *l)
              rc ? psrec_errmsg() : l->live ? "stopped" : "every worker done");
     return rc;
 }
+
+Shard *server_loop_shard(ServerLoop *l)
+{
+    return l->shard;
+}

@@ -64,6 +64,10 @@ void server_loop_stop(ServerLoop *l);
 void server_loop_stats(const ServerLoop *l, WireStats *out);
 
 /* Close the socket, free the shard and everything else; *l = NULL. Not while running. */
+/* The loop's shard (for saving a checkpoint once the loop has ended); borrowed, lives as
+ * long as the loop. Only while not running. */
+Shard *server_loop_shard(ServerLoop *l);
+
 void server_loop_free(ServerLoop **l);
 
 #endif

@@ -207,7 +207,8 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                         .rank = opt->rank,
                         .world = opt->world,
                         .seed = opt->seed,
-                        .start = opt->start};
+                        .start = opt->start,
+                        .interleave = opt->interleave};
     if ((rc = reader_new(opt->train, &ro, &reader)))
         goto out;
     NewsLookup nl = {txn, (uint32_t)d->title_len};
@@ -267,8 +268,10 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                 res->last_loss = loss_sum / (double)loss_n;
                 if (opt->metrics) {
                     fprintf(opt->metrics,
-                            "{\"epoch\":%llu,\"step\":%llu,\"loss\":%.6f,\"samples_per_s\":%.1f}\n",
-                            (unsigned long long)epoch, (unsigned long long)step, res->last_loss,
+                            "{\"worker\":%u,\"epoch\":%llu,\"step\":%llu,\"loss\":%.6f,"
+                            "\"samples_per_s\":%.1f}\n",
+                            opt->rank, (unsigned long long)epoch, (unsigned long long)step,
+                            res->last_loss,
                             (double)samples_log / (t - t_log));
                     fflush(opt->metrics);
                 }

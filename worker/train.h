@@ -50,6 +50,7 @@ typedef struct TrainOptions {
     int checkpoint_every;     /* steps; 0 = only at the end */
     uint64_t seed;
     uint32_t rank, world;     /* this worker's partition */
+    int interleave;           /* partition mode (ReaderOptions.interleave) */
     Dataset *train;           /* borrowed */
     PsClient *ps;             /* borrowed */
     FILE *metrics;            /* metrics.jsonl, or NULL */

@@ -1,0 +1,415 @@
+/* The benchmarks behind `psrec bench` (see bench.h).
+ *
+ * Model: four random batches of the requested shape are generated up front (the peer's
+ * distribution: tokens in [1, V), title lengths in [title_len/2, title_len], history lengths
+ * in [1, his_len], users in [1, U)); every history and candidate slot gets a news id of its
+ * own, whose title lives in a bench-owned table read by the BatchNewsFn callback. Steps cycle
+ * through the batches; the warm-up creates every sparse row the timed steps touch, so a
+ * timed step is exactly what a training step costs in steady state.
+ * Prep: generated (or given) MIND-format train split, prep_run into fresh outputs.
+ * Invariants: nothing here changes the code it measures; the timed region holds only the
+ * call being measured. Not here: argument parsing and printing (cmd_bench.c). */
+#include "launch/bench.h"
+
+#include "common/error.h"
+#include "common/params.h"
+#include "common/rng.h"
+#include "launch/inproc.h"
+#include "launch/prep.h"
+#include "server/shard.h"
+#include "worker/train.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BENCH_BATCHES 4
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* CPU time of the whole process (prep is single-threaded, so this is prep's). */
+static double cpu_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of v[0..n) (1 <= n <= BENCH_MAX_REPEAT); v is left unchanged. */
+static double median(const double *v, int n)
+{
+    double s[BENCH_MAX_REPEAT];
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+/* ------------------------------------------------------------------ model */
+
+/* Titles of every news of the pre-generated batches; news id i is row i (row 0 = padding). */
+typedef struct BenchNewsTable {
+    uint32_t n;          /* rows, padding included */
+    int title_len;
+    uint32_t *tokens;    /* (n, title_len) */
+    uint32_t *len;       /* (n) */
+    uint32_t *category;  /* (n) */
+} BenchNewsTable;
+
+/* One pre-generated batch in global ids, laid out as train_step_run reads it. */
+typedef struct BenchBatch {
+    uint32_t *users;  /* (B) */
+    uint32_t *his;    /* (B, his_len) */
+    int *his_n;       /* (B) */
+    uint32_t *cand;   /* (B, 1 + K) */
+    uint64_t news_tokens, user_steps, news;
+} BenchBatch;
+
+static int news_lookup(void *ctx, uint32_t news, BatchNews *out)
+{
+    const BenchNewsTable *t = ctx;
+    if (news == 0 || news >= t->n)
+        return psrec_errf(PSREC_E_RANGE, "bench: no news %u", news);
+    out->category = t->category[news];
+    out->ntok = t->len[news];
+    out->tokens = t->tokens + (size_t)news * (size_t)t->title_len;
+    return 0;
+}
+
+/* Give the next news row a random title and category; returns its id. */
+static uint32_t new_news(BenchNewsTable *t, uint32_t *next, const BenchModelOptions *o, Rng *rng)
+{
+    const int L = o->dims.title_len;
+    const int lo = L / 2 > 1 ? L / 2 : 1;
+    uint32_t id = (*next)++;
+    uint32_t len = (uint32_t)lo + (uint32_t)rng_below(rng, (uint64_t)(L - lo + 1));
+    uint32_t *tok = t->tokens + (size_t)id * (size_t)L;
+    for (uint32_t i = 0; i < len; i++)
+        tok[i] = 1 + (uint32_t)rng_below(rng, o->vocab - 1);
+    t->len[id] = len;
+    t->category[id] = (uint32_t)rng_below(rng, o->categories);
+    return id;
+}
+
+static void batch_fini(BenchBatch *b)
+{
+    free(b->users);
+    free(b->his);
+    free(b->his_n);
+    free(b->cand);
+    memset(b, 0, sizeof *b);
+}
+
+static int batch_make(BenchBatch *b, BenchNewsTable *t, uint32_t *next,
+                      const BenchModelOptions *o, Rng *rng)
+{
+    const int B = o->batch, L = o->dims.his_len, C = 1 + o->dims.K;
+    memset(b, 0, sizeof *b);
+    b->users = malloc((size_t)B * sizeof *b->users);
+    b->his = calloc((size_t)B * (size_t)L, sizeof *b->his);
+    b->his_n = malloc((size_t)B * sizeof *b->his_n);
+    b->cand = malloc((size_t)B * (size_t)C * sizeof *b->cand);
+    if (!b->users || !b->his || !b->his_n || !b->cand) {
+        batch_fini(b);
+        return PSREC_E_NOMEM;
+    }
+    for (int i = 0; i < B; i++) {
+        b->users[i] = 1 + (uint32_t)rng_below(rng, o->users - 1);
+        b->his_n[i] = 1 + (int)rng_below(rng, (uint64_t)L);
+        /* Slots past his_n stay news 0: batch_build never reads them. */
+        for (int h = 0; h < b->his_n[i]; h++) {
+            uint32_t id = new_news(t, next, o, rng);
+            b->his[(size_t)i * (size_t)L + (size_t)h] = id;
+            b->news_tokens += t->len[id];
+        }
+        for (int c = 0; c < C; c++) {
+            uint32_t id = new_news(t, next, o, rng);
+            b->cand[(size_t)i * (size_t)C + (size_t)c] = id;
+            b->news_tokens += t->len[id];
+        }
+        b->user_steps += (uint64_t)b->his_n[i];
+        b->news += (uint64_t)(b->his_n[i] + C);
+    }
+    return 0;
+}
+
+void bench_model_defaults(BenchModelOptions *o)
+{
+    *o = (BenchModelOptions){
+        .dims = {.E = 128, .H = 128, .title_len = 30, .his_len = 50, .K = 4},
+        .batch = 64,
+        .steps = 20,
+        .warmup = BENCH_BATCHES,
+        .repeat = 5,
+        .vocab = 50000,
+        .categories = 20,
+        .users = 100000,
+        .seed = 1,
+    };
+}
+
+double bench_lstm_gflop(const ModelDims *d, uint64_t news_tokens, uint64_t user_steps)
+{
+    const double H4 = 4.0 * d->H;
+    double fwd = 2.0 * (double)news_tokens * H4 * (double)(d->E + d->H) +
+                 2.0 * (double)user_steps * H4 * (double)(2 * d->H);
+    return 3.0 * fwd * 1e-9;
+}
+
+static int check_model_options(const BenchModelOptions *o)
+{
+    const ModelDims *d = &o->dims;
+    if (o->batch < 1 || o->steps < 1 || o->warmup < 0 || o->repeat < 1 ||
+        o->repeat > BENCH_MAX_REPEAT || d->E < 1 || d->H < 1 || d->title_len < 1 ||
+        d->his_len < 1 || d->K < 0 || o->vocab < 2 || o->categories < 1 || o->users < 2)
+        return psrec_errf(PSREC_E_USAGE,
+                          "bench: bad options (batch %d, steps %d, warmup %d, repeat %d, E %d, "
+                          "H %d, title_len %d, his_len %d, K %d, vocab %u, categories %u, "
+                          "users %u)",
+                          o->batch, o->steps, o->warmup, o->repeat, d->E, d->H, d->title_len,
+                          d->his_len, d->K, o->vocab, o->categories, o->users);
+    return 0;
+}
+
+int bench_model(const BenchModelOptions *o, BenchModelResult *r)
+{
+    memset(r, 0, sizeof *r);
+    int rc = check_model_options(o);
+    if (rc)
+        return rc;
+    const ModelDims *d = &o->dims;
+    const uint64_t slots = (uint64_t)o->batch * (uint64_t)(d->his_len + 1 + d->K);
+    BenchNewsTable nt = {.title_len = d->title_len};
+    BenchBatch batches[BENCH_BATCHES] = {0};
+    Shard *shard = NULL;
+    TrainStep *ts = NULL;
+    PsClient ps;
+    if (1 + BENCH_BATCHES * slots > UINT32_MAX)
+        return psrec_errf(PSREC_E_USAGE, "bench: the batches hold too many news");
+    nt.n = (uint32_t)(1 + BENCH_BATCHES * slots);
+    nt.tokens = calloc((size_t)nt.n * (size_t)d->title_len, sizeof *nt.tokens);
+    nt.len = calloc(nt.n, sizeof *nt.len);
+    nt.category = calloc(nt.n, sizeof *nt.category);
+    if (!nt.tokens || !nt.len || !nt.category) {
+        rc = psrec_errf(PSREC_E_NOMEM, "bench: no memory for %u news", nt.n);
+        goto out;
+    }
+    Rng rng;
+    rng_seed(&rng, o->seed);
+    uint32_t next = 1;
+    double gflop = 0, news = 0, tokens = 0;
+    for (int i = 0; i < BENCH_BATCHES; i++) {
+        if ((rc = batch_make(&batches[i], &nt, &next, o, &rng))) {
+            psrec_errf(rc, "bench: no memory for the batches");
+            goto out;
+        }
+        gflop += bench_lstm_gflop(d, batches[i].news_tokens, batches[i].user_steps);
+        news += (double)batches[i].news;
+        tokens += (double)batches[i].news_tokens;
+    }
+    ShardOptions so = {
+        .shape = {.E = (uint32_t)d->E,
+                  .H = (uint32_t)d->H,
+                  .vocab_rows = o->vocab,
+                  .category_rows = o->categories,
+                  .user_rows = o->users},
+        .optim = {.kind = OPTIM_ADAM, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
+        .seed = o->seed,
+    };
+    if ((rc = shard_new(&so, &shard)))
+        goto out;
+    inproc_client_init(&ps, shard);
+    if ((rc = train_step_new(&ts, d, o->batch, &ps)))
+        goto out;
+    float loss = 0;
+    uint64_t step = 0;
+    for (int i = 0; i < o->warmup; i++, step++) {
+        const BenchBatch *b = &batches[step % BENCH_BATCHES];
+        if ((rc = train_step_run(ts, o->batch, b->users, b->his, b->his_n, b->cand, news_lookup,
+                                 &nt, &loss)))
+            goto out;
+    }
+    uint64_t pulled0, pushed0;
+    train_step_bytes(ts, &pulled0, &pushed0);
+    double step_s[BENCH_MAX_REPEAT], step_gflops[BENCH_MAX_REPEAT];
+    for (int rep = 0; rep < o->repeat; rep++) {
+        double run_gflop = 0;
+        double t0 = now_s();
+        for (int i = 0; i < o->steps; i++, step++) {
+            const BenchBatch *b = &batches[step % BENCH_BATCHES];
+            if ((rc = train_step_run(ts, o->batch, b->users, b->his, b->his_n, b->cand,
+                                     news_lookup, &nt, &loss)))
+                goto out;
+        }
+        double dt = now_s() - t0;
+        /* Outside the timed region: which batches this repeat ran. */
+        for (uint64_t s = step - (uint64_t)o->steps; s < step; s++) {
+            const BenchBatch *b = &batches[s % BENCH_BATCHES];
+            run_gflop += bench_lstm_gflop(d, b->news_tokens, b->user_steps);
+        }
+        if (dt <= 0)
+            dt = 1e-9;
+        r->runs[rep] = (double)o->batch * (double)o->steps / dt;
+        step_s[rep] = dt / (double)o->steps;
+        step_gflops[rep] = run_gflop / dt;
+    }
+    uint64_t pulled, pushed;
+    train_step_bytes(ts, &pulled, &pushed);
+    const double timed = (double)o->steps * (double)o->repeat;
+    r->repeat = o->repeat;
+    r->samples_per_s = median(r->runs, o->repeat);
+    r->ms_per_step = 1e3 * median(step_s, o->repeat);
+    r->useful_gflop_per_step = gflop / BENCH_BATCHES;
+    r->useful_gflops = median(step_gflops, o->repeat);
+    r->news_per_step = news / BENCH_BATCHES;
+    r->tokens_per_step = tokens / BENCH_BATCHES;
+    r->pulled_mb_per_step = (double)(pulled - pulled0) / 1e6 / timed;
+    r->pushed_mb_per_step = (double)(pushed - pushed0) / 1e6 / timed;
+    r->last_loss = loss;
+out:
+    train_step_free(&ts);
+    shard_free(&shard);
+    for (int i = 0; i < BENCH_BATCHES; i++)
+        batch_fini(&batches[i]);
+    free(nt.tokens);
+    free(nt.len);
+    free(nt.category);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ sgemm */
+
+int bench_sgemm(int M, int N, int K, int calls, double *gflops)
+{
+    *gflops = 0;
+    if (M < 1 || N < 1 || K < 1 || calls < 1 || calls > BENCH_MAX_REPEAT)
+        return psrec_errf(PSREC_E_USAGE, "bench: bad sgemm shape %dx%dx%d, %d calls", M, N, K,
+                          calls);
+    float *A = malloc((size_t)M * (size_t)K * sizeof *A);
+    float *Bm = malloc((size_t)K * (size_t)N * sizeof *Bm);
+    float *C = malloc((size_t)M * (size_t)N * sizeof *C);
+    if (!A || !Bm || !C) {
+        free(A);
+        free(Bm);
+        free(C);
+        return psrec_errf(PSREC_E_NOMEM, "bench: no memory for a %dx%dx%d sgemm", M, N, K);
+    }
+    Rng rng;
+    rng_seed(&rng, 42);
+    for (size_t i = 0; i < (size_t)M * (size_t)K; i++)
+        A[i] = (float)(rng_uniform(&rng) - 0.5);
+    for (size_t i = 0; i < (size_t)K * (size_t)N; i++)
+        Bm[i] = (float)(rng_uniform(&rng) - 0.5);
+    double t[BENCH_MAX_REPEAT];
+    for (int c = -1; c < calls; c++) {
+        double t0 = now_s();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, 0.0f,
+                    C, N);
+        double dt = now_s() - t0;
+        if (c >= 0)
+            t[c] = dt > 0 ? dt : 1e-9;
+    }
+    *gflops = 2.0 * M * (double)N * K / median(t, calls) * 1e-9;
+    free(A);
+    free(Bm);
+    free(C);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ prep */
+
+void bench_prep_defaults(BenchPrepOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    gen_options_default(&o->gen);
+    o->gen.news = 51000;
+    o->gen.users = 50000;
+    o->gen.train_impressions = 157000;
+    o->gen.dev_impressions = 1000;
+    o->repeat = 5;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) ? errno : 0;
+}
+
+/* rm -rf path; a missing path is fine. Returns 0 or an errno value. */
+static int rmtree(const char *path)
+{
+    int rc = nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    if (rc < 0)
+        return errno == ENOENT ? 0 : errno;
+    return rc;
+}
+
+int bench_prep(const BenchPrepOptions *o, BenchPrepResult *r)
+{
+    memset(r, 0, sizeof *r);
+    if (o->repeat < 1 || o->repeat > BENCH_MAX_REPEAT)
+        return psrec_errf(PSREC_E_USAGE, "bench: --repeat %d out of range 1..%d", o->repeat,
+                          BENCH_MAX_REPEAT);
+    const char *tmp = getenv("TMPDIR");
+    char root[4096], data[4200], news[4300], beh[4300], out[4300];
+    snprintf(root, sizeof root, "%s/psrec-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(root))
+        return psrec_errf(errno, "bench: mkdtemp %s: %s", root, strerror(errno));
+    int rc = 0;
+    if (o->data) {
+        snprintf(data, sizeof data, "%s", o->data);
+    } else {
+        snprintf(data, sizeof data, "%s/data", root);
+        GenOptions g = o->gen;
+        g.out = data;
+        double t0 = now_s();
+        if ((rc = gen_run(&g, NULL)))
+            goto out;
+        r->gen_seconds = now_s() - t0;
+    }
+    double cpu[BENCH_MAX_REPEAT];
+    snprintf(news, sizeof news, "%s/train/news.tsv", data);
+    snprintf(beh, sizeof beh, "%s/train/behaviors.tsv", data);
+    for (int rep = 0; rep < o->repeat; rep++) {
+        snprintf(out, sizeof out, "%s/prep-%d", root, rep);
+        PrepOptions po = {.news_path = news, .behaviors_path = beh, .out_path = out,
+                          .min_count = 1};
+        double c0 = cpu_s(), t0 = now_s();
+        rc = prep_run(&po, &r->meta);
+        double dt = now_s() - t0, dc = cpu_s() - c0;
+        if (rc)
+            goto out;
+        r->runs[rep] = dt > 0 ? dt : 1e-9;
+        cpu[rep] = dc;
+        /* Only one dataset on disk at a time: MIND-small's is hundreds of MB. */
+        if ((rc = rmtree(out))) {
+            psrec_errf(rc, "bench: removing %s: %s", out, strerror(rc));
+            goto out;
+        }
+    }
+    r->repeat = o->repeat;
+    r->seconds = median(r->runs, o->repeat);
+    r->mb_per_s = (double)r->meta.tsv_bytes / 1e6 / r->seconds;
+    r->cpu_seconds = median(cpu, o->repeat);
+out:;
+    int rm = rmtree(root);
+    if (!rc && rm)
+        rc = psrec_errf(rm, "bench: removing %s: %s", root, strerror(rm));
+    return rc;
+}

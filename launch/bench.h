@@ -1,0 +1,95 @@
+/* `psrec bench` as library calls: the throughput of training steps on random batches (the
+ * peer's bench mode, shared/peers/torch_lstmnr.py), of OpenBLAS sgemm at an LSTM-like shape,
+ * and of prep on MIND-small-sized generated data. Every figure is measured with
+ * CLOCK_MONOTONIC and is the median of `repeat` runs, so one noisy run does not move it.
+ * Timings are for reports (psrec bench), never for pass/fail tests. */
+#ifndef PSREC_LAUNCH_BENCH_H
+#define PSREC_LAUNCH_BENCH_H
+
+#include "common/dataset.h"
+#include "launch/gen.h"
+#include "worker/model.h"
+
+#include <stdint.h>
+
+/* Most repeats one call measures (the per-repeat figures are kept in fixed arrays). */
+#define BENCH_MAX_REPEAT 100
+
+typedef struct BenchModelOptions {
+    ModelDims dims;      /* E, H, title_len, his_len, K */
+    int batch;           /* B: samples per step */
+    int steps;           /* timed steps per repeat, >= 1 */
+    int warmup;          /* untimed steps before the first repeat, >= 0 */
+    int repeat;          /* 1..BENCH_MAX_REPEAT */
+    uint32_t vocab;      /* word ids drawn from [1, vocab) */
+    uint32_t categories; /* category ids drawn from [0, categories) */
+    uint32_t users;      /* user ids drawn from [1, users) */
+    uint64_t seed;
+} BenchModelOptions;
+
+typedef struct BenchModelResult {
+    int repeat;
+    double runs[BENCH_MAX_REPEAT]; /* (repeat) samples/s of each repeat, in run order */
+    double samples_per_s;          /* median of runs */
+    double ms_per_step;            /* median step time */
+    double useful_gflop_per_step;  /* mean over the batches (see bench_lstm_gflop) */
+    double useful_gflops;          /* useful_gflop_per_step / median step time */
+    double news_per_step;          /* distinct news encoded per step (mean) */
+    double tokens_per_step;        /* their real title tokens (mean) */
+    double pulled_mb_per_step;     /* parameter payload, 1e6 bytes */
+    double pushed_mb_per_step;
+    double last_loss;
+} BenchModelResult;
+
+/* The reference shape of the peer's bench: B 64, title_len 30, his_len 50, E 128, H 128,
+ * K 4, vocab 50000, 20 categories, 100000 users; 20 steps after 4 warm-up steps (one pass
+ * over the four batches, so every sparse row exists before timing starts), 5 repeats. */
+void bench_model_defaults(BenchModelOptions *o);
+
+/* Time full training steps (train_step_run: dedup, pull, forward/backward, push with Adam)
+ * through an in-process shard on four pre-generated random batches, cycled. Each candidate
+ * and history slot is a news of its own with an independent random title, as in the peer.
+ * Uses OpenBLAS's current thread count. Returns 0, PSREC_E_USAGE (an option out of range)
+ * or the first error of the step (detail in psrec_errmsg()). */
+int bench_model(const BenchModelOptions *o, BenchModelResult *r);
+
+/* FLOPs of the LSTM GEMMs one training step must do, in GFLOP, counting 2*M*N*K per GEMM:
+ *   forward  = 2 * T_news * 4H * (E + H)     news LSTM: x.W_ih and h.W_hh per real token
+ *            + 2 * T_user * 4H * (H + H)     user LSTM: per real history step
+ *   backward ~ 2 * forward                   dX = dG.W^T and dW = X^T.dG for both weights
+ *   total    = 3 * forward
+ * T_news = real title tokens of the distinct news of the batch, T_user = real history steps.
+ * Padding is not counted: it is work the step does not have to do. */
+double bench_lstm_gflop(const ModelDims *d, uint64_t news_tokens, uint64_t user_steps);
+
+/* Median GFLOP/s of cblas_sgemm on row-major (M, K) x (K, N) over `calls` timed calls (after
+ * one untimed call), with OpenBLAS's current threads. Returns 0 or PSREC_E_NOMEM. */
+int bench_sgemm(int M, int N, int K, int calls, double *gflops);
+
+typedef struct BenchPrepOptions {
+    const char *data; /* directory with train/news.tsv + train/behaviors.tsv (gen's layout) to
+                         reuse, or NULL to generate gen into the temporary directory */
+    GenOptions gen;   /* what to generate when data is NULL (out is ignored) */
+    int repeat;       /* 1..BENCH_MAX_REPEAT */
+} BenchPrepOptions;
+
+typedef struct BenchPrepResult {
+    int repeat;
+    double runs[BENCH_MAX_REPEAT]; /* (repeat) seconds of each prep_run */
+    double seconds;                /* median */
+    double mb_per_s;               /* meta.tsv_bytes / 1e6 / seconds */
+    double cpu_seconds;            /* median process CPU time of a run: on a busy machine,
+                                      what one core needs when nothing preempts prep */
+    double gen_seconds;            /* generating the input, 0 when reused */
+    DatasetMeta meta;              /* of the last run */
+} BenchPrepResult;
+
+/* MIND-small's size: 51000 news, 50000 users, 157000 train and 1000 dev impressions. */
+void bench_prep_defaults(BenchPrepOptions *o);
+
+/* Time prep_run of the train split `repeat` times, each into a fresh dataset under a
+ * temporary directory ($TMPDIR or /tmp), which is removed before returning (also on error).
+ * Single-threaded: prep uses one core. Returns 0 or an error code (detail in psrec_errmsg()). */
+int bench_prep(const BenchPrepOptions *o, BenchPrepResult *r);
+
+#endif

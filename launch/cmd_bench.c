@@ -1,0 +1,319 @@
+/* `psrec bench`: the command-line front end of launch/bench.c.
+ *
+ * Model mode (default) times full training steps on random batches of a given shape (the
+ * peer's bench mode) plus cblas_sgemm at an LSTM-like shape in the same process and thread
+ * count; --prep times prep_run on MIND-small-sized generated data. Options are parsed
+ * strictly (digits only, within range; unknown options, stray arguments, and options of the
+ * other mode are usage errors, exit 2). With --json one JSON object goes to stdout, else a
+ * readable summary; every speed claim in the README comes from this output. */
+#include "common/error.h"
+#include "common/log.h"
+#include "launch/bench.h"
+#include "launch/commands.h"
+#include "launch/run.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* sgemm timings per run: the median of this many calls. */
+#define SGEMM_CALLS 7
+
+static void bench_usage(FILE *f)
+{
+    BenchModelOptions m;
+    BenchPrepOptions p;
+    bench_model_defaults(&m);
+    bench_prep_defaults(&p);
+    fprintf(f,
+            "usage: psrec bench [--json] [model options] [--threads N] [--repeat R]\n"
+            "       psrec bench --prep [--json] [--data DIR | prep size options] [--repeat R]\n\n"
+            "Model mode (default): time full training steps (dedup, pull, forward/backward,\n"
+            "push with Adam through an in-process shard) on four random batches, cycled, and\n"
+            "cblas_sgemm at an LSTM-like shape. Reports the median samples/s of R repeats,\n"
+            "the useful GFLOP/s (LSTM GEMMs over real tokens only) and the sgemm GFLOP/s.\n"
+            "  --batch N          samples per step (default %d)\n"
+            "  --title-len N      max tokens per title (default %d)\n"
+            "  --his-len N        max clicks per history (default %d)\n"
+            "  --word-dim N       word embedding size E (default %d)\n"
+            "  --hidden N         hidden size H (default %d)\n"
+            "  --negatives N      negatives per sample K (default %d)\n"
+            "  --vocab N          vocabulary rows (default %u)\n"
+            "  --categories N     category rows (default %u)\n"
+            "  --users N          user rows (default %u)\n"
+            "  --steps N          timed steps per repeat (default %d)\n"
+            "  --warmup N         untimed steps first (default %d)\n"
+            "  --seed N           random seed (default %" PRIu64 ")\n"
+            "  --threads N        OpenBLAS threads (default 2; 1 on a one-core machine)\n"
+            "Prep mode: time prep_run of a train split (one core).\n"
+            "  --prep             this mode\n"
+            "  --data DIR         reuse DIR/train/{news,behaviors}.tsv instead of generating\n"
+            "  --prep-news N      news to generate (default %u)\n"
+            "  --prep-users N     users to generate (default %u)\n"
+            "  --prep-impressions N  train impressions to generate (default %u)\n"
+            "Both:\n"
+            "  --repeat R         repeats; figures are medians (default %d, max %d)\n"
+            "  --json             one JSON object on stdout instead of the summary\n"
+            "  -h, --help         this text\n",
+            m.batch, m.dims.title_len, m.dims.his_len, m.dims.E, m.dims.H, m.dims.K, m.vocab,
+            m.categories, m.users, m.steps, m.warmup, m.seed, p.gen.news, p.gen.users,
+            p.gen.train_impressions, m.repeat, BENCH_MAX_REPEAT);
+}
+
+/* A decimal number in lo..hi: digits only, no sign, no spaces. Prints why not and returns -1. */
+static int parse_u64(const char *opt, const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    const char *p = text;
+    if (!*p)
+        goto bad;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9')
+            goto bad;
+    errno = 0;
+    unsigned long long v = strtoull(text, NULL, 10);
+    if (errno == ERANGE || v < lo || v > hi) {
+        fprintf(stderr, "psrec bench: --%s %s is out of range %" PRIu64 "..%" PRIu64 "\n", opt,
+                text, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+bad:
+    fprintf(stderr, "psrec bench: --%s needs a non-negative integer, got '%s'\n", opt, text);
+    return -1;
+}
+
+static int parse_int(const char *opt, const char *text, int lo, int hi, int *out)
+{
+    uint64_t v;
+    if (parse_u64(opt, text, (uint64_t)lo, (uint64_t)hi, &v))
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_u32(const char *opt, const char *text, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+    uint64_t v;
+    if (parse_u64(opt, text, lo, hi, &v))
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* 2 threads, or every core when there are fewer. */
+static int default_threads(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores >= 2 ? 2 : 1;
+}
+
+/* v[0..n) with `decimals` digits after the point, separated by sep. */
+static void print_runs(const double *v, int n, int decimals, const char *sep)
+{
+    for (int i = 0; i < n; i++) {
+        if (i)
+            fputs(sep, stdout);
+        printf("%.*f", decimals, v[i]);
+    }
+}
+
+static int run_model(const BenchModelOptions *o, int json)
+{
+    const ModelDims *d = &o->dims;
+    BenchModelResult r;
+    if (bench_model(o, &r)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    /* An LSTM-like GEMM: the news LSTM's input projection of one batch's candidates,
+     * (B (1 + K) mean-title-length tokens, E) x (E, 4H). */
+    const int lo = d->title_len / 2 > 1 ? d->title_len / 2 : 1;
+    const int M = o->batch * (1 + d->K) * ((lo + d->title_len) / 2);
+    const int N = 4 * d->H, K = d->E;
+    double sgemm;
+    if (bench_sgemm(M, N, K, SGEMM_CALLS, &sgemm)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    const int threads = openblas_get_num_threads();
+    if (json) {
+        printf("{\"mode\": \"model\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
+               "\"his_len\": %d, \"word_dim\": %d, \"hidden\": %d, \"negatives\": %d, "
+               "\"vocab\": %u, \"categories\": %u, \"users\": %u, \"steps\": %d, "
+               "\"warmup\": %d, \"repeat\": %d, \"samples_per_s\": %.2f, "
+               "\"samples_per_s_runs\": [",
+               threads, o->batch, d->title_len, d->his_len, d->E, d->H, d->K, o->vocab,
+               o->categories, o->users, o->steps, o->warmup, o->repeat, r.samples_per_s);
+        print_runs(r.runs, r.repeat, 2, ", ");
+        printf("], \"ms_per_step\": %.3f, \"useful_gflop_per_step\": %.4f, "
+               "\"useful_gflops\": %.3f, \"sgemm_gflops\": %.3f, \"sgemm_m\": %d, "
+               "\"sgemm_n\": %d, \"sgemm_k\": %d, \"news_per_step\": %.1f, "
+               "\"tokens_per_step\": %.1f, \"pulled_mb_per_step\": %.3f, "
+               "\"pushed_mb_per_step\": %.3f, \"loss\": %.6f}\n",
+               r.ms_per_step, r.useful_gflop_per_step, r.useful_gflops, sgemm, M, N, K,
+               r.news_per_step, r.tokens_per_step, r.pulled_mb_per_step, r.pushed_mb_per_step,
+               r.last_loss);
+        return EXIT_OK;
+    }
+    printf("psrec bench: training steps, B=%d title_len=%d his_len=%d E=%d H=%d K=%d; "
+           "%d OpenBLAS threads; %d steps x %d repeats after %d warm-up steps\n",
+           o->batch, d->title_len, d->his_len, d->E, d->H, d->K, threads, o->steps, o->repeat,
+           o->warmup);
+    printf("  samples/s       %.1f (median; runs: ", r.samples_per_s);
+    print_runs(r.runs, r.repeat, 1, " ");
+    printf(")\n  ms/step         %.4g\n", r.ms_per_step);
+    printf("  useful GFLOP/s  %.2f (%.4g GFLOP/step: %.0f news, %.0f real title tokens)\n",
+           r.useful_gflops, r.useful_gflop_per_step, r.news_per_step, r.tokens_per_step);
+    printf("  sgemm GFLOP/s   %.2f (%dx%dx%d, median of %d calls)\n", sgemm, M, N, K,
+           SGEMM_CALLS);
+    printf("  parameters      %.2f MB pulled, %.2f MB pushed per step\n", r.pulled_mb_per_step,
+           r.pushed_mb_per_step);
+    return EXIT_OK;
+}
+
+static int run_prep(const BenchPrepOptions *o, int json)
+{
+    BenchPrepResult r;
+    if (bench_prep(o, &r)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    const DatasetMeta *m = &r.meta;
+    if (json) {
+        printf("{\"mode\": \"prep\", \"threads\": 1, \"repeat\": %d, \"prep_mb_per_s\": %.2f, "
+               "\"tsv_bytes\": %llu, \"seconds\": %.4f, \"seconds_runs\": [",
+               r.repeat, r.mb_per_s, (unsigned long long)m->tsv_bytes, r.seconds);
+        print_runs(r.runs, r.repeat, 4, ", ");
+        printf("], \"cpu_seconds\": %.4f, \"prep_mb_per_cpu_s\": %.2f, \"news\": %llu, "
+               "\"users\": %llu, \"impressions\": %llu, \"samples\": %llu, \"vocab\": %llu, "
+               "\"gen_seconds\": %.3f}\n",
+               r.cpu_seconds, (double)m->tsv_bytes / 1e6 / r.cpu_seconds,
+               (unsigned long long)m->news, (unsigned long long)m->users,
+               (unsigned long long)m->impressions, (unsigned long long)m->samples,
+               (unsigned long long)m->vocab, r.gen_seconds);
+        return EXIT_OK;
+    }
+    printf("psrec bench --prep: train split of %s, %d repeats (one core)\n",
+           o->data ? o->data : "generated data", r.repeat);
+    printf("  MB/s            %.1f (median; %.1f per CPU second)\n", r.mb_per_s,
+           (double)m->tsv_bytes / 1e6 / r.cpu_seconds);
+    printf("  seconds         %.3f (runs: ", r.seconds);
+    print_runs(r.runs, r.repeat, 3, " ");
+    printf(")\n  input           %.1f MB of TSV: %llu news, %llu impressions -> %llu users, "
+           "%llu samples, vocab %llu\n",
+           (double)m->tsv_bytes / 1e6, (unsigned long long)m->news,
+           (unsigned long long)m->impressions, (unsigned long long)m->users,
+           (unsigned long long)m->samples, (unsigned long long)m->vocab);
+    if (!o->data)
+        printf("  generating it   %.2f s (not timed)\n", r.gen_seconds);
+    return EXIT_OK;
+}
+
+enum {
+    O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
+    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP
+};
+
+int cmd_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, O_JSON},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"title-len", required_argument, NULL, O_TITLE},
+        {"his-len", required_argument, NULL, O_HIS},
+        {"word-dim", required_argument, NULL, O_WORD},
+        {"hidden", required_argument, NULL, O_HIDDEN},
+        {"negatives", required_argument, NULL, O_NEG},
+        {"vocab", required_argument, NULL, O_VOCAB},
+        {"categories", required_argument, NULL, O_CATS},
+        {"users", required_argument, NULL, O_USERS},
+        {"steps", required_argument, NULL, O_STEPS},
+        {"warmup", required_argument, NULL, O_WARMUP},
+        {"seed", required_argument, NULL, O_SEED},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"repeat", required_argument, NULL, O_REPEAT},
+        {"prep", no_argument, NULL, O_PREP},
+        {"data", required_argument, NULL, O_DATA},
+        {"prep-news", required_argument, NULL, O_PNEWS},
+        {"prep-users", required_argument, NULL, O_PUSERS},
+        {"prep-impressions", required_argument, NULL, O_PIMP},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0}};
+    BenchModelOptions mo;
+    BenchPrepOptions po;
+    bench_model_defaults(&mo);
+    bench_prep_defaults(&po);
+    int json = 0, prep = 0, threads = default_threads(), repeat = mo.repeat;
+    const char *model_opt = NULL, *prep_opt = NULL; /* an option of each mode seen */
+    int c, li, bad = 0;
+    opterr = 1;
+    optind = 1;
+    while (!bad && (li = -1, c = getopt_long(argc, argv, "h", opts, &li)) != -1) {
+        const char *name = li >= 0 ? opts[li].name : NULL;
+        if (c >= O_BATCH && c <= O_SEED)
+            model_opt = name;
+        if (c >= O_DATA && c <= O_PIMP)
+            prep_opt = name;
+        switch (c) {
+        case O_JSON: json = 1; break;
+        case O_BATCH: bad = parse_int(name, optarg, 1, 1 << 16, &mo.batch); break;
+        case O_TITLE: bad = parse_int(name, optarg, 1, 4096, &mo.dims.title_len); break;
+        case O_HIS: bad = parse_int(name, optarg, 1, 65536, &mo.dims.his_len); break;
+        case O_WORD: bad = parse_int(name, optarg, 1, 65536, &mo.dims.E); break;
+        case O_HIDDEN: bad = parse_int(name, optarg, 1, 16384, &mo.dims.H); break;
+        case O_NEG: bad = parse_int(name, optarg, 0, 4096, &mo.dims.K); break;
+        case O_VOCAB: bad = parse_u32(name, optarg, 2, UINT32_MAX, &mo.vocab); break;
+        case O_CATS: bad = parse_u32(name, optarg, 1, UINT32_MAX, &mo.categories); break;
+        case O_USERS: bad = parse_u32(name, optarg, 2, UINT32_MAX, &mo.users); break;
+        case O_STEPS: bad = parse_int(name, optarg, 1, 1000000, &mo.steps); break;
+        case O_WARMUP: bad = parse_int(name, optarg, 0, 1000000, &mo.warmup); break;
+        case O_SEED: bad = parse_u64(name, optarg, 0, UINT64_MAX, &mo.seed); break;
+        case O_THREADS: bad = parse_int(name, optarg, 1, 1024, &threads); break;
+        case O_REPEAT: bad = parse_int(name, optarg, 1, BENCH_MAX_REPEAT, &repeat); break;
+        case O_PREP: prep = 1; break;
+        case O_DATA: po.data = optarg; break;
+        case O_PNEWS:
+            bad = parse_u32(name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
+            break;
+        case O_PUSERS:
+            bad = parse_u32(name, optarg, GEN_USERS_MIN, GEN_USERS_MAX, &po.gen.users);
+            break;
+        case O_PIMP:
+            bad = parse_u32(name, optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
+                            &po.gen.train_impressions);
+            break;
+        case 'h': bench_usage(stdout); return EXIT_OK;
+        default: bad = 1; break;
+        }
+    }
+    if (bad) {
+        bench_usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (optind != argc) {
+        fprintf(stderr, "psrec bench: unexpected argument '%s'\n", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (prep && model_opt) {
+        fprintf(stderr, "psrec bench: --%s is a model-mode option; --prep does not take it\n",
+                model_opt);
+        return EXIT_USAGE;
+    }
+    if (!prep && prep_opt) {
+        fprintf(stderr, "psrec bench: --%s needs --prep\n", prep_opt);
+        return EXIT_USAGE;
+    }
+    log_set_identity("bench", -1);
+    mo.repeat = repeat;
+    po.repeat = repeat;
+    if (prep)
+        return run_prep(&po, json);
+    run_set_threads(threads);
+    return run_model(&mo, json);
+}

@@ -1,0 +1,536 @@
+/* Distributed training under mpirun (see job.h).
+ *
+ * Roles: ranks 0..S-1 are server shards, ranks S..N-1 workers (worker w = rank - S); with
+ * ps.colocate every rank runs a shard thread and a worker (S = W = N). Every rank derives the
+ * roles from the config alone, so a misconfigured job (S >= N) stops on every rank at once.
+ *
+ * MPI is used only where no rank can be dead yet or at the very end:
+ *   start   hello: every rank reports to rank 0 point-to-point, rank 0 waits with a deadline
+ *           and names the ranks that did not show up; then MPI_Allgather of shard endpoints.
+ *   epochs  workers send their partial eval sums to worker 0 point-to-point, with a deadline
+ *           (never a collective during training).
+ *   end     barriers around the checkpoint, and MPI_Allreduce of the exit status.
+ * The data plane (pull/push/clock) is ZeroMQ: shards bind tcp://<host>:<port> on a real
+ * interface (ps.host, else the first non-loopback IPv4), so a hostfile across machines works. */
+#include "launch/job.h"
+
+#include "common/dataset.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/runmeta.h"
+#include "launch/ckptdir.h"
+#include "launch/run.h"
+#include "server/loop.h"
+#include "worker/eval.h"
+#include "worker/ps_zmq.h"
+#include "worker/reader.h"
+#include "worker/train.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <mpi.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define ENDPOINT_MAX 256
+enum { TAG_HELLO = 1, TAG_GO = 2, TAG_EVAL = 1000 };
+
+typedef struct Job {
+    const Config *cfg;
+    int rank, size;
+    int shards, workers;
+    int is_server, is_worker;
+    int shard_index, worker_index;
+    int first_worker_rank;       /* MPI rank of worker 0 */
+    Dataset *train, *dev;
+    ModelDims dims;
+    RunMeta meta;
+    FILE *metrics;
+    void *zctx;
+    ServerLoop *loop;
+    pthread_t loop_thread;
+    int loop_started, loop_rc;
+    char (*endpoints)[ENDPOINT_MAX]; /* (size) */
+    int *shard_ranks;                /* (shards) */
+    PsZmq *client;
+    PsClient ps;
+    MetricsResult last_eval;
+    int evaluated;
+    uint64_t steps;
+} Job;
+
+int job_under_mpirun(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* ------------------------------------------------------------------ start-up */
+
+/* All ranks agree that every rank's step succeeded (a collective: only at start-up and at the
+ * end, when every rank is alive). */
+static int agree(int ok)
+{
+    int all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return all;
+}
+
+
+static int assign_roles(Job *j)
+{
+    const Config *c = j->cfg;
+    if (c->ps.colocate) {
+        j->shards = j->workers = j->size;
+        j->is_server = j->is_worker = 1;
+        j->shard_index = j->worker_index = j->rank;
+        j->first_worker_rank = 0;
+        return 0;
+    }
+    j->shards = c->ps.servers;
+    if (j->shards >= j->size) {
+        if (j->rank == 0)
+            LOG_ERROR("ps.servers = %d needs at least %d MPI ranks (%d shards + at least 1 "
+                      "worker), but mpirun started %d; use mpirun -np %d or more, lower "
+                      "ps.servers, or set ps.colocate = true",
+                      j->shards, j->shards + 1, j->shards, j->size, j->shards + 1);
+        return -1;
+    }
+    j->workers = j->size - j->shards;
+    j->is_server = j->rank < j->shards;
+    j->is_worker = !j->is_server;
+    j->shard_index = j->is_server ? j->rank : -1;
+    j->worker_index = j->is_worker ? j->rank - j->shards : -1;
+    j->first_worker_rank = j->shards;
+    return 0;
+}
+
+/* The address shards bind to: ps.host, else the first up, non-loopback IPv4 interface,
+ * else loopback (one machine without a network). */
+static void bind_host(const Config *c, char *out, size_t n)
+{
+    if (c->ps.host[0]) {
+        snprintf(out, n, "%s", c->ps.host);
+        return;
+    }
+    snprintf(out, n, "127.0.0.1");
+    struct ifaddrs *ifs, *i;
+    if (getifaddrs(&ifs) != 0)
+        return;
+    for (i = ifs; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) ||
+            (i->ifa_flags & IFF_LOOPBACK))
+            continue;
+        inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, out,
+                  (socklen_t)n);
+        break;
+    }
+    freeifaddrs(ifs);
+}
+
+/* Wait for requests until all complete or the deadline passes. Returns 1 when all done. */
+static int wait_all(MPI_Request *req, int n, double deadline)
+{
+    for (;;) {
+        int done = 0;
+        MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
+        if (done)
+            return 1;
+        if (now_s() > deadline)
+            return 0;
+        usleep(1000);
+    }
+}
+
+/* Every rank says hello to rank 0 within ps.rendezvous_timeout; rank 0 names the missing
+ * ones and aborts the job, else answers go. Point-to-point, so a missing rank cannot hang
+ * anyone past the deadline. */
+static void hello(Job *j)
+{
+    const double deadline = now_s() + j->cfg->ps.rendezvous_timeout;
+    int one = 1;
+    if (j->rank == 0) {
+        int n = j->size - 1;
+        MPI_Request *req = calloc((size_t)n + 1, sizeof *req);
+        int *buf = calloc((size_t)n + 1, sizeof *buf);
+        for (int r = 1; r < j->size; r++)
+            MPI_Irecv(&buf[r - 1], 1, MPI_INT, r, TAG_HELLO, MPI_COMM_WORLD, &req[r - 1]);
+        if (!wait_all(req, n, deadline)) {
+            char missing[1024] = "";
+            size_t len = 0;
+            for (int r = 1; r < j->size; r++) {
+                int flag = 0;
+                MPI_Test(&req[r - 1], &flag, MPI_STATUS_IGNORE);
+                if (!flag && len < sizeof missing - 16)
+                    len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%d",
+                                            len ? ", " : "", r);
+            }
+            LOG_ERROR("rendezvous: rank(s) %s did not show up within %.0f s "
+                      "(ps.rendezvous_timeout); aborting the job",
+                      missing, j->cfg->ps.rendezvous_timeout);
+            MPI_Abort(MPI_COMM_WORLD, 3);
+        }
+        for (int r = 1; r < j->size; r++)
+            MPI_Send(&one, 1, MPI_INT, r, TAG_GO, MPI_COMM_WORLD);
+        free(req);
+        free(buf);
+        return;
+    }
+    MPI_Request req[2];
+    int go = 0;
+    MPI_Isend(&one, 1, MPI_INT, 0, TAG_HELLO, MPI_COMM_WORLD, &req[0]);
+    MPI_Irecv(&go, 1, MPI_INT, 0, TAG_GO, MPI_COMM_WORLD, &req[1]);
+    if (!wait_all(req, 2, deadline + 5.0)) {
+        LOG_ERROR("rendezvous: rank 0 did not answer within %.0f s; aborting the job",
+                  j->cfg->ps.rendezvous_timeout + 5.0);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    Job *j = arg;
+    j->loop_rc = server_loop_run(j->loop);
+    return NULL;
+}
+
+static int start_server(Job *j)
+{
+    char host[CONFIG_STR_MAX], ep[ENDPOINT_MAX + CONFIG_STR_MAX];
+    bind_host(j->cfg, host, sizeof host);
+    if (j->cfg->ps.port)
+        snprintf(ep, sizeof ep, "tcp://%s:%d", host, j->cfg->ps.port + j->shard_index);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:*", host);
+    ServerLoopOptions lo = {.shard_index = (uint32_t)j->shard_index,
+                            .shard_count = (uint32_t)j->shards,
+                            .workers = (uint32_t)j->workers,
+                            .staleness = (uint32_t)j->cfg->ps.staleness,
+                            .endpoint = ep,
+                            .stats_interval = 10.0,
+                            .stats_file = j->metrics,
+                            .zmq_ctx = j->zctx};
+    ckptdir_shard_options(&j->meta, &lo.shard);
+    lo.shard.lazy_dense = j->shards > 1;
+    switch (j->cfg->ps.consistency) {
+    case CONSISTENCY_BSP: lo.consistency = SERVER_BSP; break;
+    case CONSISTENCY_SSP: lo.consistency = SERVER_SSP; break;
+    case CONSISTENCY_ASP: lo.consistency = SERVER_ASP; break;
+    }
+    if (server_loop_new(&lo, &j->loop)) {
+        LOG_ERROR("cannot start shard %d on %s: %s", j->shard_index, ep, psrec_errmsg());
+        return -1;
+    }
+    if (pthread_create(&j->loop_thread, NULL, loop_main, j) != 0) {
+        LOG_ERROR("cannot start the shard thread");
+        return -1;
+    }
+    j->loop_started = 1;
+    LOG_INFO("shard %d of %d serving %d workers on %s", j->shard_index, j->shards, j->workers,
+             server_loop_endpoint(j->loop));
+    return 0;
+}
+
+/* Allgather every rank's endpoint (empty for pure workers). */
+static int exchange_endpoints(Job *j)
+{
+    char mine[ENDPOINT_MAX] = "";
+    if (j->loop)
+        snprintf(mine, sizeof mine, "%s", server_loop_endpoint(j->loop));
+    j->endpoints = calloc((size_t)j->size, sizeof *j->endpoints);
+    j->shard_ranks = calloc((size_t)j->shards, sizeof *j->shard_ranks);
+    if (!j->endpoints || !j->shard_ranks)
+        return -1;
+    MPI_Allgather(mine, ENDPOINT_MAX, MPI_CHAR, j->endpoints, ENDPOINT_MAX, MPI_CHAR,
+                  MPI_COMM_WORLD);
+    for (int k = 0; k < j->shards; k++)
+        j->shard_ranks[k] = k; /* shard k is rank k in both layouts */
+    return 0;
+}
+
+/* ------------------------------------------------------------------ worker side */
+
+/* Worker 0 collects the other workers' sums (point-to-point, with a deadline). */
+static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
+{
+    const int tag = TAG_EVAL + (int)(epoch % 100000);
+    if (j->worker_index != 0) {
+        MPI_Send(acc, (int)sizeof *acc, MPI_BYTE, j->first_worker_rank, tag, MPI_COMM_WORLD);
+        return 0;
+    }
+    int n = j->workers - 1;
+    if (n == 0)
+        return 0;
+    MetricsAcc *parts = calloc((size_t)n, sizeof *parts);
+    MPI_Request *req = calloc((size_t)n, sizeof *req);
+    for (int w = 1; w < j->workers; w++)
+        MPI_Irecv(&parts[w - 1], (int)sizeof *parts, MPI_BYTE, j->first_worker_rank + w, tag,
+                  MPI_COMM_WORLD, &req[w - 1]);
+    /* Workers finish their epochs within a step or so of each other; a generous deadline
+     * covers their evaluation time too. */
+    int ok = wait_all(req, n, now_s() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout);
+    if (ok)
+        for (int i = 0; i < n; i++)
+            metrics_acc_merge(acc, &parts[i]);
+    else
+        for (int i = 0; i < n; i++)
+            MPI_Cancel(&req[i]);
+    free(parts);
+    free(req);
+    if (!ok)
+        return psrec_errf(PSREC_E_STATE, "evaluation: some workers never reported");
+    return 0;
+}
+
+static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
+{
+    Job *j = ctx;
+    if (!j->dev)
+        return 0;
+    uint64_t begin, end;
+    reader_partition(dataset_meta(j->dev)->impressions, (uint32_t)j->worker_index,
+                     (uint32_t)j->workers, &begin, &end);
+    EvalOptions eo = {.dims = j->dims, .data = j->dev, .ps = &j->ps, .begin = begin, .end = end};
+    MetricsAcc acc;
+    metrics_acc_init(&acc);
+    EvalStats st;
+    int rc = eval_run(&eo, &acc, &st);
+    if (rc || (rc = reduce_eval(j, epoch, &acc)))
+        return rc;
+    if (j->worker_index == 0) {
+        metrics_result(&acc, &j->last_eval);
+        j->evaluated = 1;
+        run_write_eval(j->metrics, epoch, step, &j->last_eval);
+        LOG_INFO("epoch %llu dev auc %.4f mrr %.4f ndcg@5 %.4f ndcg@10 %.4f (%llu impressions "
+                 "over %d workers)",
+                 (unsigned long long)epoch, j->last_eval.auc, j->last_eval.mrr,
+                 j->last_eval.ndcg5, j->last_eval.ndcg10,
+                 (unsigned long long)j->last_eval.impressions, j->workers);
+    }
+    return 0;
+}
+
+static int run_worker(Job *j)
+{
+    const char **eps = calloc((size_t)j->shards, sizeof *eps);
+    if (!eps)
+        return -1;
+    for (int k = 0; k < j->shards; k++)
+        eps[k] = j->endpoints[j->shard_ranks[k]];
+    PsZmqOptions po = {.zmq_ctx = j->zctx,
+                       .endpoints = eps,
+                       .shards = (uint32_t)j->shards,
+                       .worker_rank = (uint32_t)j->worker_index,
+                       .workers = (uint32_t)j->workers,
+                       .timeout = 60.0 + j->cfg->ps.rendezvous_timeout,
+                       .shard_mpi_ranks = j->shard_ranks};
+    po.shape = (ParamShape){.E = j->meta.E, .H = j->meta.H, .vocab_rows = j->meta.vocab_rows,
+                            .category_rows = j->meta.category_rows,
+                            .user_rows = j->meta.user_rows};
+    int rc = ps_zmq_new(&po, &j->client);
+    free(eps);
+    if (rc) {
+        LOG_ERROR("cannot connect to the shards: %s", psrec_errmsg());
+        return -1;
+    }
+    ps_zmq_client(j->client, &j->ps);
+    const Config *c = j->cfg;
+    TrainOptions to = {.dims = j->dims,
+                       .batch_size = c->train.batch_size,
+                       .epochs = c->train.epochs,
+                       .log_every = c->run.log_every,
+                       .seed = c->train.seed,
+                       .rank = (uint32_t)j->worker_index,
+                       .world = (uint32_t)j->workers,
+                       .interleave = c->data.partition == PARTITION_INTERLEAVE,
+                       .train = j->train,
+                       .ps = &j->ps,
+                       .metrics = j->metrics,
+                       .hooks = {.ctx = j, .after_epoch = worker_after_epoch}};
+    TrainResult res;
+    rc = train_run(&to, &res);
+    if (rc)
+        LOG_ERROR("training failed: %s", psrec_errmsg());
+    else
+        LOG_INFO("done: %llu steps, %llu samples in %.1f s (%.0f samples/s)",
+                 (unsigned long long)res.steps, (unsigned long long)res.samples, res.seconds,
+                 (double)res.samples / (res.seconds > 0 ? res.seconds : 1));
+    j->steps = res.steps;
+    /* Tell every shard this worker is done, even after a failure, so shards can finish. */
+    if (ps_zmq_shutdown(j->client) && !rc)
+        LOG_WARN("shutdown: %s", psrec_errmsg());
+    return rc ? -1 : 0;
+}
+
+/* ------------------------------------------------------------------ the end */
+
+/* Every shard writes its file into <root>/step-N.tmp, then rank 0 publishes it. Only at the
+ * end of the job, when every rank is alive, so the collectives here are safe. */
+static int final_checkpoint(Job *j, int ok)
+{
+    char root[4096], tmp[4300];
+    if (config_checkpoint_dir(j->cfg, root, sizeof root))
+        return -1;
+    unsigned long long steps = j->steps, max_steps = 0;
+    MPI_Allreduce(&steps, &max_steps, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    int all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!all_ok)
+        return -1; /* never publish the parameters of a failed job */
+    int mine = 1;
+    if (j->rank == 0 && ckptdir_begin(root, max_steps, tmp, sizeof tmp)) {
+        LOG_ERROR("checkpoint: %s", psrec_errmsg());
+        mine = 0;
+    }
+    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD);
+    if (!agree(mine))
+        return -1;
+    if (j->is_server) {
+        RunMeta m = j->meta;
+        m.step = max_steps;
+        m.epoch = (uint64_t)j->cfg->train.epochs;
+        m.shards = (uint32_t)j->shards;
+        m.shard = (uint32_t)j->shard_index;
+        m.workers = (uint32_t)j->workers;
+        if (ckptdir_write_shard(tmp, &m, server_loop_shard(j->loop))) {
+            LOG_ERROR("checkpoint: %s", psrec_errmsg());
+            mine = 0;
+        }
+    }
+    int all = agree(mine);
+    if (j->rank == 0) {
+        if (all && ckptdir_publish(root, max_steps, j->cfg->checkpoint.keep)) {
+            LOG_ERROR("checkpoint: %s", psrec_errmsg());
+            all = 0;
+        }
+        if (all)
+            LOG_INFO("checkpoint at step %llu in %s (%d shard files)", max_steps, root,
+                     j->shards);
+        else
+            ckptdir_abandon(tmp);
+    }
+    return agree(all) ? 0 : -1;
+}
+
+static void local_threads(const Config *c)
+{
+    if (c->train.threads > 0) {
+        run_set_threads(c->train.threads);
+        return;
+    }
+    /* 0 = all cores, shared among the ranks on this host. */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    long local = ls ? atol(ls) : 1;
+    long n = cores / (local > 0 ? local : 1);
+    run_set_threads(n > 0 ? (int)n : 1);
+}
+
+static int open_metrics(Job *j)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", j->cfg->run.dir);
+    if (!(j->metrics = fopen(path, "a"))) {
+        LOG_ERROR("%s: %s", path, strerror(errno));
+        return -1;
+    }
+    setvbuf(j->metrics, NULL, _IOLBF, 0); /* whole lines, appended: ranks interleave safely */
+    return 0;
+}
+
+int job_train_mpi(const Config *cfg, const char *config_path)
+{
+    int provided;
+    MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
+    Job j = {.cfg = cfg};
+    MPI_Comm_rank(MPI_COMM_WORLD, &j.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &j.size);
+    log_set_identity("rank", j.rank);
+    /* Roles come from the config alone, so every rank reaches the same verdict. */
+    int ok = assign_roles(&j) == 0;
+    if (ok) {
+        log_set_identity(j.is_server && j.is_worker ? "server+worker"
+                         : j.is_server             ? "server"
+                                                   : "worker",
+                         j.rank);
+        local_threads(cfg);
+        hello(&j); /* first MPI traffic: a missing rank aborts the job with its number */
+        /* Every rank reads the training set's meta (the id-space sizes shape the tables). */
+        ok = agree(run_open_datasets(cfg, &j.train, &j.dev) == 0);
+    }
+    if (ok) {
+        run_model_dims(cfg, &j.dims);
+        run_meta_from_config(cfg, dataset_meta(j.train), &j.meta);
+        int mine = 1;
+        if (j.rank == 0) {
+            FILE *m = NULL;
+            mine = run_prepare_dir(cfg, &m) == 0;
+            if (m)
+                fclose(m);
+            LOG_INFO("%s: %d ranks: %d shard(s), %d worker(s)%s, %s", config_path, j.size,
+                     j.shards, j.workers, cfg->ps.colocate ? " colocated" : "",
+                     config_consistency_name(cfg->ps.consistency));
+        }
+        ok = agree(mine);
+    }
+    if (ok) {
+        j.zctx = zmq_ctx_new();
+        ok = agree(open_metrics(&j) == 0 && (!j.is_server || start_server(&j) == 0));
+    }
+    if (ok)
+        ok = agree(exchange_endpoints(&j) == 0);
+    if (ok) {
+        int mine = 1;
+        if (j.is_worker)
+            mine = run_worker(&j) == 0;
+        if (j.loop_started) {
+            pthread_join(j.loop_thread, NULL);
+            j.loop_started = 0;
+            if (j.loop_rc) {
+                LOG_ERROR("shard %d loop failed: %s", j.shard_index, psrec_strerror(j.loop_rc));
+                mine = 0;
+            }
+        }
+        ok = final_checkpoint(&j, mine) == 0 && mine;
+        if (j.rank == j.first_worker_rank && j.evaluated && ok)
+            printf("{\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,\"ndcg10\":%.6f,"
+                   "\"impressions\":%llu,\"skipped\":%llu}\n",
+                   j.last_eval.auc, j.last_eval.mrr, j.last_eval.ndcg5, j.last_eval.ndcg10,
+                   (unsigned long long)j.last_eval.impressions,
+                   (unsigned long long)j.last_eval.skipped);
+        ok = agree(ok);
+    }
+    if (j.loop_started) {
+        server_loop_stop(j.loop);
+        pthread_join(j.loop_thread, NULL);
+    }
+    ps_zmq_free(&j.client);
+    server_loop_free(&j.loop);
+    if (j.zctx)
+        zmq_ctx_term(j.zctx);
+    if (j.metrics)
+        fclose(j.metrics);
+    dataset_free(&j.train);
+    dataset_free(&j.dev);
+    free(j.endpoints);
+    free(j.shard_ranks);
+    MPI_Finalize();
+    return ok ? 0 : 1;
+}
