@@ -233,10 +233,6 @@ int tsv_parse_news(const char *line, size_t len, NewsRow *out, char *reason, siz
         return fail(reason, reason_size, "empty news id");
     if (has_byte(f[0], ' '))
         return fail(reason, reason_size, "news id '%.*s%s' contains a space", QUOTE(f[0]));
-    if (has_byte(f[0], '-'))
-        return fail(reason, reason_size,
-                    "news id '%.*s%s' contains '-', which impressions use before the label",
-                    QUOTE(f[0]));
     if (f[1].n == 0)
         return fail(reason, reason_size, "empty category");
     out->id = f[0];
@@ -342,22 +338,27 @@ int tsv_parse_behavior(const char *line, size_t len, BehaviorRow *out, char *rea
     pos = 0;
     while (next_word(f[4].p, f[4].n, &pos, &w)) {
         ncand++;
-        const char *dash = memchr(w.p, '-', w.n);
-        int has_label = dash != NULL;
+        /* A label is a trailing "-0" or "-1"; ids may contain '-' themselves. The first
+         * candidate decides whether the line is labeled (train/dev) or not (test). */
+        int has_label = w.n >= 2 && w.p[w.n - 2] == '-' &&
+                        (w.p[w.n - 1] == '0' || w.p[w.n - 1] == '1');
         if (ncand == 1)
-            labeled = has_label;
-        else if (has_label != labeled)
+            labeled = has_label || memchr(w.p, '-', w.n) != NULL;
+        if (labeled && !has_label && !memchr(w.p, '-', w.n))
             return fail(reason, reason_size,
                         "candidate %zu '%.*s%s': mixes labeled and unlabeled candidates", ncand,
                         QUOTE(w));
-        if (!has_label)
-            continue;
-        if (dash == w.p)
-            return fail(reason, reason_size, "candidate '%.*s%s': empty news id", QUOTE(w));
-        if (dash + 2 != w.p + w.n || (dash[1] != '0' && dash[1] != '1'))
+        if (labeled && !has_label)
             return fail(reason, reason_size, "candidate '%.*s%s': label must be 0 or 1",
                         QUOTE(w));
-        nclick += dash[1] == '1';
+        if (labeled && w.n == 2)
+            return fail(reason, reason_size, "candidate '%.*s%s': empty news id", QUOTE(w));
+        if (!labeled && has_label)
+            return fail(reason, reason_size,
+                        "candidate %zu '%.*s%s': mixes labeled and unlabeled candidates", ncand,
+                        QUOTE(w));
+        if (labeled)
+            nclick += w.p[w.n - 1] == '1';
     }
     if (ncand == 0)
         return fail(reason, reason_size, "no candidates: an impression needs at least one");

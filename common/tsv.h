@@ -67,7 +67,7 @@ size_t tsv_split(const char *line, size_t len, TsvSpan *fields, size_t max);
 /* One news.tsv line: id, category, subcategory, title, abstract, url, title entities,
  * abstract entities. Spans borrow from the parsed line. */
 typedef struct NewsRow {
-    TsvSpan id;                /* non-empty; no ' ' and no '-' (impressions use "id-label") */
+    TsvSpan id;                /* non-empty, no ' ' */
     TsvSpan category;          /* non-empty */
     TsvSpan subcategory;       /* may be empty */
     TsvSpan title;             /* may be empty; raw text, tokenize it */

@@ -1,0 +1,716 @@
+/* The ZeroMQ PsClient (see ps_zmq.h): requests split by key owner, sent at once, completed by
+ * whichever wait call receives their replies.
+ *
+ * Invariants:
+ * - Every request in flight occupies one slot of a fixed table; its wire request_id (also the
+ *   ticket) is (sequence << SLOT_BITS) | slot, unique over the client's life, so a reply is
+ *   matched to its slot in O(1) and a late reply to a request that already ended (timeout,
+ *   failed send) matches nothing and is dropped: it can never write into a buffer the caller
+ *   has taken back.
+ * - A slot's due[k] is 1 exactly while shard k owes it a reply; pending counts them. Replies
+ *   are matched on the socket they arrive on, so one request_id serves all of a request's
+ *   sub-requests.
+ * - A pull's rows are scattered into the caller's out as soon as each shard's reply arrives,
+ *   at the positions remembered at issue time (pos, grouped by shard, stable within a shard).
+ * - Messages to one shard leave on one DEALER socket in call order, so a CLOCK follows the
+ *   pushes of its step (ZeroMQ keeps a socket's order).
+ * - A socket whose send failed is not used again (a multipart message may have been cut).
+ * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background,
+ * CURVE (socket_options is where its keys will go). */
+#include "worker/ps_zmq.h"
+
+#include "common/error.h"
+#include "common/keyrange.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#define SLOT_BITS 6
+#define SLOT_MASK ((1u << SLOT_BITS) - 1)
+#define ERR_MAX (WIRE_ERROR_TEXT_MAX + 96)
+#define BAD_LOG_MAX 5 /* bad replies logged per client; later ones are only counted */
+
+_Static_assert((1u << SLOT_BITS) == PS_ZMQ_MAX_TICKETS, "slot bits must match the table");
+
+/* One request in flight. */
+typedef struct Pending {
+    uint64_t id;           /* request_id and ticket; 0: slot free */
+    WireOp op;
+    uint32_t table, width;
+    float *out;            /* PULL: the caller's rows (n, width), borrowed until the wait */
+    int direct;            /* PULL to one shard: rows come back in the caller's order */
+    size_t *pos;           /* PULL: (pos_cap) caller positions, grouped by shard */
+    size_t pos_cap;
+    size_t *start, *count; /* (S) shard k's keys: pos[start[k] .. start[k] + count[k]) */
+    unsigned char *due;    /* (S) 1 while shard k owes a reply */
+    uint32_t pending;      /* replies still due */
+    int rc;                /* first error, 0 so far */
+    char err[ERR_MAX];     /* its message */
+    WireStats stats;       /* STATS reply */
+} Pending;
+
+struct PsZmq {
+    void *ctx;
+    uint32_t S, rank, W;
+    double timeout;
+    char **endpoints;       /* (S) copies */
+    int *shard_ranks;       /* (S) for messages */
+    void **socks;           /* (S) DEALER, one per shard */
+    int *broken;            /* (S) errno of a failed send; the socket is unusable after it */
+    zmq_pollitem_t *items;  /* (S) */
+    WireLimits lim;
+    TableSpec specs[PARAM_TABLES];
+    uint64_t clock;         /* carried by pulls and pushes */
+    uint64_t seq;           /* requests issued */
+    int shut;               /* SHUTDOWN acknowledged by every shard */
+
+    Pending slots[PS_ZMQ_MAX_TICKETS];
+    size_t *slot_sizes;     /* (PS_ZMQ_MAX_TICKETS, 2, S) backing of start/count */
+    unsigned char *slot_due; /* (PS_ZMQ_MAX_TICKETS, S) */
+
+    /* Issue scratch, reused by every request (sized for the largest so far). */
+    uint32_t *owner;        /* (cap) shard of each key */
+    size_t *order;          /* (cap) positions grouped by shard, for pushes */
+    uint64_t *keys_buf;     /* (cap) keys grouped by shard */
+    size_t cap;
+    float *vals_buf;        /* (vals_cap) gradient rows grouped by shard */
+    size_t vals_cap;
+    size_t *fill;           /* (S) */
+
+    uint64_t sent, received; /* bytes */
+    uint64_t stale, bad;    /* replies matching no request; malformed replies */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int shard_rank(const PsZmq *c, uint32_t k)
+{
+    return c->shard_ranks[k];
+}
+
+/* Every socket option of a shard connection, in one place (CURVE keys go here too): linger 0
+ * so closing never waits for a dead peer, a send timeout so a shard that takes nothing cannot
+ * block a worker forever, and the largest message the client accepts. */
+static int socket_options(PsZmq *c, uint32_t k)
+{
+    int linger = 0;
+    double ms = c->timeout * 1000.0;
+    int sndtimeo = ms >= INT_MAX ? INT_MAX : ms < 1.0 ? 1 : (int)ms;
+    int64_t max_msg = (int64_t)c->lim.max_bytes;
+    if (zmq_setsockopt(c->socks[k], ZMQ_LINGER, &linger, sizeof linger) ||
+        zmq_setsockopt(c->socks[k], ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) ||
+        zmq_setsockopt(c->socks[k], ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg))
+        return psrec_errf(zmq_errno(), "shard %u (rank %d): socket options: %s", k,
+                          shard_rank(c, k), zmq_strerror(zmq_errno()));
+    return 0;
+}
+
+static int check_options(const PsZmqOptions *o)
+{
+    if (!o->zmq_ctx || !o->endpoints || !o->shards || !o->workers ||
+        o->worker_rank >= o->workers || !(o->timeout > 0) || !isfinite(o->timeout) ||
+        !o->shape.E || !o->shape.H)
+        return psrec_errf(PSREC_E_RANGE,
+                          "PS client: bad options (context %s, endpoints %s, %u shards, worker "
+                          "%u of %u, timeout %g s, E %u, H %u)",
+                          o->zmq_ctx ? "set" : "missing", o->endpoints ? "set" : "missing",
+                          o->shards, o->worker_rank, o->workers, o->timeout, o->shape.E,
+                          o->shape.H);
+    for (uint32_t k = 0; k < o->shards; k++)
+        if (!o->endpoints[k] || !o->endpoints[k][0])
+            return psrec_errf(PSREC_E_RANGE, "PS client: no endpoint for shard %u", k);
+    return 0;
+}
+
+int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
+{
+    *out = NULL;
+    int rc = check_options(opt);
+    if (rc)
+        return rc;
+    PsZmq *c = calloc(1, sizeof *c);
+    if (!c)
+        return PSREC_E_NOMEM;
+    const uint32_t S = opt->shards;
+    c->ctx = opt->zmq_ctx;
+    c->S = S;
+    c->rank = opt->worker_rank;
+    c->W = opt->workers;
+    c->timeout = opt->timeout;
+    wire_limits_init(&c->lim, &opt->shape);
+    params_specs(&opt->shape, c->specs);
+    rc = PSREC_E_NOMEM;
+    c->endpoints = calloc(S, sizeof *c->endpoints);
+    c->shard_ranks = calloc(S, sizeof *c->shard_ranks);
+    c->socks = calloc(S, sizeof *c->socks);
+    c->broken = calloc(S, sizeof *c->broken);
+    c->items = calloc(S, sizeof *c->items);
+    c->fill = calloc(S, sizeof *c->fill);
+    c->slot_sizes = calloc((size_t)PS_ZMQ_MAX_TICKETS * 2 * S, sizeof *c->slot_sizes);
+    c->slot_due = calloc((size_t)PS_ZMQ_MAX_TICKETS * S, sizeof *c->slot_due);
+    if (!c->endpoints || !c->shard_ranks || !c->socks || !c->broken || !c->items || !c->fill ||
+        !c->slot_sizes || !c->slot_due)
+        goto fail;
+    for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++) {
+        c->slots[i].start = c->slot_sizes + (size_t)i * 2 * S;
+        c->slots[i].count = c->slots[i].start + S;
+        c->slots[i].due = c->slot_due + (size_t)i * S;
+    }
+    for (uint32_t k = 0; k < S; k++) {
+        c->shard_ranks[k] = opt->shard_mpi_ranks ? opt->shard_mpi_ranks[k] : (int)k;
+        if (!(c->endpoints[k] = strdup(opt->endpoints[k])))
+            goto fail;
+    }
+    for (uint32_t k = 0; k < S; k++) {
+        if (!(c->socks[k] = zmq_socket(c->ctx, ZMQ_DEALER))) {
+            rc = psrec_errf(zmq_errno(), "shard %u (rank %d): socket: %s", k,
+                            shard_rank(c, k), zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+        if ((rc = socket_options(c, k)))
+            goto fail;
+        if (zmq_connect(c->socks[k], c->endpoints[k])) {
+            rc = psrec_errf(zmq_errno(), "shard %u (rank %d): cannot connect to %s: %s", k,
+                            shard_rank(c, k), c->endpoints[k], zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+    }
+    *out = c;
+    return 0;
+fail:
+    ps_zmq_free(&c);
+    return rc;
+}
+
+void ps_zmq_free(PsZmq **cp)
+{
+    PsZmq *c = *cp;
+    if (!c)
+        return;
+    for (uint32_t k = 0; k < c->S; k++) {
+        if (c->socks && c->socks[k])
+            zmq_close(c->socks[k]);
+        if (c->endpoints)
+            free(c->endpoints[k]);
+    }
+    for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++)
+        free(c->slots[i].pos);
+    free(c->endpoints);
+    free(c->shard_ranks);
+    free(c->socks);
+    free(c->broken);
+    free(c->items);
+    free(c->fill);
+    free(c->slot_sizes);
+    free(c->slot_due);
+    free(c->owner);
+    free(c->order);
+    free(c->keys_buf);
+    free(c->vals_buf);
+    free(c);
+    *cp = NULL;
+}
+
+void ps_zmq_set_clock(PsZmq *c, uint64_t clock)
+{
+    c->clock = clock;
+}
+
+void ps_zmq_bytes(const PsZmq *c, uint64_t *sent, uint64_t *received)
+{
+    if (sent)
+        *sent = c->sent;
+    if (received)
+        *received = c->received;
+}
+
+/* ---- slots ------------------------------------------------------------------------------ */
+
+static int slot_take(PsZmq *c, WireOp op, uint32_t table, Pending **out)
+{
+    for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++) {
+        Pending *p = &c->slots[i];
+        if (p->id)
+            continue;
+        p->id = (++c->seq << SLOT_BITS) | i;
+        p->op = op;
+        p->table = table;
+        p->width = table < PARAM_TABLES ? c->lim.width[table] : 0;
+        p->out = NULL;
+        p->direct = 0;
+        p->pending = 0;
+        p->rc = 0;
+        p->err[0] = '\0';
+        memset(&p->stats, 0, sizeof p->stats);
+        memset(p->start, 0, c->S * sizeof *p->start);
+        memset(p->count, 0, c->S * sizeof *p->count);
+        memset(p->due, 0, c->S * sizeof *p->due);
+        *out = p;
+        return 0;
+    }
+    return psrec_errf(PSREC_E_STATE, "%s: %d requests outstanding already (wait some first)",
+                      wire_op_name(op), PS_ZMQ_MAX_TICKETS);
+}
+
+static Pending *slot_of(PsZmq *c, uint64_t id)
+{
+    Pending *p = &c->slots[id & SLOT_MASK];
+    return id && p->id == id ? p : NULL;
+}
+
+static void slot_release(Pending *p)
+{
+    p->id = 0;
+    p->out = NULL;
+}
+
+/* Shard k owes p nothing more. */
+static void sub_done(Pending *p, uint32_t k)
+{
+    if (p->due[k]) {
+        p->due[k] = 0;
+        p->pending--;
+    }
+}
+
+/* Shard k's part of p is over: record code (0: answered fine) and, for the first error of
+ * p, its message, prefixed with the shard. */
+__attribute__((format(printf, 5, 6))) static void settle(PsZmq *c, Pending *p, uint32_t k,
+                                                          int code, const char *fmt, ...)
+{
+    if (code && !p->rc) {
+        p->rc = code;
+        int len = snprintf(p->err, sizeof p->err, "shard %u (rank %d): ", k, shard_rank(c, k));
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->err + len, sizeof p->err - (size_t)len, fmt, ap);
+        va_end(ap);
+    }
+    sub_done(p, k);
+}
+
+/* ---- receiving -------------------------------------------------------------------------- */
+
+static void note_bad(PsZmq *c, uint32_t k, const char *why)
+{
+    if (++c->bad <= BAD_LOG_MAX)
+        LOG_WARN("PS client: shard %u (rank %d): bad reply dropped: %s%s", k, shard_rank(c, k),
+                 why, c->bad == BAD_LOG_MAX ? " (no more of these are logged)" : "");
+}
+
+/* A valid reply m from shard k to p: check it answers what was asked, then apply it. */
+static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
+{
+    const WireHeader *h = &m->h;
+    if (!h->reply) {
+        settle(c, p, k, PSREC_E_FORMAT, "sent a %s request instead of a reply",
+               wire_op_name(h->op));
+        return;
+    }
+    if (h->op == WIRE_OP_ERROR) {
+        settle(c, p, k, h->error_code ? h->error_code : PSREC_E_STATE, "%s", h->error_text);
+        return;
+    }
+    if (h->op != p->op) {
+        settle(c, p, k, PSREC_E_FORMAT, "%s reply to a %s request", wire_op_name(h->op),
+               wire_op_name(p->op));
+        return;
+    }
+    if (h->op == WIRE_OP_PULL) {
+        if (h->table != p->table || h->key_count != p->count[k]) {
+            settle(c, p, k, PSREC_E_FORMAT,
+                   "PULL reply for table %u with %llu rows, asked table %u for %zu", h->table,
+                   (unsigned long long)h->key_count, p->table, p->count[k]);
+            return;
+        }
+        const size_t w = p->width, n = p->count[k];
+        if (p->direct) {
+            memcpy(p->out, m->vals, n * w * sizeof *p->out);
+        } else {
+            const size_t *pos = p->pos + p->start[k];
+            for (size_t j = 0; j < n; j++)
+                memcpy(p->out + pos[j] * w, m->vals + j * w, w * sizeof *p->out);
+        }
+    } else if (h->op == WIRE_OP_STATS) {
+        if (!h->has_stats) {
+            settle(c, p, k, PSREC_E_FORMAT, "STATS reply without stats");
+            return;
+        }
+        p->stats = h->stats;
+    }
+    sub_done(p, k);
+}
+
+/* Receive one message from shard k (which poll said is readable) and apply it to the request
+ * it answers. Returns 0 or a ZeroMQ errno from receiving. */
+static int receive(PsZmq *c, uint32_t k)
+{
+    WireMsg m;
+    char why[WIRE_ERROR_TEXT_MAX];
+    int rc = wire_recv(c->socks[k], 0, &m, &c->lim, why, sizeof why);
+    if (rc > 0) {
+        wire_msg_close(&m);
+        return rc == EAGAIN || rc == EINTR ? 0 : rc;
+    }
+    c->received += m.bytes;
+    Pending *p = m.header_ok ? slot_of(c, m.h.request_id) : NULL;
+    if (p && !p->due[k])
+        p = NULL;
+    if (rc < 0) {
+        if (p)
+            settle(c, p, k, rc, "bad reply: %s", why);
+        else
+            note_bad(c, k, why);
+    } else if (p) {
+        apply(c, p, k, &m);
+    } else {
+        c->stale++;
+        LOG_DEBUG("PS client: shard %u: reply to request %llu that is no longer waited for", k,
+                  (unsigned long long)m.h.request_id);
+    }
+    wire_msg_close(&m);
+    return 0;
+}
+
+/* Receive from every shard until p has all its replies, or no message at all came for
+ * c->timeout seconds (p fails with ETIMEDOUT naming the first shard it waits for), or
+ * receiving failed (p fails with that errno). Replies to other requests are applied on the
+ * way. */
+static void pump(PsZmq *c, Pending *p)
+{
+    double last = now_s();
+    while (p->pending) {
+        double left = c->timeout - (now_s() - last);
+        uint32_t k0 = 0;
+        while (k0 < c->S && !p->due[k0])
+            k0++;
+        if (left <= 0) {
+            if (!p->rc) {
+                p->rc = ETIMEDOUT;
+                snprintf(p->err, sizeof p->err,
+                         "shard %u (rank %d) did not answer for %g s (%s request %llu)", k0,
+                         shard_rank(c, k0), c->timeout, wire_op_name(p->op),
+                         (unsigned long long)p->id);
+            }
+            for (uint32_t k = k0; k < c->S; k++)
+                sub_done(p, k);
+            return;
+        }
+        for (uint32_t k = 0; k < c->S; k++)
+            c->items[k] = (zmq_pollitem_t){.socket = c->socks[k], .events = ZMQ_POLLIN};
+        double ms = ceil(left * 1000.0);
+        int n = zmq_poll(c->items, (int)c->S, ms > INT_MAX ? INT_MAX : (long)ms);
+        if (n < 0) {
+            int e = zmq_errno();
+            if (e == EINTR)
+                continue;
+            settle(c, p, k0, e, "poll: %s", zmq_strerror(e));
+            return;
+        }
+        for (uint32_t k = 0; k < c->S && n > 0; k++) {
+            if (!(c->items[k].revents & ZMQ_POLLIN))
+                continue;
+            int rc = receive(c, k);
+            if (rc) {
+                settle(c, p, k, rc, "receive: %s", zmq_strerror(rc));
+                return;
+            }
+            last = now_s();
+        }
+    }
+}
+
+/* Wait for p, release it; returns its result (detail in psrec_errmsg) and, for STATS, the
+ * stats. */
+static int complete(PsZmq *c, Pending *p, WireStats *stats)
+{
+    pump(c, p);
+    int rc = p->rc;
+    if (rc)
+        psrec_errf(rc, "%s", p->err);
+    else if (stats)
+        *stats = p->stats;
+    slot_release(p);
+    return rc;
+}
+
+/* ---- sending ---------------------------------------------------------------------------- */
+
+/* Send one sub-request of p to shard k; it is then due. */
+static int send_to(PsZmq *c, Pending *p, uint32_t k, const WireHeader *h, const uint64_t *keys,
+                   const float *vals)
+{
+    if (c->broken[k])
+        return psrec_errf(c->broken[k], "shard %u (rank %d): connection unusable since a send "
+                          "failed (%s)", k, shard_rank(c, k), zmq_strerror(c->broken[k]));
+    int rc = wire_send(c->socks[k], NULL, 0, h, keys, vals);
+    if (rc) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", rc > 0 ? zmq_strerror(rc) : psrec_errmsg());
+        if (rc > 0)
+            c->broken[k] = rc;
+        return psrec_errf(rc, "shard %u (rank %d): cannot send %s%s: %s", k, shard_rank(c, k),
+                          wire_op_name(h->op), rc == EAGAIN ? " (it takes nothing)" : "", why);
+    }
+    c->sent += wire_message_size(h);
+    p->due[k] = 1;
+    p->pending++;
+    return 0;
+}
+
+static void request_header(const PsZmq *c, const Pending *p, WireHeader *h, uint64_t clock)
+{
+    wire_header_init(h, p->op);
+    h->table = p->table;
+    h->worker_rank = c->rank;
+    h->clock = clock;
+    h->request_id = p->id;
+}
+
+/* Scratch for a request of n keys (and n rows of width floats when vals). */
+static int reserve(PsZmq *c, size_t n, size_t width, int vals)
+{
+    if (n > c->cap) {
+        uint32_t *o = realloc(c->owner, n * sizeof *o);
+        if (o)
+            c->owner = o;
+        size_t *ord = realloc(c->order, n * sizeof *ord);
+        if (ord)
+            c->order = ord;
+        uint64_t *kb = realloc(c->keys_buf, n * sizeof *kb);
+        if (kb)
+            c->keys_buf = kb;
+        if (!o || !ord || !kb)
+            return psrec_errf(PSREC_E_NOMEM, "PS client: no memory for a request of %zu keys",
+                              n);
+        c->cap = n;
+    }
+    if (vals && n * width > c->vals_cap) {
+        float *v = realloc(c->vals_buf, n * width * sizeof *v);
+        if (!v)
+            return psrec_errf(PSREC_E_NOMEM, "PS client: no memory for %zu rows", n);
+        c->vals_buf = v;
+        c->vals_cap = n * width;
+    }
+    return 0;
+}
+
+/* Checks the shards would make, made here so the caller gets a clear error at once. */
+static int check_rows(const PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
+                      size_t n, const void *rows)
+{
+    const char *what = wire_op_name(op);
+    if (c->shut)
+        return psrec_errf(PSREC_E_STATE, "%s after ps_zmq_shutdown", what);
+    if (table >= PARAM_TABLES)
+        return psrec_errf(PSREC_E_RANGE, "%s: no table %u", what, table);
+    if (n && (!keys || !rows))
+        return psrec_errf(PSREC_E_RANGE, "%s of %zu keys without keys or rows", what, n);
+    const uint64_t w = c->lim.width[table];
+    if (n > c->lim.max_keys || (uint64_t)n * (8 + 4 * w) + WIRE_HEADER_MAX > c->lim.max_bytes)
+        return psrec_errf(PSREC_E_RANGE, "%s of %zu rows of table %s is over one message's "
+                          "limit (%llu keys, %llu bytes): split it", what, n,
+                          c->specs[table].name, (unsigned long long)c->lim.max_keys,
+                          (unsigned long long)c->lim.max_bytes);
+    const uint64_t rows_in = c->lim.rows[table];
+    for (size_t i = 0; i < n; i++)
+        if (keys[i] >= rows_in)
+            return psrec_errf(PSREC_E_RANGE, "%s: key %llu (index %zu) out of range for "
+                              "table %s (rows %llu)", what, (unsigned long long)keys[i], i,
+                              c->specs[table].name, (unsigned long long)rows_in);
+    return 0;
+}
+
+/* Group the keys of p by owner shard: p->count/start and, in pos, the caller's positions
+ * grouped by shard (stable). When one shard owns every key, p->direct is set and pos is not
+ * written. */
+static void route(PsZmq *c, Pending *p, const uint64_t *keys, size_t n, size_t *pos)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t o = keyrange_owner(p->table, keys[i], c->S);
+        c->owner[i] = o;
+        p->count[o]++;
+    }
+    size_t at = 0;
+    for (uint32_t k = 0; k < c->S; k++) {
+        p->start[k] = at;
+        c->fill[k] = at;
+        at += p->count[k];
+        if (p->count[k] == n)
+            p->direct = 1;
+    }
+    if (p->direct)
+        return;
+    for (size_t i = 0; i < n; i++)
+        pos[c->fill[c->owner[i]]++] = i;
+}
+
+/* PULL (out) or PUSH (grads): split by owner, one message per shard involved. */
+static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys, size_t n,
+                      const float *grads, float *out, PsTicket *ticket)
+{
+    *ticket = 0;
+    int rc = check_rows(c, op, table, keys, n, op == WIRE_OP_PULL ? (const void *)out
+                                                                    : (const void *)grads);
+    if (rc || n == 0)
+        return rc; /* ticket 0: complete at once */
+    const size_t w = c->lim.width[table];
+    if ((rc = reserve(c, n, w, op == WIRE_OP_PUSH)))
+        return rc;
+    Pending *p;
+    if ((rc = slot_take(c, op, table, &p)))
+        return rc;
+    size_t *pos = c->order;
+    if (op == WIRE_OP_PULL) {
+        p->out = out;
+        if (n > p->pos_cap) {
+            size_t *np = realloc(p->pos, n * sizeof *np);
+            if (!np) {
+                slot_release(p);
+                return psrec_errf(PSREC_E_NOMEM, "PULL: no memory for %zu positions", n);
+            }
+            p->pos = np;
+            p->pos_cap = n;
+        }
+        pos = p->pos;
+    }
+    route(c, p, keys, n, pos);
+    const uint64_t *kb = keys;
+    const float *vb = grads;
+    if (!p->direct) {
+        for (size_t j = 0; j < n; j++)
+            c->keys_buf[j] = keys[pos[j]];
+        kb = c->keys_buf;
+        if (op == WIRE_OP_PUSH) {
+            for (size_t j = 0; j < n; j++)
+                memcpy(c->vals_buf + j * w, grads + pos[j] * w, w * sizeof *grads);
+            vb = c->vals_buf;
+        }
+    }
+    for (uint32_t k = 0; k < c->S; k++) {
+        if (!p->count[k])
+            continue;
+        WireHeader h;
+        request_header(c, p, &h, c->clock);
+        h.key_count = p->count[k];
+        h.value_width = (uint32_t)w;
+        size_t at = p->direct ? 0 : p->start[k];
+        if ((rc = send_to(c, p, k, &h, kb + at, vb ? vb + at * w : NULL))) {
+            slot_release(p);
+            return rc;
+        }
+    }
+    *ticket = p->id;
+    return 0;
+}
+
+/* A header-only request to shard `only`, or to every shard when only == c->S; waits for all
+ * replies. */
+static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats *stats)
+{
+    Pending *p;
+    int rc = slot_take(c, op, 0, &p);
+    if (rc)
+        return rc;
+    for (uint32_t k = 0; k < c->S; k++) {
+        if (only < c->S && k != only)
+            continue;
+        WireHeader h;
+        request_header(c, p, &h, clock);
+        if ((rc = send_to(c, p, k, &h, NULL, NULL))) {
+            slot_release(p);
+            return rc;
+        }
+    }
+    return complete(c, p, stats);
+}
+
+/* ---- the PsClient and the rest of the API ----------------------------------------------- */
+
+static int zc_pull(void *impl, uint32_t table, const uint64_t *keys, size_t n, float *out,
+                   PsTicket *ticket)
+{
+    return issue_rows(impl, WIRE_OP_PULL, table, keys, n, NULL, out, ticket);
+}
+
+static int zc_push(void *impl, uint32_t table, const uint64_t *keys, size_t n,
+                   const float *grads, PsTicket *ticket)
+{
+    return issue_rows(impl, WIRE_OP_PUSH, table, keys, n, grads, NULL, ticket);
+}
+
+static int zc_wait(void *impl, PsTicket ticket)
+{
+    PsZmq *c = impl;
+    if (ticket == 0)
+        return 0;
+    Pending *p = slot_of(c, ticket);
+    if (!p)
+        return psrec_errf(PSREC_E_STATE, "ticket %llu is not outstanding (waited already?)",
+                          (unsigned long long)ticket);
+    return complete(c, p, NULL);
+}
+
+static int zc_clock(void *impl, uint64_t clock)
+{
+    PsZmq *c = impl;
+    if (c->shut)
+        return psrec_errf(PSREC_E_STATE, "CLOCK after ps_zmq_shutdown");
+    int rc = control(c, WIRE_OP_CLOCK, clock, c->S, NULL);
+    if (!rc)
+        c->clock = clock + 1;
+    return rc;
+}
+
+static uint32_t zc_width(void *impl, uint32_t table)
+{
+    const PsZmq *c = impl;
+    return table < PARAM_TABLES ? c->lim.width[table] : 0;
+}
+
+static const PsClientOps zmq_ops = {zc_pull, zc_push, zc_wait, zc_clock, zc_width};
+
+void ps_zmq_client(PsZmq *c, PsClient *out)
+{
+    out->ops = &zmq_ops;
+    out->impl = c;
+}
+
+int ps_zmq_stats(PsZmq *c, uint32_t shard, WireStats *out)
+{
+    if (shard >= c->S)
+        return psrec_errf(PSREC_E_RANGE, "STATS: no shard %u (%u shards)", shard, c->S);
+    if (c->shut)
+        return psrec_errf(PSREC_E_STATE, "STATS after ps_zmq_shutdown");
+    return control(c, WIRE_OP_STATS, c->clock, shard, out);
+}
+
+int ps_zmq_heartbeat(PsZmq *c)
+{
+    if (c->shut)
+        return psrec_errf(PSREC_E_STATE, "HEARTBEAT after ps_zmq_shutdown");
+    return control(c, WIRE_OP_HEARTBEAT, c->clock, c->S, NULL);
+}
+
+int ps_zmq_shutdown(PsZmq *c)
+{
+    if (c->shut)
+        return psrec_errf(PSREC_E_STATE, "ps_zmq_shutdown called twice");
+    int rc = control(c, WIRE_OP_SHUTDOWN, c->clock, c->S, NULL);
+    if (!rc)
+        c->shut = 1;
+    return rc;
+}

@@ -1,0 +1,93 @@
+/* The ZeroMQ PsClient: a worker's connection to S remote server shards (server/loop.h), one
+ * DEALER socket per shard, speaking proto/ps.proto through common/wire.h.
+ *
+ * A pull or push is split by keyrange_owner into one sub-request per shard that owns some of
+ * its keys; all are sent at once and the call returns a ticket. ps_wait(ticket) receives
+ * replies from every shard until that ticket's sub-requests are all answered, applying the
+ * replies of other outstanding tickets that arrive meanwhile (pull rows are scattered into
+ * their own output buffers at once), so tickets may be waited in any order.
+ *
+ * Bounded state: at most PS_ZMQ_MAX_TICKETS requests outstanding (clock, stats, heartbeat
+ * and shutdown take one while they wait); any request beyond that fails with PSREC_E_STATE.
+ * Every ticket must be waited exactly once; a wait that fails (error reply, timeout) still
+ * ends the ticket.
+ * Thread rules: one thread uses a PsZmq (its sockets are ZeroMQ sockets). */
+#ifndef PSREC_WORKER_PS_ZMQ_H
+#define PSREC_WORKER_PS_ZMQ_H
+
+#include "common/params.h"
+#include "common/wire.h"
+#include "worker/ps_client.h"
+
+#include <stdint.h>
+
+#define PS_ZMQ_MAX_TICKETS 64 /* outstanding requests per client */
+
+typedef struct PsZmqOptions {
+    void *zmq_ctx;                 /* borrowed */
+    const char *const *endpoints;  /* (shards) shard endpoints, e.g. "tcp://10.0.0.5:40123";
+                                      copied */
+    uint32_t shards;
+    uint32_t worker_rank, workers; /* this worker's index, W */
+    ParamShape shape;              /* for widths / limits */
+    double timeout;                /* seconds without any reply while waiting -> error naming
+                                      the shard's index */
+    const int *shard_mpi_ranks;    /* (shards) MPI rank of each shard, for error messages;
+                                      NULL = use the index */
+} PsZmqOptions;
+
+typedef struct PsZmq PsZmq;
+
+/* Create a client and connect one DEALER socket per shard (every socket option set in one
+ * place: linger 0, send timeout = opt->timeout, incoming size cap; CURVE keys go there too).
+ * Connecting does not wait for the shards: an absent shard shows up as a timeout later.
+ * opt: copied (endpoints and ranks too); opt->zmq_ctx is borrowed and must outlive the
+ * client. opt->timeout must be > 0: it is also the longest a pull may wait at a shard's
+ * consistency gate (BSP/SSP) before the wait fails, so size it above the slowest step.
+ * Returns 0 and *out, PSREC_E_RANGE (bad options), PSREC_E_NOMEM, or a ZeroMQ errno (socket
+ * or connect failed; psrec_errmsg() names the shard and endpoint). *out is NULL on error. */
+int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out);
+
+/* Fill out->ops / out->impl so that the worker's PsClient calls go to c. c must outlive the
+ * PsClient. Through it:
+ *   pull/push  return PSREC_E_RANGE (unknown table, key >= the table's rows, NULL buffers,
+ *              too large for one message), PSREC_E_STATE (PS_ZMQ_MAX_TICKETS outstanding,
+ *              or after ps_zmq_shutdown), or a send error; else 0 and a ticket (n == 0: a
+ *              ticket that is complete at once). Keys and grads are copied before return;
+ *              a pull's out is written only during ps_wait calls, until its ticket's wait.
+ *   wait       0, the first ERROR reply's code (psrec_errmsg "shard K (rank R): <text>"),
+ *              ETIMEDOUT when no reply at all came for opt->timeout seconds ("shard K (rank
+ *              R) did not answer for T s"), PSREC_E_STATE for a ticket not outstanding, or a
+ *              ZeroMQ errno. The ticket is over either way.
+ *   clock(t)   CLOCK t to every shard, waits every ack (after the pushes already sent, on the
+ *              same sockets); on success pulls and pushes then carry clock t + 1.
+ *   width      floats per row of a table, 0 for an unknown table. */
+void ps_zmq_client(PsZmq *c, PsClient *out);
+
+/* Set the clock that the next pulls and pushes carry (a worker resuming at step t sets t).
+ * Starts at 0; ps_clock(t) sets it to t + 1. */
+void ps_zmq_set_clock(PsZmq *c, uint64_t clock);
+
+/* STATS request to shard (0..shards-1); waits for the reply (other tickets' replies that
+ * arrive meanwhile are applied). Returns 0 and *out, PSREC_E_RANGE (no such shard), or an
+ * error as ps_wait. */
+int ps_zmq_stats(PsZmq *c, uint32_t shard, WireStats *out);
+
+/* HEARTBEAT to every shard; waits all replies. Returns 0 or an error as ps_wait. */
+int ps_zmq_heartbeat(PsZmq *c);
+
+/* SHUTDOWN to every shard (this worker is done); waits all acks. After it succeeded, only
+ * ps_zmq_bytes and ps_zmq_free may be used (requests fail with PSREC_E_STATE; the shards
+ * refuse this worker anyway, and a shard whose workers all said SHUTDOWN ends its loop).
+ * Returns 0 or an error as ps_wait (then it may be called again). */
+int ps_zmq_shutdown(PsZmq *c);
+
+/* Bytes sent and received so far (all frames of every message, as wire_message_size counts
+ * them); either pointer may be NULL. */
+void ps_zmq_bytes(const PsZmq *c, uint64_t *sent, uint64_t *received);
+
+/* Close the sockets (linger 0: unsent messages are dropped), free everything; *c = NULL.
+ * Outstanding tickets are abandoned. NULL or *c NULL: nothing. */
+void ps_zmq_free(PsZmq **c);
+
+#endif
