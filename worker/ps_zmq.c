@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/keyrange.h"
 #include "common/log.h"
+#include "common/rng.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define SLOT_BITS 6
@@ -104,8 +106,30 @@ static int shard_rank(const PsZmq *c, uint32_t k)
 /* Every socket option of a shard connection, in one place (CURVE keys go here too): linger 0
  * so closing never waits for a dead peer, a send timeout so a shard that takes nothing cannot
  * block a worker forever, and the largest message the client accepts. */
+/* A routing identity nobody can guess or reuse across jobs: "w<rank>-" and 16 random hex
+ * digits (from the kernel's entropy, falling back to time and pid). A stale process of an
+ * earlier job on the same port can then never be mistaken for this worker. */
+static void routing_id(uint32_t rank, char *out, size_t n)
+{
+    uint64_t r = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (!f || fread(&r, sizeof r, 1, f) != 1) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = rng_mix64((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid());
+    }
+    if (f)
+        fclose(f);
+    snprintf(out, n, "w%u-%016llx", rank, (unsigned long long)r);
+}
+
 static int socket_options(PsZmq *c, uint32_t k)
 {
+    char id[64];
+    routing_id(c->rank, id, sizeof id);
+    if (zmq_setsockopt(c->socks[k], ZMQ_ROUTING_ID, id, strlen(id)))
+        return psrec_errf(zmq_errno(), "shard %u (rank %d): routing id: %s", k,
+                          shard_rank(c, k), zmq_strerror(zmq_errno()));
     int linger = 0;
     double ms = c->timeout * 1000.0;
     int sndtimeo = ms >= INT_MAX ? INT_MAX : ms < 1.0 ? 1 : (int)ms;
