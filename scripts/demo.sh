@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: install what is missing, build, generate a synthetic MIND-format set, prepare it
-# into LMDB, train LSTM-NR on it, evaluate the trained model on the dev split and print
+# into LMDB, train LSTM-NR on it under mpirun (a parameter-server shard and two workers),
+# evaluate the trained model on the dev split and print
 # MIND's metrics next to the oracle's (the best any model can do on this data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,8 @@ $PSREC prep --news data/demo/train/news.tsv --behaviors data/demo/train/behavior
 $PSREC prep --news data/demo/dev/news.tsv --behaviors data/demo/dev/behaviors.tsv \
             --out data/demo/dev.db --vocab-from data/demo/train.db --force
 $PSREC inspect data/demo/train.db
-$PSREC train configs/demo.conf
+# Distributed: 1 server shard + 2 workers (ps.servers = 1 in the config), on this machine.
+mpirun --oversubscribe -np 3 $PSREC train configs/demo.conf
 echo "== dev metrics of the trained model (psrec eval):"
 $PSREC eval --ckpt runs/demo/ckpt --data data/demo/dev.db --predictions runs/demo/dev.predictions
 echo "== oracle (ranking by the true click probability): $(cat data/demo/oracle.json)"
