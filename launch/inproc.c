@@ -37,12 +37,19 @@ static int ip_clock(void *impl, uint64_t clock)
     return 0;
 }
 
+static void ip_set_clock(void *impl, uint64_t clock)
+{
+    (void)impl;
+    (void)clock;
+}
+
 static uint32_t ip_width(void *impl, uint32_t table)
 {
     return shard_table_width(impl, table);
 }
 
-static const PsClientOps inproc_ops = {ip_pull, ip_push, ip_wait, ip_clock, ip_width};
+static const PsClientOps inproc_ops = {ip_pull,  ip_push,      ip_wait, ip_clock,
+                                        ip_width, ip_set_clock, 0};
 
 void inproc_client_init(PsClient *client, Shard *shard)
 {

@@ -734,7 +734,7 @@ static void test_shipped_configs(void)
     CU_ASSERT(cfg.model.hidden >= 32 && cfg.model.hidden <= 64);
     CU_ASSERT_EQUAL(cfg.model.title_len, 20);
     CU_ASSERT_EQUAL(cfg.model.his_len, 30);
-    CU_ASSERT_EQUAL(cfg.train.epochs, 3);
+    CU_ASSERT_EQUAL(cfg.train.epochs, 2);
     CU_ASSERT_EQUAL(cfg.train.batch_size, 64);
     CU_ASSERT_EQUAL(cfg.train.negatives, 4);
     CU_ASSERT_EQUAL(cfg.train.optimizer, OPTIMIZER_ADAM);

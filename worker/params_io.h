@@ -24,6 +24,20 @@ typedef struct ParamsIo {
 int params_io_init(ParamsIo *io, PsClient *ps, const ModelDims *d, size_t max_rows);
 void params_io_fini(ParamsIo *io);
 
+/* Asynchronous forms: issue the request(s) and return their tickets; params_wait completes
+ * them. Dense transfers are one request per dense table (PARAMS_DENSE_TABLES tickets). Keys
+ * are read during the call only; out/grads must stay untouched until the wait. */
+#define PARAMS_DENSE_TABLES 6
+int params_pull_rows_async(ParamsIo *io, uint32_t table, const uint32_t *ids, size_t n,
+                           float *out, PsTicket *ticket);
+int params_push_rows_async(ParamsIo *io, uint32_t table, const uint32_t *ids, size_t n,
+                           const float *grads, PsTicket *ticket);
+int params_pull_dense_async(ParamsIo *io, DenseParams *p, PsTicket tickets[PARAMS_DENSE_TABLES]);
+int params_push_dense_async(ParamsIo *io, const DenseParams *g,
+                            PsTicket tickets[PARAMS_DENSE_TABLES]);
+/* Wait for n tickets (all of them, even after a failure); returns the first error. */
+int params_wait(ParamsIo *io, const PsTicket *tickets, size_t n);
+
 /* Pull every dense table into the arena p (bound to the dims). */
 int params_pull_dense(ParamsIo *io, DenseParams *p);
 /* Push the dense gradient arena g. */

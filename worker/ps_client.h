@@ -24,6 +24,14 @@ typedef struct PsClientOps {
     int (*clock)(void *impl, uint64_t clock);
     /* Floats per row of a table (0 if unknown). */
     uint32_t (*width)(void *impl, uint32_t table);
+    /* The step that the following pulls and pushes belong to (their clock on the wire). A
+     * worker that issues step t+1's pulls before finishing step t says so with this. */
+    void (*set_clock)(void *impl, uint64_t clock);
+    /* 1 when replies come later and a shard answers a pull only once its consistency gate
+     * allows (remote shards): a worker may then issue the next step's pull before pushing
+     * this step's gradients. 0 when a request completes at issue time (in-process), where
+     * that would read rows without this step's update. */
+    int async;
 } PsClientOps;
 
 typedef struct PsClient {
@@ -46,6 +54,11 @@ static inline int ps_push(PsClient *c, uint32_t table, const uint64_t *keys, siz
 static inline int ps_wait(PsClient *c, PsTicket t)
 {
     return c->ops->wait(c->impl, t);
+}
+
+static inline void ps_set_clock(PsClient *c, uint64_t clock)
+{
+    c->ops->set_clock(c->impl, clock);
 }
 
 static inline int ps_clock(PsClient *c, uint64_t clock)

@@ -705,7 +705,13 @@ static uint32_t zc_width(void *impl, uint32_t table)
     return table < PARAM_TABLES ? c->lim.width[table] : 0;
 }
 
-static const PsClientOps zmq_ops = {zc_pull, zc_push, zc_wait, zc_clock, zc_width};
+static void zc_set_clock(void *impl, uint64_t clock)
+{
+    ps_zmq_set_clock(impl, clock);
+}
+
+static const PsClientOps zmq_ops = {zc_pull,  zc_push,      zc_wait, zc_clock,
+                                    zc_width, zc_set_clock, 1};
 
 void ps_zmq_client(PsZmq *c, PsClient *out)
 {

@@ -16,17 +16,31 @@
 #include <string.h>
 #include <time.h>
 
+/* One batch in flight: its dedup, pulled rows and the tickets of its pulls. */
+typedef struct StepSlot {
+    BatchBuilder *bb;
+    ModelBatch mb;
+    BatchKeys k;
+    float *dense;              /* (dense floats) pulled weights */
+    DenseParams p;
+    float *word_rows;          /* (max_words, E) */
+    float *cat_rows;           /* (max_news, H) */
+    float *user_rows;          /* (max_B, H) */
+    PsTicket tickets[3 + PARAMS_DENSE_TABLES];
+    uint64_t clock;            /* the step this batch is */
+} StepSlot;
+
 struct TrainStep {
     ModelDims dims;
     int max_B;
     ModelWorkspace *ws;
-    BatchBuilder *bb;
     ParamsIo io;
-    float *dense, *gdense; /* (dense floats) */
-    DenseParams p, g;
-    float *word_rows, *g_word; /* (max_words, E) */
-    float *cat_rows, *g_cat;   /* (max_news, H) */
-    float *user_rows, *g_user; /* (max_B, H) */
+    StepSlot slots[2];         /* issued batches complete in order: oldest first */
+    int first, pending;        /* index of the oldest issued slot; slots issued (0..2) */
+    uint64_t next_clock;       /* step of the next batch issued */
+    float *gdense;             /* (dense floats) */
+    DenseParams g;
+    float *g_word, *g_cat, *g_user;
     size_t max_words, max_news;
 };
 
@@ -50,23 +64,28 @@ int train_step_new(TrainStep **out, const ModelDims *d, int max_B, PsClient *ps)
     ts->max_words = ts->max_news * (size_t)d->title_len;
     int rc, fail = 0;
     if ((rc = model_workspace_new(&ts->ws, d, max_B, 0, 0)) ||
-        (rc = batch_builder_new(&ts->bb, d, max_B)) ||
         (rc = params_io_init(&ts->io, ps, d, ts->max_words)))
         goto fail;
     size_t nd = model_dense_floats(d);
-    ts->dense = xcalloc(nd, sizeof(float), &fail);
+    for (int i = 0; i < 2; i++) {
+        StepSlot *s = &ts->slots[i];
+        if ((rc = batch_builder_new(&s->bb, d, max_B)))
+            goto fail;
+        s->dense = xcalloc(nd, sizeof(float), &fail);
+        s->word_rows = xcalloc(ts->max_words * (size_t)d->E, sizeof(float), &fail);
+        s->cat_rows = xcalloc(ts->max_news * (size_t)d->H, sizeof(float), &fail);
+        s->user_rows = xcalloc((size_t)max_B * (size_t)d->H, sizeof(float), &fail);
+        if (!fail)
+            model_dense_bind(&s->p, d, s->dense);
+    }
     ts->gdense = xcalloc(nd, sizeof(float), &fail);
-    ts->word_rows = xcalloc(ts->max_words * (size_t)d->E, sizeof(float), &fail);
     ts->g_word = xcalloc(ts->max_words * (size_t)d->E, sizeof(float), &fail);
-    ts->cat_rows = xcalloc(ts->max_news * (size_t)d->H, sizeof(float), &fail);
     ts->g_cat = xcalloc(ts->max_news * (size_t)d->H, sizeof(float), &fail);
-    ts->user_rows = xcalloc((size_t)max_B * (size_t)d->H, sizeof(float), &fail);
     ts->g_user = xcalloc((size_t)max_B * (size_t)d->H, sizeof(float), &fail);
     if (fail) {
         rc = PSREC_E_NOMEM;
         goto fail;
     }
-    model_dense_bind(&ts->p, d, ts->dense);
     model_dense_bind(&ts->g, d, ts->gdense);
     *out = ts;
     return 0;
@@ -81,49 +100,103 @@ void train_step_free(TrainStep **tsp)
     if (!ts)
         return;
     model_workspace_free(&ts->ws);
-    batch_builder_free(&ts->bb);
     params_io_fini(&ts->io);
-    free(ts->dense);
+    for (int i = 0; i < 2; i++) {
+        StepSlot *s = &ts->slots[i];
+        batch_builder_free(&s->bb);
+        free(s->dense);
+        free(s->word_rows);
+        free(s->cat_rows);
+        free(s->user_rows);
+    }
     free(ts->gdense);
-    free(ts->word_rows);
     free(ts->g_word);
-    free(ts->cat_rows);
     free(ts->g_cat);
-    free(ts->user_rows);
     free(ts->g_user);
     free(ts);
     *tsp = NULL;
+}
+
+void train_step_set_clock(TrainStep *ts, uint64_t clock)
+{
+    ts->next_clock = clock;
+}
+
+int train_step_pending(const TrainStep *ts)
+{
+    return ts->pending;
+}
+
+int train_step_issue(TrainStep *ts, int B, const uint32_t *users, const uint32_t *his,
+                     const int *his_n, const uint32_t *cand, BatchNewsFn news_fn, void *ctx)
+{
+    if (ts->pending == 2)
+        return psrec_errf(PSREC_E_STATE, "train step: two batches already in flight");
+    StepSlot *s = &ts->slots[(ts->first + ts->pending) % 2];
+    int rc = batch_build(s->bb, B, users, his, his_n, cand, news_fn, ctx, &s->mb, &s->k);
+    if (rc)
+        return rc;
+    s->clock = ts->next_clock++;
+    ps_set_clock(ts->io.ps, s->clock);
+    /* Issue every pull, then count the slot as in flight so complete() waits for whatever
+     * was issued even when a later issue failed. */
+    memset(s->tickets, 0, sizeof s->tickets);
+    rc = params_pull_rows_async(&ts->io, PARAM_WORD, s->k.words, (size_t)s->k.n_words,
+                                s->word_rows, &s->tickets[0]);
+    if (!rc)
+        rc = params_pull_rows_async(&ts->io, PARAM_CAT, s->k.cats, (size_t)s->k.n_cats,
+                                    s->cat_rows, &s->tickets[1]);
+    if (!rc)
+        rc = params_pull_rows_async(&ts->io, PARAM_USER, s->k.users, (size_t)s->k.n_users,
+                                    s->user_rows, &s->tickets[2]);
+    if (!rc)
+        rc = params_pull_dense_async(&ts->io, &s->p, &s->tickets[3]);
+    ts->pending++;
+    return rc;
+}
+
+int train_step_complete(TrainStep *ts, float *loss)
+{
+    if (ts->pending == 0)
+        return psrec_errf(PSREC_E_STATE, "train step: no batch in flight");
+    const ModelDims *d = &ts->dims;
+    StepSlot *s = &ts->slots[ts->first];
+    ts->first = (ts->first + 1) % 2;
+    ts->pending--;
+    int rc = params_wait(&ts->io, s->tickets, 3 + PARAMS_DENSE_TABLES);
+    if (rc)
+        return rc;
+    const BatchKeys *k = &s->k;
+    memset(ts->gdense, 0, model_dense_floats(d) * sizeof(float));
+    memset(ts->g_word, 0, (size_t)k->n_words * (size_t)d->E * sizeof(float));
+    memset(ts->g_cat, 0, (size_t)k->n_cats * (size_t)d->H * sizeof(float));
+    memset(ts->g_user, 0, (size_t)k->n_users * (size_t)d->H * sizeof(float));
+    if ((rc = model_train_step_grads(ts->ws, d, &s->p, s->word_rows, s->cat_rows, s->user_rows,
+                                     &s->mb, &ts->g, ts->g_word, ts->g_cat, ts->g_user, loss)))
+        return rc;
+    PsTicket t[3 + PARAMS_DENSE_TABLES] = {0};
+    ps_set_clock(ts->io.ps, s->clock);
+    rc = params_push_rows_async(&ts->io, PARAM_WORD, k->words, (size_t)k->n_words, ts->g_word,
+                                &t[0]);
+    if (!rc)
+        rc = params_push_rows_async(&ts->io, PARAM_CAT, k->cats, (size_t)k->n_cats, ts->g_cat,
+                                    &t[1]);
+    if (!rc)
+        rc = params_push_rows_async(&ts->io, PARAM_USER, k->users, (size_t)k->n_users,
+                                    ts->g_user, &t[2]);
+    if (!rc)
+        rc = params_push_dense_async(&ts->io, &ts->g, &t[3]);
+    int wrc = params_wait(&ts->io, t, 3 + PARAMS_DENSE_TABLES);
+    return rc ? rc : wrc;
 }
 
 int train_step_run(TrainStep *ts, int B, const uint32_t *users, const uint32_t *his,
                    const int *his_n, const uint32_t *cand, BatchNewsFn news_fn, void *ctx,
                    float *loss)
 {
-    const ModelDims *d = &ts->dims;
-    ModelBatch mb;
-    BatchKeys k;
-    int rc = batch_build(ts->bb, B, users, his, his_n, cand, news_fn, ctx, &mb, &k);
-    if (rc)
-        return rc;
-    if ((rc = params_pull_rows(&ts->io, PARAM_WORD, k.words, (size_t)k.n_words, ts->word_rows)) ||
-        (rc = params_pull_rows(&ts->io, PARAM_CAT, k.cats, (size_t)k.n_cats, ts->cat_rows)) ||
-        (rc = params_pull_rows(&ts->io, PARAM_USER, k.users, (size_t)k.n_users, ts->user_rows)) ||
-        (rc = params_pull_dense(&ts->io, &ts->p)))
-        return rc;
-    memset(ts->gdense, 0, model_dense_floats(d) * sizeof(float));
-    memset(ts->g_word, 0, (size_t)k.n_words * (size_t)d->E * sizeof(float));
-    memset(ts->g_cat, 0, (size_t)k.n_cats * (size_t)d->H * sizeof(float));
-    memset(ts->g_user, 0, (size_t)k.n_users * (size_t)d->H * sizeof(float));
-    if ((rc = model_train_step_grads(ts->ws, d, &ts->p, ts->word_rows, ts->cat_rows,
-                                     ts->user_rows, &mb, &ts->g, ts->g_word, ts->g_cat,
-                                     ts->g_user, loss)))
-        return rc;
-    if ((rc = params_push_rows(&ts->io, PARAM_WORD, k.words, (size_t)k.n_words, ts->g_word)) ||
-        (rc = params_push_rows(&ts->io, PARAM_CAT, k.cats, (size_t)k.n_cats, ts->g_cat)) ||
-        (rc = params_push_rows(&ts->io, PARAM_USER, k.users, (size_t)k.n_users, ts->g_user)) ||
-        (rc = params_push_dense(&ts->io, &ts->g)))
-        return rc;
-    return 0;
+    int rc = train_step_issue(ts, B, users, his, his_n, cand, news_fn, ctx);
+    int crc = ts->pending ? train_step_complete(ts, loss) : 0;
+    return rc ? rc : crc;
 }
 
 void train_step_bytes(const TrainStep *ts, uint64_t *pulled, uint64_t *pushed)
@@ -182,6 +255,62 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Counters of the loop, shared by the steps it completes. */
+typedef struct TrainLoop {
+    const TrainOptions *opt;
+    TrainResult *res;
+    uint64_t step;               /* global steps completed */
+    uint64_t issued;             /* batches issued */
+    uint64_t samples_in_flight[2]; /* sizes of the issued batches, by issue order */
+    double t0, t_log, loss_sum;
+    uint64_t loss_n, samples_log;
+} TrainLoop;
+
+/* Complete the oldest batch in flight: forward/backward and push, tell the PS the step is
+ * done, log, and checkpoint when due. */
+static int complete_step(TrainLoop *lp, TrainStep *ts, Reader *reader, uint64_t epoch)
+{
+    const TrainOptions *opt = lp->opt;
+    const uint64_t n = lp->samples_in_flight[(lp->issued - (uint64_t)train_step_pending(ts)) % 2];
+    float loss;
+    int rc = train_step_complete(ts, &loss);
+    if (rc || (rc = ps_clock(opt->ps, lp->step)))
+        return rc;
+    lp->step++;
+    lp->res->samples += n;
+    lp->samples_log += n;
+    lp->loss_sum += loss;
+    lp->loss_n++;
+    if (opt->log_every > 0 && lp->step % (uint64_t)opt->log_every == 0) {
+        double t = now_s(), rate = (double)lp->samples_log / (t - lp->t_log);
+        lp->res->last_loss = lp->loss_sum / (double)lp->loss_n;
+        if (opt->metrics) {
+            fprintf(opt->metrics,
+                    "{\"worker\":%u,\"epoch\":%llu,\"step\":%llu,\"loss\":%.6f,"
+                    "\"samples_per_s\":%.1f}\n",
+                    opt->rank, (unsigned long long)epoch, (unsigned long long)lp->step,
+                    lp->res->last_loss, rate);
+            fflush(opt->metrics);
+        }
+        LOG_INFO("epoch %llu step %llu loss %.4f %.0f samples/s", (unsigned long long)epoch,
+                 (unsigned long long)lp->step, lp->res->last_loss, rate);
+        lp->t_log = t;
+        lp->loss_sum = 0;
+        lp->loss_n = 0;
+        lp->samples_log = 0;
+    }
+    /* Periodic checkpoints need the reader position of exactly this step, so they are taken
+     * only when no later batch is in flight. */
+    if (opt->checkpoint_every > 0 && lp->step % (uint64_t)opt->checkpoint_every == 0 &&
+        opt->hooks.checkpoint && train_step_pending(ts) == 0) {
+        ReaderPosition pos;
+        reader_position(reader, &pos);
+        if ((rc = opt->hooks.checkpoint(opt->hooks.ctx, lp->step, &pos, 0)))
+            return rc;
+    }
+    return 0;
+}
+
 int train_run(const TrainOptions *opt, TrainResult *res)
 {
     const ModelDims *d = &opt->dims;
@@ -203,6 +332,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     }
     if ((rc = train_step_new(&ts, d, B, opt->ps)) || (rc = dataset_txn_new(opt->train, &txn)))
         goto out;
+    train_step_set_clock(ts, opt->start_step);
     ReaderOptions ro = {.batch_size = (uint32_t)B,
                         .rank = opt->rank,
                         .world = opt->world,
@@ -212,9 +342,9 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     if ((rc = reader_new(opt->train, &ro, &reader)))
         goto out;
     NewsLookup nl = {txn, (uint32_t)d->title_len};
-    uint64_t step = opt->start_step;
-    double t0 = now_s(), t_log = t0, loss_sum = 0;
-    uint64_t loss_n = 0, samples_log = 0;
+    const int overlap = opt->ps->ops->async;
+    TrainLoop lp = {.opt = opt, .res = res, .step = opt->start_step, .t0 = now_s()};
+    lp.t_log = lp.t0;
     uint64_t epoch = opt->start ? opt->start->epoch : 0;
     for (; epoch < (uint64_t)opt->epochs; epoch++) {
         const ReaderBatch *rb;
@@ -253,55 +383,30 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                 train_sample_candidates(&rng, rb->pos[i], rb->neg + rb->neg_off[i], nneg, K,
                                         scratch, cand + (size_t)i * (size_t)(1 + K));
             }
-            float loss;
-            if ((rc = train_step_run(ts, n, users, his, his_n, cand, lookup_news, &nl, &loss)))
+            if ((rc = train_step_issue(ts, n, users, his, his_n, cand, lookup_news, &nl)))
                 goto out;
-            if ((rc = ps_clock(opt->ps, step)))
+            lp.samples_in_flight[(lp.issued++) % 2] = (uint64_t)n;
+            /* With an asynchronous PS the next batch is issued before this one completes,
+             * so its pulls travel while this one computes. */
+            if (train_step_pending(ts) == (overlap ? 2 : 1) &&
+                (rc = complete_step(&lp, ts, reader, epoch)))
                 goto out;
-            step++;
-            res->samples += (uint64_t)n;
-            samples_log += (uint64_t)n;
-            loss_sum += loss;
-            loss_n++;
-            if (opt->log_every > 0 && step % (uint64_t)opt->log_every == 0) {
-                double t = now_s();
-                res->last_loss = loss_sum / (double)loss_n;
-                if (opt->metrics) {
-                    fprintf(opt->metrics,
-                            "{\"worker\":%u,\"epoch\":%llu,\"step\":%llu,\"loss\":%.6f,"
-                            "\"samples_per_s\":%.1f}\n",
-                            opt->rank, (unsigned long long)epoch, (unsigned long long)step,
-                            res->last_loss,
-                            (double)samples_log / (t - t_log));
-                    fflush(opt->metrics);
-                }
-                LOG_INFO("epoch %llu step %llu loss %.4f %.0f samples/s",
-                         (unsigned long long)epoch, (unsigned long long)step, res->last_loss,
-                         (double)samples_log / (t - t_log));
-                t_log = t;
-                loss_sum = 0;
-                loss_n = 0;
-                samples_log = 0;
-            }
-            if (opt->checkpoint_every > 0 && step % (uint64_t)opt->checkpoint_every == 0 &&
-                opt->hooks.checkpoint) {
-                ReaderPosition pos;
-                reader_position(reader, &pos);
-                if ((rc = opt->hooks.checkpoint(opt->hooks.ctx, step, &pos, 0)))
-                    goto out;
-            }
         }
-        if (loss_n)
-            res->last_loss = loss_sum / (double)loss_n;
-        if (opt->hooks.after_epoch && (rc = opt->hooks.after_epoch(opt->hooks.ctx, epoch, step)))
+        while (train_step_pending(ts))
+            if ((rc = complete_step(&lp, ts, reader, epoch)))
+                goto out;
+        if (lp.loss_n)
+            res->last_loss = lp.loss_sum / (double)lp.loss_n;
+        if (opt->hooks.after_epoch &&
+            (rc = opt->hooks.after_epoch(opt->hooks.ctx, epoch, lp.step)))
             goto out;
     }
-    res->steps = step;
-    res->seconds = now_s() - t0;
+    res->steps = lp.step;
+    res->seconds = now_s() - lp.t0;
     if (opt->hooks.checkpoint) {
         ReaderPosition pos;
         reader_position(reader, &pos);
-        rc = opt->hooks.checkpoint(opt->hooks.ctx, step, &pos, 1);
+        rc = opt->hooks.checkpoint(opt->hooks.ctx, lp.step, &pos, 1);
     }
 out:
     reader_free(&reader);

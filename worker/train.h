@@ -23,10 +23,22 @@ void train_step_free(TrainStep **ts);
 
 /* One training step on a batch in global ids (see batch_build for the arrays):
  * dedup, pull the rows and dense weights, forward/backward, push the gradients.
- * *loss gets the batch's mean loss. */
+ * *loss gets the batch's mean loss. Equals train_step_issue + train_step_complete. */
 int train_step_run(TrainStep *ts, int B, const uint32_t *users, const uint32_t *his,
                    const int *his_n, const uint32_t *cand, BatchNewsFn news_fn, void *ctx,
                    float *loss);
+
+/* The two halves of a step, so the next batch's pulls can travel while this batch computes:
+ * issue dedups a batch and sends its pulls (at most two batches in flight; the input arrays
+ * may be reused as soon as it returns); complete waits for the oldest batch's pulls, runs
+ * forward/backward and pushes its gradients (waiting for the acks). */
+int train_step_issue(TrainStep *ts, int B, const uint32_t *users, const uint32_t *his,
+                     const int *his_n, const uint32_t *cand, BatchNewsFn news_fn, void *ctx);
+int train_step_complete(TrainStep *ts, float *loss);
+/* Step (PS clock) of the next batch issued; batches count up from it (default 0). */
+void train_step_set_clock(TrainStep *ts, uint64_t clock);
+/* Batches issued and not yet completed. */
+int train_step_pending(const TrainStep *ts);
 
 /* Bytes moved by this step object so far (pulled + pushed payload). */
 void train_step_bytes(const TrainStep *ts, uint64_t *pulled, uint64_t *pushed);
