@@ -2,6 +2,7 @@
 #include "launch/ckptdir.h"
 
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 
 #include <dirent.h>
@@ -12,40 +13,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return psrec_errf(errno, "%s: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return psrec_errf(errno, "%s: %s", buf, strerror(errno));
-    return 0;
-}
-
-static void rm_step_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    char p[4400];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -67,7 +34,7 @@ static void prune(const char *root, int keep)
             continue;
         if (strstr(e->d_name, ".tmp")) {
             snprintf(p, sizeof p, "%s/%s", root, e->d_name);
-            rm_step_dir(p);
+            fs_remove_flat_dir(p);
             continue;
         }
         names[n++] = strdup(e->d_name);
@@ -77,7 +44,7 @@ static void prune(const char *root, int keep)
     for (size_t i = 0; i < n; i++) {
         if (i + (size_t)keep < n && names[i]) {
             snprintf(p, sizeof p, "%s/%s", root, names[i]);
-            rm_step_dir(p);
+            fs_remove_flat_dir(p);
         }
         free(names[i]);
     }
@@ -112,10 +79,10 @@ int ckptdir_begin(const char *root, uint64_t step, char *tmpdir, size_t size)
 {
     char dir[4200];
     step_paths(root, step, dir, sizeof dir, tmpdir, size);
-    int rc = mkdir_p(root);
+    int rc = fs_mkdir_p(root);
     if (rc)
         return rc;
-    rm_step_dir(tmpdir);
+    fs_remove_flat_dir(tmpdir);
     if (mkdir(tmpdir, 0755) != 0)
         return psrec_errf(errno, "%s: %s", tmpdir, strerror(errno));
     return 0;
@@ -125,7 +92,7 @@ int ckptdir_publish(const char *root, uint64_t step, int keep)
 {
     char dir[4200], tmpdir[4300];
     step_paths(root, step, dir, sizeof dir, tmpdir, sizeof tmpdir);
-    rm_step_dir(dir); /* a checkpoint of the same step from an earlier run */
+    fs_remove_flat_dir(dir); /* a checkpoint of the same step from an earlier run */
     if (rename(tmpdir, dir) != 0)
         return psrec_errf(errno, "%s: %s", dir, strerror(errno));
     char latest[4200], text[80];
@@ -139,7 +106,7 @@ int ckptdir_publish(const char *root, uint64_t step, int keep)
 
 void ckptdir_abandon(const char *tmpdir)
 {
-    rm_step_dir(tmpdir);
+    fs_remove_flat_dir(tmpdir);
 }
 
 int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,

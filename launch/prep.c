@@ -14,6 +14,7 @@
 #include "launch/prep.h"
 
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/strmap.h"
 #include "common/tokenize.h"
@@ -483,18 +484,6 @@ static void prep_fini(Prep *p)
     free(p->labels);
 }
 
-static int remove_dataset_dir(const char *path)
-{
-    char f[4200];
-    snprintf(f, sizeof f, "%s/data.mdb", path);
-    unlink(f);
-    snprintf(f, sizeof f, "%s/lock.mdb", path);
-    unlink(f);
-    if (rmdir(path) != 0)
-        return psrec_errf(errno, "%s: cannot remove the old dataset: %s", path, strerror(errno));
-    return 0;
-}
-
 /* Move the finished dataset into place; with --force an old one is replaced. */
 static int publish(const char *tmp, const char *out, int force)
 {
@@ -511,7 +500,7 @@ static int publish(const char *tmp, const char *out, int force)
             rename(old, out);
             return psrec_errf(e, "%s: %s", out, strerror(e));
         }
-        return remove_dataset_dir(old);
+        return fs_remove_flat_dir(old);
     }
     if (rename(tmp, out) != 0)
         return psrec_errf(errno, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
@@ -566,7 +555,7 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     if ((rc = dataset_writer_finish(&p.w, &p.meta)))
         goto out;
     if ((rc = publish(tmp, opt->out_path, opt->force))) {
-        remove_dataset_dir(tmp);
+        fs_remove_flat_dir(tmp);
         goto out;
     }
     if (meta_out)

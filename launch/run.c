@@ -2,6 +2,7 @@
 #include "launch/run.h"
 
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "server/optim.h"
 
@@ -38,27 +39,12 @@ int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev)
     return 0;
 }
 
-static int mkdir_p(const char *path)
-{
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 int run_prepare_dir(const Config *cfg, FILE **metrics)
 {
     *metrics = NULL;
     char path[4400];
-    if (mkdir_p(cfg->run.dir)) {
-        LOG_ERROR("run.dir %s: cannot create: %s", cfg->run.dir, strerror(errno));
+    if (fs_mkdir_p(cfg->run.dir)) {
+        LOG_ERROR("run.dir: %s", psrec_errmsg());
         return -1;
     }
     snprintf(path, sizeof path, "%s/config.effective", cfg->run.dir);

@@ -17,28 +17,8 @@ static char dir[4096];
 static void make_data(void)
 {
     snprintf(dir, sizeof dir, "%s", tu_mkdtemp("mpi"));
-    char *out = NULL;
-    int rc = tu_run(&out, "%s gen --out %s/g --news 600 --users 300 --train-impressions 2500 "
-                          "--dev-impressions 500 --topics 6 --seed 5 && "
-                          "%s prep --news %s/g/train/news.tsv --behaviors %s/g/train/behaviors.tsv "
-                          "--out %s/train.db --title-len 12 --his-len 15 && "
-                          "%s prep --news %s/g/dev/news.tsv --behaviors %s/g/dev/behaviors.tsv "
-                          "--out %s/dev.db --vocab-from %s/train.db",
-                    TU_PSREC, dir, TU_PSREC, dir, dir, dir, TU_PSREC, dir, dir, dir, dir);
-    if (rc)
-        fprintf(stderr, "%s\n", out);
-    free(out);
-    CU_ASSERT_FATAL(rc == 0);
-    char conf[4200], text[16384];
-    snprintf(conf, sizeof conf, "%s/exp.conf", dir);
-    snprintf(text, sizeof text,
-             "[data]\ntrain = %s/train.db\ndev = %s/dev.db\n"
-             "[model]\nword_dim = 16\nhidden = 16\ntitle_len = 12\nhis_len = 15\n"
-             "[train]\nepochs = 2\nbatch_size = 32\nnegatives = 4\nlr = 0.003\nthreads = 1\n"
-             "[ps]\nhost = 127.0.0.1\nrendezvous_timeout = 20\n"
-             "[run]\ndir = %s/run\nlog_every = 10\n",
-             dir, dir, dir);
-    CU_ASSERT_FATAL(tu_write_file(conf, text) == 0);
+    CU_ASSERT_FATAL(
+        tu_small_experiment(dir, 5, "[ps]\nhost = 127.0.0.1\nrendezvous_timeout = 20\n") == 0);
 }
 
 /* Loss of every step of worker w (log_every = 1) from a metrics.jsonl, up to max steps. */

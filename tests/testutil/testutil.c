@@ -129,6 +129,32 @@ int tu_json_number(const char *json, const char *key, double *v)
     return 1;
 }
 
+int tu_small_experiment(const char *dir, int seed, const char *extra)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "%s gen --out %s/g --news 600 --users 300 --train-impressions 2500 "
+                          "--dev-impressions 500 --topics 6 --seed %d && "
+                          "%s prep --news %s/g/train/news.tsv --behaviors %s/g/train/behaviors.tsv "
+                          "--out %s/train.db --title-len 12 --his-len 15 && "
+                          "%s prep --news %s/g/dev/news.tsv --behaviors %s/g/dev/behaviors.tsv "
+                          "--out %s/dev.db --vocab-from %s/train.db",
+                    TU_PSREC, dir, seed, TU_PSREC, dir, dir, dir, TU_PSREC, dir, dir, dir, dir);
+    if (rc)
+        fprintf(stderr, "%s\n", out);
+    free(out);
+    if (rc)
+        return rc;
+    char conf[4200], text[16384];
+    snprintf(conf, sizeof conf, "%s/exp.conf", dir);
+    snprintf(text, sizeof text,
+             "[data]\ntrain = %s/train.db\ndev = %s/dev.db\n"
+             "[model]\nword_dim = 16\nhidden = 16\ntitle_len = 12\nhis_len = 15\n"
+             "[train]\nepochs = 2\nbatch_size = 32\nnegatives = 4\nlr = 0.003\nthreads = 1\n"
+             "[run]\ndir = %s/run\nlog_every = 10\n%s",
+             dir, dir, dir, extra);
+    return tu_write_file(conf, text) == 0 ? 0 : 1;
+}
+
 void tu_add_suite(const char *name, const TuTest *tests)
 {
     if (CU_get_registry() == NULL && CU_initialize_registry() != CUE_SUCCESS) {

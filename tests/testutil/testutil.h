@@ -31,6 +31,13 @@ int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Find "key": <number> in a flat JSON text; returns 1 and sets *v when found. */
 int tu_json_number(const char *json, const char *key, double *v);
 
+/* A small prepared set for end-to-end tests: `psrec gen` (600 news, 300 users, 2500 train and
+ * 500 dev impressions, 6 topics, the given seed) into dir/g, then dir/train.db (title_len 12,
+ * his_len 15) and dir/dev.db, and dir/exp.conf: E = H = 16, 2 epochs, batch 32, K 4,
+ * lr 0.003, 1 thread, run.dir = dir/run, log_every 10, plus `extra` (INI text, may be "").
+ * Returns 0, or the failing command's exit code (its output printed). */
+int tu_small_experiment(const char *dir, int seed, const char *extra);
+
 /* Register one suite from a NULL-terminated table of {name, fn}. */
 typedef struct TuTest {
     const char *name;
