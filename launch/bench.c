@@ -396,7 +396,7 @@ int bench_prep(const BenchPrepOptions *o, BenchPrepResult *r)
         if (rc)
             goto out;
         r->runs[rep] = dt > 0 ? dt : 1e-9;
-        cpu[rep] = dc;
+        cpu[rep] = dc > 0 ? dc : 1e-9;
         /* Only one dataset on disk at a time: MIND-small's is hundreds of MB. */
         if ((rc = rmtree(out))) {
             psrec_errf(rc, "bench: removing %s: %s", out, strerror(rc));

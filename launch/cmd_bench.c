@@ -132,9 +132,11 @@ static int run_model(const BenchModelOptions *o, int json)
         return EXIT_FAIL;
     }
     /* An LSTM-like GEMM: the news LSTM's input projection of one batch's candidates,
-     * (B (1 + K) mean-title-length tokens, E) x (E, 4H). */
+     * (B (1 + K) mean-title-length tokens, E) x (E, 4H). bench_model has already refused
+     * shapes whose workspace (a multiple of this) does not fit in an int. */
     const int lo = d->title_len / 2 > 1 ? d->title_len / 2 : 1;
-    const int M = o->batch * (1 + d->K) * ((lo + d->title_len) / 2);
+    const long long rows = (long long)o->batch * (1 + d->K) * ((lo + d->title_len) / 2);
+    const int M = rows < INT32_MAX ? (int)rows : INT32_MAX;
     const int N = 4 * d->H, K = d->E;
     double sgemm;
     if (bench_sgemm(M, N, K, SGEMM_CALLS, &sgemm)) {

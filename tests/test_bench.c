@@ -1,0 +1,237 @@
+/* Tests of `psrec bench` (launch/bench.c, launch/cmd_bench.c) at tiny sizes: the model mode
+ * runs real training steps and reports positive figures of the shape asked for; the FLOP
+ * formula is the documented one; prep mode counts the generated impressions, reuses --data
+ * untouched and leaves no temporary files; bad options are usage errors. No timing
+ * thresholds: speed is what the benchmark reports, not what a test asserts. */
+#include "common/error.h"
+#include "launch/bench.h"
+#include "launch/gen.h"
+#include "testutil/testutil.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define TINY_MODEL "--batch 4 --title-len 6 --his-len 5 --word-dim 8 --hidden 8 --steps 3 " \
+                   "--warmup 1 --repeat 1"
+
+static double json_get(const char *json, const char *key)
+{
+    double v = NAN;
+    if (!tu_json_number(json, key, &v))
+        CU_FAIL(key);
+    return v;
+}
+
+/* Entries of a directory other than . and ..; -1 when it cannot be opened. */
+static int dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static void test_model_json(void)
+{
+    char *out = NULL;
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --json " TINY_MODEL " --threads 1", TU_PSREC), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(json_get(out, "samples_per_s") > 0);
+    CU_ASSERT(json_get(out, "sgemm_gflops") > 0);
+    CU_ASSERT(json_get(out, "useful_gflops") > 0);
+    CU_ASSERT(json_get(out, "ms_per_step") > 0);
+    CU_ASSERT_EQUAL(json_get(out, "threads"), 1);
+    CU_ASSERT_EQUAL(json_get(out, "batch"), 4);
+    CU_ASSERT_EQUAL(json_get(out, "title_len"), 6);
+    CU_ASSERT_EQUAL(json_get(out, "his_len"), 5);
+    CU_ASSERT_EQUAL(json_get(out, "word_dim"), 8);
+    CU_ASSERT_EQUAL(json_get(out, "hidden"), 8);
+    CU_ASSERT_EQUAL(json_get(out, "negatives"), 4);
+    CU_ASSERT_EQUAL(json_get(out, "steps"), 3);
+    CU_ASSERT_EQUAL(json_get(out, "repeat"), 1);
+    /* One repeat: the median is that run. */
+    const char *runs = strstr(out, "\"samples_per_s_runs\": [");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(runs);
+    CU_ASSERT_DOUBLE_EQUAL(strtod(runs + strlen("\"samples_per_s_runs\": ["), NULL),
+                           json_get(out, "samples_per_s"), 0.01);
+    /* The sgemm shape is the candidates' tokens: B (1 + K) mean title length, 4H, E. */
+    CU_ASSERT_EQUAL(json_get(out, "sgemm_m"), 4 * 5 * 4);
+    CU_ASSERT_EQUAL(json_get(out, "sgemm_n"), 32);
+    CU_ASSERT_EQUAL(json_get(out, "sgemm_k"), 8);
+    free(out);
+
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --batch 2 --title-len 4 --his-len 3 --word-dim 4 "
+                                 "--hidden 4 --steps 2 --warmup 0 --repeat 3",
+                           TU_PSREC),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "samples/s"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "sgemm GFLOP/s"));
+    CU_ASSERT_PTR_NULL(strstr(out, "{"));
+    free(out);
+}
+
+static void test_flop_formula(void)
+{
+    ModelDims d = {.E = 8, .H = 8, .title_len = 6, .his_len = 5, .K = 4};
+    /* forward: 2*10*32*(8+8) + 2*3*32*(8+8) = 10240 + 3072; total 3x. */
+    CU_ASSERT_DOUBLE_EQUAL(bench_lstm_gflop(&d, 10, 3), 3.0 * 13312 * 1e-9, 1e-15);
+    CU_ASSERT_DOUBLE_EQUAL(bench_lstm_gflop(&d, 0, 0), 0.0, 1e-15);
+    d.E = 16;
+    /* The news LSTM's input width counts; the user LSTM's (H) does not change. */
+    CU_ASSERT_DOUBLE_EQUAL(bench_lstm_gflop(&d, 1, 0), 3.0 * 2 * 32 * 24 * 1e-9, 1e-15);
+}
+
+static void test_model_library(void)
+{
+    BenchModelOptions o;
+    bench_model_defaults(&o);
+    CU_ASSERT_EQUAL(o.batch, 64);
+    CU_ASSERT_EQUAL(o.dims.title_len, 30);
+    CU_ASSERT_EQUAL(o.dims.his_len, 50);
+    o.dims = (ModelDims){.E = 8, .H = 8, .title_len = 6, .his_len = 5, .K = 2};
+    o.batch = 3;
+    o.steps = 2;
+    o.warmup = 1;
+    o.repeat = 3;
+    o.vocab = 100;
+    o.users = 10;
+    BenchModelResult r;
+    CU_ASSERT_EQUAL_FATAL(bench_model(&o, &r), 0);
+    CU_ASSERT_EQUAL(r.repeat, 3);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT(r.runs[i] > 0);
+    CU_ASSERT(r.samples_per_s > 0);
+    /* Every slot is its own news: B (1 + K) candidates plus 1..his_len clicks per sample,
+     * each title 3..6 tokens. */
+    CU_ASSERT(r.news_per_step >= 3 * (3 + 1) && r.news_per_step <= 3 * (3 + 5));
+    CU_ASSERT(r.tokens_per_step >= 3 * r.news_per_step && r.tokens_per_step <= 6 * r.news_per_step);
+    CU_ASSERT(r.useful_gflop_per_step > 0);
+    CU_ASSERT(r.pulled_mb_per_step > 0 && r.pushed_mb_per_step > 0);
+    /* Softmax over 3 candidates of a barely trained model: near ln 3. */
+    CU_ASSERT(r.last_loss > 0.5 && r.last_loss < 2.0);
+
+    o.repeat = 0;
+    CU_ASSERT_EQUAL(bench_model(&o, &r), PSREC_E_USAGE);
+    o.repeat = 1;
+    o.vocab = 1;
+    CU_ASSERT_EQUAL(bench_model(&o, &r), PSREC_E_USAGE);
+}
+
+static void test_prep(void)
+{
+    char tmp[4096], *out = NULL;
+    snprintf(tmp, sizeof tmp, "%s", tu_mkdtemp("bench"));
+    CU_ASSERT_EQUAL(tu_run(&out,
+                           "TMPDIR=%s %s bench --prep --json --prep-news 200 --prep-users 100 "
+                           "--prep-impressions 300 --repeat 2",
+                           tmp, TU_PSREC),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(json_get(out, "prep_mb_per_s") > 0);
+    CU_ASSERT(json_get(out, "tsv_bytes") > 0);
+    CU_ASSERT(json_get(out, "seconds") > 0);
+    CU_ASSERT_EQUAL(json_get(out, "impressions"), 300);
+    /* train/news.tsv holds the news train refers to: some of the 200. */
+    CU_ASSERT(json_get(out, "news") > 0 && json_get(out, "news") <= 200);
+    CU_ASSERT(json_get(out, "samples") >= 300);
+    CU_ASSERT_EQUAL(json_get(out, "repeat"), 2);
+    free(out);
+    /* Generated data and every prep output are gone. */
+    CU_ASSERT_EQUAL(dir_entries(tmp), 0);
+    tu_rmtree(tmp);
+}
+
+static void test_prep_data(void)
+{
+    char data[4096], tmp[4300], *out = NULL;
+    snprintf(data, sizeof data, "%s", tu_mkdtemp("bench-data"));
+    GenOptions g;
+    gen_options_default(&g);
+    g.out = data;
+    g.news = 100;
+    g.users = 50;
+    g.train_impressions = 120;
+    g.dev_impressions = 10;
+    CU_ASSERT_EQUAL_FATAL(gen_run(&g, NULL), 0);
+    snprintf(tmp, sizeof tmp, "%s/tmp", data);
+    CU_ASSERT_EQUAL_FATAL(mkdir(tmp, 0700), 0);
+    CU_ASSERT_EQUAL(tu_run(&out, "TMPDIR=%s %s bench --prep --data %s --repeat 1", tmp, TU_PSREC,
+                           data),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "MB/s"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "120 impressions"));
+    free(out);
+    /* The given data is kept (train, dev, oracle.json, tmp); the temporary dir is gone. */
+    CU_ASSERT_EQUAL(dir_entries(data), 4);
+    CU_ASSERT_EQUAL(dir_entries(tmp), 0);
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --prep --data %s/nowhere --repeat 1", TU_PSREC, data),
+                    1);
+    free(out);
+    tu_rmtree(data);
+}
+
+static void test_bad_options(void)
+{
+    static const char *const bad[] = {
+        "--batch 0",
+        "--batch x",
+        "--batch -4",
+        "--hidden",
+        "--repeat 0",
+        "--repeat 101",
+        "--threads 0",
+        "--vocab 1",
+        "--bogus",
+        "stray",
+        "--prep --batch 4",
+        "--prep --title-len 6",
+        "--data /tmp",
+        "--prep-news 100",
+        "--prep --prep-news 5",
+        "--prep --prep-impressions 0",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *out = NULL;
+        int rc = tu_run(&out, "%s bench %s", TU_PSREC, bad[i]);
+        if (rc != 2)
+            fprintf(stderr, "bench %s: exit %d\n%s\n", bad[i], rc, out ? out : "");
+        CU_ASSERT_EQUAL(rc, 2);
+        CU_ASSERT_PTR_NOT_NULL(out);
+        CU_ASSERT(out && strstr(out, "psrec bench") != NULL);
+        free(out);
+    }
+    char *out = NULL;
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --help", TU_PSREC), 0);
+    CU_ASSERT(out && strstr(out, "--prep-impressions") != NULL);
+    free(out);
+    CU_ASSERT_EQUAL(tu_run(&out, "%s help bench", TU_PSREC), 0);
+    CU_ASSERT(out && strstr(out, "usage: psrec bench") != NULL);
+    free(out);
+}
+
+int main(void)
+{
+    static const TuTest tests[] = {
+        {"model_json", test_model_json},
+        {"flop_formula", test_flop_formula},
+        {"model_library", test_model_library},
+        {"prep", test_prep},
+        {"prep_data", test_prep_data},
+        {"bad_options", test_bad_options},
+        {NULL, NULL},
+    };
+    tu_add_suite("bench", tests);
+    return tu_run_all();
+}
