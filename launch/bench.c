@@ -15,6 +15,8 @@
 #include "common/params.h"
 #include "common/rng.h"
 #include "launch/inproc.h"
+#include "server/loop.h"
+#include "worker/ps_zmq.h"
 #include "launch/prep.h"
 #include "server/shard.h"
 #include "worker/train.h"
@@ -23,9 +25,11 @@
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <zmq.h>
 
 #define BENCH_BATCHES 4
 
@@ -185,6 +189,79 @@ static int check_model_options(const BenchModelOptions *o)
     return 0;
 }
 
+/* Run n steps the way the trainer does: with an asynchronous client the next batch's pulls
+ * are issued before this batch completes; every step ends with ps_clock. All steps have
+ * completed on return. */
+static int run_steps(TrainStep *ts, PsClient *ps, const BenchBatch *batches, BenchNewsTable *nt,
+                     const BenchModelOptions *o, int n, uint64_t *step, float *loss)
+{
+    const int depth = ps->ops->async ? 2 : 1;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const BenchBatch *b = &batches[(*step + (uint64_t)train_step_pending(ts)) % BENCH_BATCHES];
+        rc = train_step_issue(ts, o->batch, b->users, b->his, b->his_n, b->cand, news_lookup, nt);
+        if (!rc && train_step_pending(ts) == depth && !(rc = train_step_complete(ts, loss)))
+            rc = ps_clock(ps, (*step)++);
+    }
+    while (!rc && train_step_pending(ts))
+        if (!(rc = train_step_complete(ts, loss)))
+            rc = ps_clock(ps, (*step)++);
+    return rc;
+}
+
+/* One shard event loop in a thread on tcp://127.0.0.1, and a ZeroMQ client for one worker. */
+typedef struct Loopback {
+    void *ctx;
+    ServerLoop *loop;
+    pthread_t thread;
+    int running, loop_rc;
+    PsZmq *client;
+} Loopback;
+
+static void *loopback_main(void *arg)
+{
+    Loopback *lb = arg;
+    lb->loop_rc = server_loop_run(lb->loop);
+    return NULL;
+}
+
+static int loopback_start(Loopback *lb, const ShardOptions *so)
+{
+    lb->ctx = zmq_ctx_new();
+    ServerLoopOptions lo = {.shard = *so,
+                            .shard_count = 1,
+                            .workers = 1,
+                            .consistency = SERVER_BSP,
+                            .endpoint = "tcp://127.0.0.1:*",
+                            .zmq_ctx = lb->ctx};
+    int rc = server_loop_new(&lo, &lb->loop);
+    if (rc)
+        return rc;
+    if (pthread_create(&lb->thread, NULL, loopback_main, lb) != 0)
+        return psrec_errf(PSREC_E_STATE, "bench: cannot start the shard thread");
+    lb->running = 1;
+    const char *ep = server_loop_endpoint(lb->loop);
+    PsZmqOptions po = {.zmq_ctx = lb->ctx, .endpoints = &ep, .shards = 1, .worker_rank = 0,
+                       .workers = 1, .shape = so->shape, .timeout = 120.0};
+    return ps_zmq_new(&po, &lb->client);
+}
+
+static void loopback_stop(Loopback *lb)
+{
+    if (lb->client)
+        ps_zmq_shutdown(lb->client);
+    if (lb->running) {
+        if (!lb->client)
+            server_loop_stop(lb->loop);
+        pthread_join(lb->thread, NULL);
+    }
+    ps_zmq_free(&lb->client);
+    server_loop_free(&lb->loop);
+    if (lb->ctx)
+        zmq_ctx_term(lb->ctx);
+    memset(lb, 0, sizeof *lb);
+}
+
 int bench_model(const BenchModelOptions *o, BenchModelResult *r)
 {
     memset(r, 0, sizeof *r);
@@ -198,6 +275,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
     Shard *shard = NULL;
     TrainStep *ts = NULL;
     PsClient ps;
+    Loopback lb = {0};
     if (1 + BENCH_BATCHES * slots > UINT32_MAX)
         return psrec_errf(PSREC_E_USAGE, "bench: the batches hold too many news");
     nt.n = (uint32_t)(1 + BENCH_BATCHES * slots);
@@ -230,31 +308,35 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
         .optim = {.kind = OPTIM_ADAM, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
         .seed = o->seed,
     };
-    if ((rc = shard_new(&so, &shard)))
-        goto out;
-    inproc_client_init(&ps, shard);
+    {
+        TableSpec specs[PARAM_TABLES];
+        params_specs(&so.shape, specs);
+        for (int t = 0; t < PARAM_TABLES; t++)
+            r->dense_bytes += (double)specs[t].rows * specs[t].width * sizeof(float);
+    }
+    if (o->ps) {
+        if ((rc = loopback_start(&lb, &so)))
+            goto out;
+        ps_zmq_client(lb.client, &ps);
+    } else {
+        if ((rc = shard_new(&so, &shard)))
+            goto out;
+        inproc_client_init(&ps, shard);
+    }
     if ((rc = train_step_new(&ts, d, o->batch, &ps)))
         goto out;
     float loss = 0;
     uint64_t step = 0;
-    for (int i = 0; i < o->warmup; i++, step++) {
-        const BenchBatch *b = &batches[step % BENCH_BATCHES];
-        if ((rc = train_step_run(ts, o->batch, b->users, b->his, b->his_n, b->cand, news_lookup,
-                                 &nt, &loss)))
-            goto out;
-    }
+    if ((rc = run_steps(ts, &ps, batches, &nt, o, o->warmup, &step, &loss)))
+        goto out;
     uint64_t pulled0, pushed0;
     train_step_bytes(ts, &pulled0, &pushed0);
     double step_s[BENCH_MAX_REPEAT], step_gflops[BENCH_MAX_REPEAT];
     for (int rep = 0; rep < o->repeat; rep++) {
         double run_gflop = 0;
         double t0 = now_s();
-        for (int i = 0; i < o->steps; i++, step++) {
-            const BenchBatch *b = &batches[step % BENCH_BATCHES];
-            if ((rc = train_step_run(ts, o->batch, b->users, b->his, b->his_n, b->cand,
-                                     news_lookup, &nt, &loss)))
-                goto out;
-        }
+        if ((rc = run_steps(ts, &ps, batches, &nt, o, o->steps, &step, &loss)))
+            goto out;
         double dt = now_s() - t0;
         /* Outside the timed region: which batches this repeat ran. */
         for (uint64_t s = step - (uint64_t)o->steps; s < step; s++) {
@@ -280,8 +362,14 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
     r->pulled_mb_per_step = (double)(pulled - pulled0) / 1e6 / timed;
     r->pushed_mb_per_step = (double)(pushed - pushed0) / 1e6 / timed;
     r->last_loss = loss;
+    if (lb.client) {
+        uint64_t sent, received;
+        ps_zmq_bytes(lb.client, &sent, &received);
+        r->wire_mb_per_step = (double)(sent + received) / 1e6 / (timed + (double)o->warmup);
+    }
 out:
     train_step_free(&ts);
+    loopback_stop(&lb);
     shard_free(&shard);
     for (int i = 0; i < BENCH_BATCHES; i++)
         batch_fini(&batches[i]);

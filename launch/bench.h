@@ -25,6 +25,8 @@ typedef struct BenchModelOptions {
     uint32_t categories; /* category ids drawn from [0, categories) */
     uint32_t users;      /* user ids drawn from [1, users) */
     uint64_t seed;
+    int ps;              /* 0: in-process shard; 1: one shard event loop in a thread, reached
+                            by the ZeroMQ client over loopback TCP (what a worker does) */
 } BenchModelOptions;
 
 typedef struct BenchModelResult {
@@ -39,6 +41,8 @@ typedef struct BenchModelResult {
     double pulled_mb_per_step;     /* parameter payload, 1e6 bytes */
     double pushed_mb_per_step;
     double last_loss;
+    double wire_mb_per_step;       /* --ps: bytes on the wire, both ways, 1e6 bytes */
+    double dense_bytes;            /* bytes of a full pull of every table (the whole model) */
 } BenchModelResult;
 
 /* The reference shape of the peer's bench: B 64, title_len 30, his_len 50, E 128, H 128,

@@ -32,6 +32,7 @@ static void bench_usage(FILE *f)
     bench_prep_defaults(&p);
     fprintf(f,
             "usage: psrec bench [--json] [model options] [--threads N] [--repeat R]\n"
+            "       psrec bench --ps [--json] [model options] [--threads N] [--repeat R]\n"
             "       psrec bench --prep [--json] [--data DIR | prep size options] [--repeat R]\n\n"
             "Model mode (default): time full training steps (dedup, pull, forward/backward,\n"
             "push with Adam through an in-process shard) on four random batches, cycled, and\n"
@@ -52,6 +53,10 @@ static void bench_usage(FILE *f)
             "  --threads N        OpenBLAS threads (default 2; 1 on a one-core machine)\n"
             "Prep mode: time prep_run of a train split (one core).\n"
             "  --prep             this mode\n"
+            "PS mode (--ps): the model steps twice in one run, in-process and through one\n"
+            "shard over loopback TCP (BSP, the worker's next pull overlapping its compute);\n"
+            "prints samples_per_s, ps_samples_per_s, ps_ratio, bytes_per_sample (pulled +\n"
+            "pushed payload), dense_bytes (a full pull of every table).\n"
             "  --data DIR         reuse DIR/train/{news,behaviors}.tsv instead of generating\n"
             "  --prep-news N      news to generate (default %u)\n"
             "  --prep-users N     users to generate (default %u)\n"
@@ -121,6 +126,49 @@ static void print_runs(const double *v, int n, int decimals, const char *sep)
             fputs(sep, stdout);
         printf("%.*f", decimals, v[i]);
     }
+}
+
+/* --ps: the same steps in-process and against one shard over loopback TCP, in this one
+ * invocation, so the ratio compares like with like on a noisy machine. */
+static int run_ps(const BenchModelOptions *o, int json)
+{
+    BenchModelOptions inproc = *o, remote = *o;
+    inproc.ps = 0;
+    remote.ps = 1;
+    BenchModelResult a, b;
+    if (bench_model(&inproc, &a) || bench_model(&remote, &b)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    const double ratio = b.samples_per_s / a.samples_per_s;
+    const double bytes_per_sample =
+        (b.pulled_mb_per_step + b.pushed_mb_per_step) * 1e6 / (double)o->batch;
+    if (json) {
+        printf("{\"mode\": \"ps\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
+               "\"his_len\": %d, \"word_dim\": %d, \"hidden\": %d, \"negatives\": %d, "
+               "\"steps\": %d, \"repeat\": %d, \"samples_per_s\": %.2f, "
+               "\"ps_samples_per_s\": %.2f, \"ps_ratio\": %.4f, \"samples_per_s_runs\": [",
+               openblas_get_num_threads(), o->batch, o->dims.title_len, o->dims.his_len,
+               o->dims.E, o->dims.H, o->dims.K, o->steps, o->repeat, a.samples_per_s,
+               b.samples_per_s, ratio);
+        print_runs(a.runs, a.repeat, 2, ", ");
+        printf("], \"ps_samples_per_s_runs\": [");
+        print_runs(b.runs, b.repeat, 2, ", ");
+        printf("], \"bytes_per_sample\": %.1f, \"wire_bytes_per_sample\": %.1f, "
+               "\"dense_bytes\": %.0f, \"pulled_mb_per_step\": %.3f, "
+               "\"pushed_mb_per_step\": %.3f}\n",
+               bytes_per_sample, b.wire_mb_per_step * 1e6 / (double)o->batch, b.dense_bytes,
+               b.pulled_mb_per_step, b.pushed_mb_per_step);
+        return EXIT_OK;
+    }
+    printf("psrec bench --ps: training steps in-process vs one shard over loopback TCP\n");
+    printf("  in-process samples/s  %.1f (median of %d)\n", a.samples_per_s, a.repeat);
+    printf("  PS samples/s          %.1f (median of %d)\n", b.samples_per_s, b.repeat);
+    printf("  ratio                 %.3f\n", ratio);
+    printf("  bytes/sample          %.0f pulled+pushed (%.0f on the wire)\n", bytes_per_sample,
+           b.wire_mb_per_step * 1e6 / (double)o->batch);
+    printf("  whole model           %.1f MB (a full pull of every table)\n", b.dense_bytes / 1e6);
+    return EXIT_OK;
 }
 
 static int run_model(const BenchModelOptions *o, int json)
@@ -219,7 +267,7 @@ static int run_prep(const BenchPrepOptions *o, int json)
 
 enum {
     O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
-    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP
+    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP
 };
 
 int cmd_bench(int argc, char **argv)
@@ -241,6 +289,7 @@ int cmd_bench(int argc, char **argv)
         {"threads", required_argument, NULL, O_THREADS},
         {"repeat", required_argument, NULL, O_REPEAT},
         {"prep", no_argument, NULL, O_PREP},
+        {"ps", no_argument, NULL, O_PS},
         {"data", required_argument, NULL, O_DATA},
         {"prep-news", required_argument, NULL, O_PNEWS},
         {"prep-users", required_argument, NULL, O_PUSERS},
@@ -251,7 +300,7 @@ int cmd_bench(int argc, char **argv)
     BenchPrepOptions po;
     bench_model_defaults(&mo);
     bench_prep_defaults(&po);
-    int json = 0, prep = 0, threads = default_threads(), repeat = mo.repeat;
+    int json = 0, prep = 0, ps = 0, threads = default_threads(), repeat = mo.repeat;
     const char *model_opt = NULL, *prep_opt = NULL; /* an option of each mode seen */
     int c, li, bad = 0;
     opterr = 1;
@@ -279,6 +328,7 @@ int cmd_bench(int argc, char **argv)
         case O_THREADS: bad = parse_int(name, optarg, 1, 1024, &threads); break;
         case O_REPEAT: bad = parse_int(name, optarg, 1, BENCH_MAX_REPEAT, &repeat); break;
         case O_PREP: prep = 1; break;
+        case O_PS: ps = 1; break;
         case O_DATA: po.data = optarg; break;
         case O_PNEWS:
             bad = parse_u32(name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
@@ -314,8 +364,12 @@ int cmd_bench(int argc, char **argv)
     log_set_identity("bench", -1);
     mo.repeat = repeat;
     po.repeat = repeat;
+    if (prep && ps) {
+        fprintf(stderr, "psrec bench: --ps and --prep are different modes\n");
+        return EXIT_USAGE;
+    }
     if (prep)
         return run_prep(&po, json);
     run_set_threads(threads);
-    return run_model(&mo, json);
+    return ps ? run_ps(&mo, json) : run_model(&mo, json);
 }
