@@ -182,6 +182,26 @@ static void test_prep_data(void)
     tu_rmtree(data);
 }
 
+/* --ps runs the same steps in-process and through a shard over loopback TCP and reports
+ * both; dense_bytes is the whole model: (V E + C H + U H + (E + 3H + 2) 4H) floats. */
+static void test_ps_mode(void)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "%s bench --ps --json --batch 4 --title-len 6 --his-len 5 --word-dim 8 "
+                          "--hidden 8 --steps 3 --warmup 1 --repeat 1 --vocab 100 "
+                          "--categories 5 --users 50 2>/dev/null", TU_PSREC);
+    CU_ASSERT_FATAL(rc == 0);
+    double a = 0, b = 0, ratio = 0, bps = 0, dense = 0;
+    CU_ASSERT(tu_json_number(out, "samples_per_s", &a) && a > 0);
+    CU_ASSERT(tu_json_number(out, "ps_samples_per_s", &b) && b > 0);
+    CU_ASSERT(tu_json_number(out, "ps_ratio", &ratio) && fabs(ratio - b / a) < 1e-3 * ratio + 1e-4);
+    CU_ASSERT(tu_json_number(out, "bytes_per_sample", &bps) && bps > 0);
+    CU_ASSERT(tu_json_number(out, "dense_bytes", &dense));
+    CU_ASSERT_EQUAL(dense, 4.0 * (100 * 8 + 5 * 8 + 50 * 8 + (8 + 3 * 8 + 2) * 32));
+    free(out);
+    CU_ASSERT(tu_run(NULL, "%s bench --ps --prep 2>/dev/null", TU_PSREC) == 2);
+}
+
 static void test_bad_options(void)
 {
     static const char *const bad[] = {
@@ -230,6 +250,7 @@ int main(void)
         {"prep", test_prep},
         {"prep_data", test_prep_data},
         {"bad_options", test_bad_options},
+        {"ps_mode", test_ps_mode},
         {NULL, NULL},
     };
     tu_add_suite("bench", tests);
