@@ -139,6 +139,25 @@ static void test_ssp_end_to_end(void)
     free(out);
 }
 
+/* ps.colocate: every rank runs a shard thread and a worker (ASP here). */
+static void test_colocate(void)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "timeout 300 " MPIRUN " -np 2 %s train %s/exp.conf --run.dir=%s/colo "
+                          "--ps.colocate=true --ps.consistency=asp",
+                    TU_PSREC, dir, dir);
+    if (rc)
+        fprintf(stderr, "%s\n", out);
+    CU_ASSERT_FATAL(rc == 0);
+    double auc = 0, imps = 0;
+    char *json = strrchr(out, '{');
+    CU_ASSERT_FATAL(json != NULL);
+    CU_ASSERT(tu_json_number(json, "auc", &auc) && auc > 0.7);
+    CU_ASSERT(tu_json_number(json, "impressions", &imps) && imps == 500);
+    CU_ASSERT(strstr(out, "[server+worker 0 ") && strstr(out, "[server+worker 1 "));
+    free(out);
+}
+
 /* More shards than ranks: every rank knows at once; the job exits non-zero within seconds
  * with a message saying what to change. */
 static void test_rendezvous_failure(void)
@@ -162,6 +181,7 @@ int main(void)
 {
     static const TuTest tests[] = {{"BSP equals one process", test_bsp_equivalence},
                                    {"SSP 2 shards 2 workers end to end", test_ssp_end_to_end},
+                                   {"colocated shards and workers", test_colocate},
                                    {"rendezvous failures", test_rendezvous_failure},
                                    {NULL, NULL}};
     tu_add_suite("mpi", tests);
