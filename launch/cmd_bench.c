@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "launch/bench.h"
+#include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/run.h"
 
@@ -68,47 +69,6 @@ static void bench_usage(FILE *f)
             m.batch, m.dims.title_len, m.dims.his_len, m.dims.E, m.dims.H, m.dims.K, m.vocab,
             m.categories, m.users, m.steps, m.warmup, m.seed, p.gen.news, p.gen.users,
             p.gen.train_impressions, m.repeat, BENCH_MAX_REPEAT);
-}
-
-/* A decimal number in lo..hi: digits only, no sign, no spaces. Prints why not and returns -1. */
-static int parse_u64(const char *opt, const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    const char *p = text;
-    if (!*p)
-        goto bad;
-    for (; *p; p++)
-        if (*p < '0' || *p > '9')
-            goto bad;
-    errno = 0;
-    unsigned long long v = strtoull(text, NULL, 10);
-    if (errno == ERANGE || v < lo || v > hi) {
-        fprintf(stderr, "psrec bench: --%s %s is out of range %" PRIu64 "..%" PRIu64 "\n", opt,
-                text, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-bad:
-    fprintf(stderr, "psrec bench: --%s needs a non-negative integer, got '%s'\n", opt, text);
-    return -1;
-}
-
-static int parse_int(const char *opt, const char *text, int lo, int hi, int *out)
-{
-    uint64_t v;
-    if (parse_u64(opt, text, (uint64_t)lo, (uint64_t)hi, &v))
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-static int parse_u32(const char *opt, const char *text, uint32_t lo, uint32_t hi, uint32_t *out)
-{
-    uint64_t v;
-    if (parse_u64(opt, text, lo, hi, &v))
-        return -1;
-    *out = (uint32_t)v;
-    return 0;
 }
 
 /* 2 threads, or every core when there are fewer. */
@@ -313,31 +273,31 @@ int cmd_bench(int argc, char **argv)
             prep_opt = name;
         switch (c) {
         case O_JSON: json = 1; break;
-        case O_BATCH: bad = parse_int(name, optarg, 1, 1 << 16, &mo.batch); break;
-        case O_TITLE: bad = parse_int(name, optarg, 1, 4096, &mo.dims.title_len); break;
-        case O_HIS: bad = parse_int(name, optarg, 1, 65536, &mo.dims.his_len); break;
-        case O_WORD: bad = parse_int(name, optarg, 1, 65536, &mo.dims.E); break;
-        case O_HIDDEN: bad = parse_int(name, optarg, 1, 16384, &mo.dims.H); break;
-        case O_NEG: bad = parse_int(name, optarg, 0, 4096, &mo.dims.K); break;
-        case O_VOCAB: bad = parse_u32(name, optarg, 2, UINT32_MAX, &mo.vocab); break;
-        case O_CATS: bad = parse_u32(name, optarg, 1, UINT32_MAX, &mo.categories); break;
-        case O_USERS: bad = parse_u32(name, optarg, 2, UINT32_MAX, &mo.users); break;
-        case O_STEPS: bad = parse_int(name, optarg, 1, 1000000, &mo.steps); break;
-        case O_WARMUP: bad = parse_int(name, optarg, 0, 1000000, &mo.warmup); break;
-        case O_SEED: bad = parse_u64(name, optarg, 0, UINT64_MAX, &mo.seed); break;
-        case O_THREADS: bad = parse_int(name, optarg, 1, 1024, &threads); break;
-        case O_REPEAT: bad = parse_int(name, optarg, 1, BENCH_MAX_REPEAT, &repeat); break;
+        case O_BATCH: bad = cli_int("bench", name, optarg, 1, 1 << 16, &mo.batch); break;
+        case O_TITLE: bad = cli_int("bench", name, optarg, 1, 4096, &mo.dims.title_len); break;
+        case O_HIS: bad = cli_int("bench", name, optarg, 1, 65536, &mo.dims.his_len); break;
+        case O_WORD: bad = cli_int("bench", name, optarg, 1, 65536, &mo.dims.E); break;
+        case O_HIDDEN: bad = cli_int("bench", name, optarg, 1, 16384, &mo.dims.H); break;
+        case O_NEG: bad = cli_int("bench", name, optarg, 0, 4096, &mo.dims.K); break;
+        case O_VOCAB: bad = cli_u32("bench", name, optarg, 2, UINT32_MAX, &mo.vocab); break;
+        case O_CATS: bad = cli_u32("bench", name, optarg, 1, UINT32_MAX, &mo.categories); break;
+        case O_USERS: bad = cli_u32("bench", name, optarg, 2, UINT32_MAX, &mo.users); break;
+        case O_STEPS: bad = cli_int("bench", name, optarg, 1, 1000000, &mo.steps); break;
+        case O_WARMUP: bad = cli_int("bench", name, optarg, 0, 1000000, &mo.warmup); break;
+        case O_SEED: bad = cli_u64("bench", name, optarg, 0, UINT64_MAX, &mo.seed); break;
+        case O_THREADS: bad = cli_int("bench", name, optarg, 1, 1024, &threads); break;
+        case O_REPEAT: bad = cli_int("bench", name, optarg, 1, BENCH_MAX_REPEAT, &repeat); break;
         case O_PREP: prep = 1; break;
         case O_PS: ps = 1; break;
         case O_DATA: po.data = optarg; break;
         case O_PNEWS:
-            bad = parse_u32(name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
+            bad = cli_u32("bench", name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
             break;
         case O_PUSERS:
-            bad = parse_u32(name, optarg, GEN_USERS_MIN, GEN_USERS_MAX, &po.gen.users);
+            bad = cli_u32("bench", name, optarg, GEN_USERS_MIN, GEN_USERS_MAX, &po.gen.users);
             break;
         case O_PIMP:
-            bad = parse_u32(name, optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
+            bad = cli_u32("bench", name, optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
                             &po.gen.train_impressions);
             break;
         case 'h': bench_usage(stdout); return EXIT_OK;

@@ -5,6 +5,7 @@
  * prints the oracle JSON (the text of DIR/oracle.json) on stdout and a one-line summary on
  * stderr. Runtime failures exit 1 with one line naming what failed. */
 #include "common/error.h"
+#include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/gen.h"
 
@@ -41,29 +42,6 @@ static void gen_usage(FILE *f)
             GEN_IMPRESSIONS_MAX, d.dev_impressions, GEN_TOPICS_MIN, GEN_TOPICS_MAX, d.topics);
 }
 
-/* A decimal number in lo..hi: digits only, no sign, no spaces. Prints why not and returns -1. */
-static int parse_u64(const char *opt, const char *text, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    const char *p = text;
-    if (!*p)
-        goto bad;
-    for (; *p; p++)
-        if (*p < '0' || *p > '9')
-            goto bad;
-    errno = 0;
-    unsigned long long v = strtoull(text, NULL, 10);
-    if (errno == ERANGE || v < lo || v > hi) {
-        fprintf(stderr, "psrec gen: --%s %s is out of range %" PRIu64 "..%" PRIu64 "\n", opt, text,
-                lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
-bad:
-    fprintf(stderr, "psrec gen: --%s needs a non-negative integer, got '%s'\n", opt, text);
-    return -1;
-}
-
 enum { OPT_NEWS = 256, OPT_USERS, OPT_TRAIN, OPT_DEV, OPT_TOPICS };
 
 int cmd_gen(int argc, char **argv)
@@ -92,28 +70,28 @@ int cmd_gen(int argc, char **argv)
             opt.out = optarg;
             break;
         case 's':
-            bad = parse_u64("seed", optarg, 0, UINT64_MAX, &opt.seed);
+            bad = cli_u64("gen", "seed", optarg, 0, UINT64_MAX, &opt.seed);
             break;
         case OPT_NEWS:
-            bad = parse_u64("news", optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &v);
+            bad = cli_u64("gen", "news", optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &v);
             opt.news = (uint32_t)v;
             break;
         case OPT_USERS:
-            bad = parse_u64("users", optarg, GEN_USERS_MIN, GEN_USERS_MAX, &v);
+            bad = cli_u64("gen", "users", optarg, GEN_USERS_MIN, GEN_USERS_MAX, &v);
             opt.users = (uint32_t)v;
             break;
         case OPT_TRAIN:
-            bad = parse_u64("train-impressions", optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
+            bad = cli_u64("gen", "train-impressions", optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
                             &v);
             opt.train_impressions = (uint32_t)v;
             break;
         case OPT_DEV:
-            bad = parse_u64("dev-impressions", optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
+            bad = cli_u64("gen", "dev-impressions", optarg, GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX,
                             &v);
             opt.dev_impressions = (uint32_t)v;
             break;
         case OPT_TOPICS:
-            bad = parse_u64("topics", optarg, GEN_TOPICS_MIN, GEN_TOPICS_MAX, &v);
+            bad = cli_u64("gen", "topics", optarg, GEN_TOPICS_MIN, GEN_TOPICS_MAX, &v);
             opt.topics = (uint32_t)v;
             break;
         case 'h':

@@ -1,6 +1,7 @@
 /* `psrec prep`: command-line front end of prep_run (launch/prep.c). */
 #include "common/error.h"
 #include "common/log.h"
+#include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/prep.h"
 
@@ -29,18 +30,6 @@ static void prep_usage(FILE *f)
             "  -h, --help         this text\n");
 }
 
-static int parse_u32(const char *opt, const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-    char *end;
-    unsigned long v = strtoul(s, &end, 10);
-    if (!*s || *end || s[0] == '-' || v < min || v > max) {
-        fprintf(stderr, "psrec prep: %s: '%s' is not an integer in [%u, %u]\n", opt, s, min, max);
-        return -1;
-    }
-    *out = (uint32_t)v;
-    return 0;
-}
-
 int cmd_prep(int argc, char **argv)
 {
     enum { O_NEWS = 256, O_BEH, O_OUT, O_VOCAB, O_TITLE, O_HIS, O_MIN, O_SKIP, O_FORCE };
@@ -66,15 +55,15 @@ int cmd_prep(int argc, char **argv)
         case O_OUT: po.out_path = optarg; break;
         case O_VOCAB: po.vocab_from = optarg; break;
         case O_TITLE:
-            if (parse_u32("--title-len", optarg, 1, 4096, &po.title_len))
+            if (cli_u32("prep", "title-len", optarg, 1, 4096, &po.title_len))
                 return EXIT_USAGE;
             break;
         case O_HIS:
-            if (parse_u32("--his-len", optarg, 1, 65536, &po.his_len))
+            if (cli_u32("prep", "his-len", optarg, 1, 65536, &po.his_len))
                 return EXIT_USAGE;
             break;
         case O_MIN:
-            if (parse_u32("--min-count", optarg, 1, UINT32_MAX, &po.min_count))
+            if (cli_u32("prep", "min-count", optarg, 1, UINT32_MAX, &po.min_count))
                 return EXIT_USAGE;
             break;
         case O_SKIP: po.skip_bad_lines = 1; break;
