@@ -225,13 +225,13 @@ static void *loopback_main(void *arg)
     return NULL;
 }
 
-static int loopback_start(Loopback *lb, const ShardOptions *so)
+static int loopback_start(Loopback *lb, const ShardOptions *so, int asp)
 {
     lb->ctx = zmq_ctx_new();
     ServerLoopOptions lo = {.shard = *so,
                             .shard_count = 1,
                             .workers = 1,
-                            .consistency = SERVER_BSP,
+                            .consistency = asp ? SERVER_ASP : SERVER_BSP,
                             .endpoint = "tcp://127.0.0.1:*",
                             .zmq_ctx = lb->ctx};
     int rc = server_loop_new(&lo, &lb->loop);
@@ -315,7 +315,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
             r->dense_bytes += (double)specs[t].rows * specs[t].width * sizeof(float);
     }
     if (o->ps) {
-        if ((rc = loopback_start(&lb, &so)))
+        if ((rc = loopback_start(&lb, &so, o->ps_asp)))
             goto out;
         ps_zmq_client(lb.client, &ps);
     } else {

@@ -27,6 +27,8 @@ typedef struct BenchModelOptions {
     uint64_t seed;
     int ps;              /* 0: in-process shard; 1: one shard event loop in a thread, reached
                             by the ZeroMQ client over loopback TCP (what a worker does) */
+    int ps_asp;          /* with ps: 0 = BSP (the same updates as in-process), 1 = ASP (the
+                            next pull no longer waits for this step's update) */
 } BenchModelOptions;
 
 typedef struct BenchModelResult {

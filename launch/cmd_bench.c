@@ -58,6 +58,7 @@ static void bench_usage(FILE *f)
             "shard over loopback TCP (BSP, the worker's next pull overlapping its compute);\n"
             "prints samples_per_s, ps_samples_per_s, ps_ratio, bytes_per_sample (pulled +\n"
             "pushed payload), dense_bytes (a full pull of every table).\n"
+            "  --asp              the shard runs ASP instead of BSP\n"
             "  --data DIR         reuse DIR/train/{news,behaviors}.tsv instead of generating\n"
             "  --prep-news N      news to generate (default %u)\n"
             "  --prep-users N     users to generate (default %u)\n"
@@ -104,11 +105,12 @@ static int run_ps(const BenchModelOptions *o, int json)
     const double bytes_per_sample =
         (b.pulled_mb_per_step + b.pushed_mb_per_step) * 1e6 / (double)o->batch;
     if (json) {
-        printf("{\"mode\": \"ps\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
+        printf("{\"mode\": \"ps\", \"consistency\": \"%s\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
                "\"his_len\": %d, \"word_dim\": %d, \"hidden\": %d, \"negatives\": %d, "
                "\"steps\": %d, \"repeat\": %d, \"samples_per_s\": %.2f, "
                "\"ps_samples_per_s\": %.2f, \"ps_ratio\": %.4f, \"samples_per_s_runs\": [",
-               openblas_get_num_threads(), o->batch, o->dims.title_len, o->dims.his_len,
+               o->ps_asp ? "asp" : "bsp", openblas_get_num_threads(), o->batch,
+               o->dims.title_len, o->dims.his_len,
                o->dims.E, o->dims.H, o->dims.K, o->steps, o->repeat, a.samples_per_s,
                b.samples_per_s, ratio);
         print_runs(a.runs, a.repeat, 2, ", ");
@@ -227,7 +229,7 @@ static int run_prep(const BenchPrepOptions *o, int json)
 
 enum {
     O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
-    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP
+    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_ASP, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP
 };
 
 int cmd_bench(int argc, char **argv)
@@ -250,6 +252,7 @@ int cmd_bench(int argc, char **argv)
         {"repeat", required_argument, NULL, O_REPEAT},
         {"prep", no_argument, NULL, O_PREP},
         {"ps", no_argument, NULL, O_PS},
+        {"asp", no_argument, NULL, O_ASP},
         {"data", required_argument, NULL, O_DATA},
         {"prep-news", required_argument, NULL, O_PNEWS},
         {"prep-users", required_argument, NULL, O_PUSERS},
@@ -289,6 +292,7 @@ int cmd_bench(int argc, char **argv)
         case O_REPEAT: bad = cli_int("bench", name, optarg, 1, BENCH_MAX_REPEAT, &repeat); break;
         case O_PREP: prep = 1; break;
         case O_PS: ps = 1; break;
+        case O_ASP: mo.ps_asp = 1; break;
         case O_DATA: po.data = optarg; break;
         case O_PNEWS:
             bad = cli_u32("bench", name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
@@ -324,6 +328,10 @@ int cmd_bench(int argc, char **argv)
     log_set_identity("bench", -1);
     mo.repeat = repeat;
     po.repeat = repeat;
+    if (mo.ps_asp && !ps) {
+        fprintf(stderr, "psrec bench: --asp needs --ps\n");
+        return EXIT_USAGE;
+    }
     if (prep && ps) {
         fprintf(stderr, "psrec bench: --ps and --prep are different modes\n");
         return EXIT_USAGE;
