@@ -35,6 +35,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -455,9 +456,34 @@ static int open_metrics(Job *j)
     return 0;
 }
 
+/* Start-up watchdog: MPI_Init itself waits for every rank of the job, so a rank that never
+ * starts would hang the others before any deadline of ours could run. An alarm bounds the
+ * whole start-up (MPI_Init, hello, endpoint exchange) by ps.rendezvous_timeout plus slack. */
+static void startup_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] = "psrec: rendezvous: the job did not start within "
+                              "ps.rendezvous_timeout (a rank never started or never reached "
+                              "MPI_Init); exiting\n";
+    ssize_t n = write(2, msg, sizeof msg - 1);
+    (void)n;
+    _exit(3);
+}
+
+static void startup_watchdog(double seconds)
+{
+    if (seconds <= 0) {
+        alarm(0);
+        return;
+    }
+    signal(SIGALRM, startup_alarm);
+    alarm((unsigned)(seconds + 0.999));
+}
+
 int job_train_mpi(const Config *cfg, const char *config_path)
 {
     int provided;
+    startup_watchdog(cfg->ps.rendezvous_timeout + 10.0);
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
     Job j = {.cfg = cfg};
     MPI_Comm_rank(MPI_COMM_WORLD, &j.rank);
@@ -496,6 +522,7 @@ int job_train_mpi(const Config *cfg, const char *config_path)
     }
     if (ok)
         ok = agree(exchange_endpoints(&j) == 0);
+    startup_watchdog(0); /* started: from here on, ZeroMQ timeouts and deadlines apply */
     if (ok) {
         int mine = 1;
         if (j.is_worker)

@@ -174,6 +174,13 @@ static void test_rendezvous_failure(void)
     CU_ASSERT(rc != 0 && rc != 124);
     CU_ASSERT(strstr(out, "cannot start shard 0") != NULL);
     free(out);
+    /* A rank that never starts psrec (here: `sleep`): MPI_Init itself would wait forever; the
+     * start-up watchdog ends the job after ps.rendezvous_timeout (+10 s) with a message. */
+    rc = tu_run(&out, "timeout 90 " MPIRUN " -np 2 %s train %s/exp.conf --run.dir=%s/bad3 "
+                      "--ps.rendezvous_timeout=2 : -np 1 sleep 120", TU_PSREC, dir, dir);
+    CU_ASSERT(rc != 0 && rc != 124);
+    CU_ASSERT(strstr(out, "rendezvous: the job did not start within") != NULL);
+    free(out);
     tu_rmtree(dir);
 }
 
