@@ -243,9 +243,7 @@ static int start_server(Job *j)
         LOG_ERROR("cannot start the shard thread");
         return -1;
     }
-    j->loop_started = 1;
-    LOG_INFO("shard %d of %d serving %d workers on %s", j->shard_index, j->shards, j->workers,
-             server_loop_endpoint(j->loop));
+    j->loop_started = 1; /* the loop logs its endpoint and mode itself */
     return 0;
 }
 
