@@ -1,6 +1,7 @@
 /* psrec entry point: dispatches to a subcommand. The only place (with launch/) that exits. */
 #include "launch/commands.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -30,6 +31,11 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Parameter-server messages are tens of MB, allocated and freed every step (by ZeroMQ and
+     * by us). Above glibc's default threshold each one is a fresh mmap whose pages fault in
+     * again; keeping large blocks in the heap makes their reuse free. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
