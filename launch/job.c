@@ -45,7 +45,7 @@
 #include <zmq.h>
 
 #define ENDPOINT_MAX 256
-enum { TAG_HELLO = 1, TAG_GO = 2, TAG_EVAL = 1000 };
+enum { TAG_HELLO = 1, TAG_GO = 2, TAG_FAILED = 3, TAG_EVAL = 1000 };
 
 typedef struct Job {
     const Config *cfg;
@@ -62,6 +62,8 @@ typedef struct Job {
     ServerLoop *loop;
     pthread_t loop_thread;
     int loop_started, loop_rc;
+    int loop_done;                   /* set (atomically) by the loop thread when it returns */
+    int peer_failed;                 /* a worker reported failure to this shard */
     char (*endpoints)[ENDPOINT_MAX]; /* (size) */
     int *shard_ranks;                /* (shards) */
     PsZmq *client;
@@ -209,6 +211,7 @@ static void *loop_main(void *arg)
 {
     Job *j = arg;
     j->loop_rc = server_loop_run(j->loop);
+    __atomic_store_n(&j->loop_done, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -328,6 +331,13 @@ static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
 
 static int run_worker(Job *j)
 {
+    /* Fault injection for tests: PSREC_TEST_FAIL_WORKER=w makes worker w fail at once, before
+     * it ever reaches a shard, as a worker that cannot connect would. */
+    const char *inject = getenv("PSREC_TEST_FAIL_WORKER");
+    if (inject && atoi(inject) == j->worker_index) {
+        LOG_ERROR("failing on purpose (PSREC_TEST_FAIL_WORKER=%s)", inject);
+        return -1;
+    }
     const char **eps = calloc((size_t)j->shards, sizeof *eps);
     if (!eps)
         return -1;
@@ -372,10 +382,48 @@ static int run_worker(Job *j)
                  (unsigned long long)res.steps, (unsigned long long)res.samples, res.seconds,
                  (double)res.samples / (res.seconds > 0 ? res.seconds : 1));
     j->steps = res.steps;
-    /* Tell every shard this worker is done, even after a failure, so shards can finish. */
-    if (ps_zmq_shutdown(j->client) && !rc)
-        LOG_WARN("shutdown: %s", psrec_errmsg());
+    /* Done: tell every shard. After a failure the shards may be gone already (waiting for
+     * their acks would take the whole client timeout); the caller tells them over MPI. */
+    if (!rc && ps_zmq_shutdown(j->client)) {
+        LOG_ERROR("shutdown: %s", psrec_errmsg());
+        rc = -1;
+    }
     return rc ? -1 : 0;
+}
+
+/* A worker that failed may not have been able to tell the shards it is done (no client, a
+ * broken socket), and shards wait for every worker's SHUTDOWN: tell each shard's rank so,
+ * point to point (a small message, sent eagerly, never blocks on a dead peer). */
+static void notify_failure(Job *j)
+{
+    int one = 1;
+    for (int k = 0; k < j->shards; k++)
+        if (j->shard_ranks[k] != j->rank)
+            MPI_Send(&one, 1, MPI_INT, j->shard_ranks[k], TAG_FAILED, MPI_COMM_WORLD);
+    if (j->loop_started)
+        server_loop_worker_failed(j->loop, (uint32_t)j->worker_index);
+}
+
+/* Wait for this rank's shard loop to end: every worker said SHUTDOWN or was reported failed
+ * (point to point, by its rank). A failure makes the shard refuse everything, so the other
+ * workers stop fast and report too; the job then exits non-zero. */
+static void wait_loop(Job *j)
+{
+    while (!__atomic_load_n(&j->loop_done, __ATOMIC_ACQUIRE)) {
+        int flag = 0;
+        MPI_Status st;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_FAILED, MPI_COMM_WORLD, &flag, &st);
+        if (flag) {
+            int v;
+            MPI_Recv(&v, 1, MPI_INT, st.MPI_SOURCE, TAG_FAILED, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            int w = j->cfg->ps.colocate ? st.MPI_SOURCE : st.MPI_SOURCE - j->first_worker_rank;
+            LOG_ERROR("rank %d reports its worker failed", st.MPI_SOURCE);
+            server_loop_worker_failed(j->loop, (uint32_t)w);
+            j->peer_failed = 1;
+            continue;
+        }
+        usleep(10000);
+    }
 }
 
 /* ------------------------------------------------------------------ the end */
@@ -523,11 +571,14 @@ int job_train_mpi(const Config *cfg, const char *config_path)
     startup_watchdog(0); /* started: from here on, ZeroMQ timeouts and deadlines apply */
     if (ok) {
         int mine = 1;
-        if (j.is_worker)
-            mine = run_worker(&j) == 0;
+        if (j.is_worker && !(mine = run_worker(&j) == 0))
+            notify_failure(&j);
         if (j.loop_started) {
+            wait_loop(&j);
             pthread_join(j.loop_thread, NULL);
             j.loop_started = 0;
+            if (j.peer_failed)
+                mine = 0;
             if (j.loop_rc) {
                 LOG_ERROR("shard %d loop failed: %s", j.shard_index, psrec_strerror(j.loop_rc));
                 mine = 0;

@@ -68,6 +68,8 @@ struct ServerLoop {
     WireLimits lim;
     void *sock;
     atomic_int stop;
+    atomic_int failed;            /* a worker failed: refuse all but SHUTDOWN (job is ending) */
+    atomic_uchar *failed_worker;  /* (W) reported failed by another thread */
     int ran;
 
     uint64_t *finished;     /* (W) steps clocked */
@@ -127,7 +129,8 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->bind_to = strdup(opts->endpoint);
     l->finished = calloc(opts->workers, sizeof *l->finished);
     l->gone = calloc(opts->workers, sizeof *l->gone);
-    if (!l->bind_to || !l->finished || !l->gone)
+    l->failed_worker = calloc(opts->workers, sizeof *l->failed_worker);
+    if (!l->bind_to || !l->finished || !l->gone || !l->failed_worker)
         goto fail;
     l->opt.endpoint = l->bind_to;
     l->live = opts->workers;
@@ -154,6 +157,7 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
         goto fail;
     }
     atomic_init(&l->stop, 0);
+    atomic_init(&l->failed, 0);
     *out = l;
     return 0;
 fail:
@@ -202,6 +206,7 @@ void server_loop_free(ServerLoop **lp)
     free(l->rows);
     free(l->finished);
     free(l->gone);
+    free((void *)l->failed_worker);
     free(l->bind_to);
     free(l);
     *lp = NULL;
@@ -615,6 +620,11 @@ static int on_request(ServerLoop *l, const WireMsg *m)
                  l->opt.workers);
         return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
     }
+    if (atomic_load(&l->failed) && h->op != WIRE_OP_SHUTDOWN) {
+        snprintf(why, sizeof why, "shard %u: a worker failed, the job is ending",
+                 l->opt.shard_index);
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_STATE, why);
+    }
     if (l->gone[h->worker_rank] && h->op != WIRE_OP_SHUTDOWN) {
         snprintf(why, sizeof why, "%s from worker %u after its SHUTDOWN", wire_op_name(h->op),
                  h->worker_rank);
@@ -704,6 +714,22 @@ static void write_stats(ServerLoop *l, double t)
 
 /* ---- the loop --------------------------------------------------------------------------- */
 
+/* Workers reported failed by another thread leave; the first one turns the shard into
+ * refusing everything, so the other workers fail fast instead of waiting on gates. */
+static int take_failures(ServerLoop *l)
+{
+    int any = 0;
+    for (uint32_t w = 0; w < l->opt.workers; w++)
+        if (atomic_load(&l->failed_worker[w]) && !l->gone[w]) {
+            l->gone[w] = 1;
+            l->live--;
+            any = 1;
+            LOG_WARN("shard %u: worker %u failed (%u still working)", l->opt.shard_index, w,
+                     l->live);
+        }
+    return any;
+}
+
 /* The loop ends: every pull still waiting gets an ERROR, so none goes unanswered. */
 static int fail_deferred(ServerLoop *l)
 {
@@ -753,6 +779,11 @@ int server_loop_run(ServerLoop *l)
         } else if (n > 0) {
             rc = drain(l);
         }
+        if (!rc && take_failures(l)) {
+            int frc = fail_deferred(l);
+            if (!rc)
+                rc = frc;
+        }
         t = now_s();
         if (l->next_stats >= 0 && t >= l->next_stats) {
             write_stats(l, t);
@@ -776,6 +807,14 @@ int server_loop_run(ServerLoop *l)
     LOG_INFO("shard %u: loop ends (%s)", l->opt.shard_index,
              rc ? psrec_errmsg() : l->live ? "stopped" : "every worker done");
     return rc;
+}
+
+void server_loop_worker_failed(ServerLoop *l, uint32_t worker)
+{
+    if (worker >= l->opt.workers)
+        return;
+    atomic_store(&l->failed, 1);
+    atomic_store(&l->failed_worker[worker], 1);
 }
 
 Shard *server_loop_shard(ServerLoop *l)

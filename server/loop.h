@@ -64,6 +64,11 @@ void server_loop_stop(ServerLoop *l);
 void server_loop_stats(const ServerLoop *l, WireStats *out);
 
 /* Close the socket, free the shard and everything else; *l = NULL. Not while running. */
+/* Another thread learnt (over MPI) that worker `worker` failed: the loop stops waiting for it
+ * and, since the job is ending, refuses every further request except SHUTDOWN, so the other
+ * workers fail fast instead of waiting at a gate. Safe from any thread. */
+void server_loop_worker_failed(ServerLoop *l, uint32_t worker);
+
 /* The loop's shard (for saving a checkpoint once the loop has ended); borrowed, lives as
  * long as the loop. Only while not running. */
 Shard *server_loop_shard(ServerLoop *l);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MPIRUN TU_MPIRUN " --oversubscribe --allow-run-as-root --mca btl self,tcp --mca btl_tcp_if_include lo"
 
@@ -181,6 +182,22 @@ static void test_rendezvous_failure(void)
     CU_ASSERT(rc != 0 && rc != 124);
     CU_ASSERT(strstr(out, "rendezvous: the job did not start within") != NULL);
     free(out);
+}
+
+/* A worker that fails before it reaches any shard: the shards hear of it point to point and
+ * stop, the other worker's waiting pull is refused, and the job exits non-zero, never hangs. */
+static void test_worker_failure(void)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "timeout 120 " MPIRUN " -np 3 -x PSREC_TEST_FAIL_WORKER=1 %s train "
+                          "%s/exp.conf --run.dir=%s/fail", TU_PSREC, dir, dir);
+    CU_ASSERT(rc != 0 && rc != 124);
+    CU_ASSERT(strstr(out, "failing on purpose") != NULL);
+    CU_ASSERT(strstr(out, "reports its worker failed") != NULL);
+    free(out);
+    char p[4400];
+    snprintf(p, sizeof p, "%s/fail/ckpt/LATEST", dir);
+    CU_ASSERT(access(p, F_OK) != 0); /* a failed job publishes no model */
     tu_rmtree(dir);
 }
 
@@ -190,6 +207,7 @@ int main(void)
                                    {"SSP 2 shards 2 workers end to end", test_ssp_end_to_end},
                                    {"colocated shards and workers", test_colocate},
                                    {"rendezvous failures", test_rendezvous_failure},
+                                   {"a worker fails", test_worker_failure},
                                    {NULL, NULL}};
     tu_add_suite("mpi", tests);
     return tu_run_all();
