@@ -8,8 +8,10 @@
  *   start   hello: every rank reports to rank 0 point-to-point, rank 0 waits with a deadline
  *           and names the ranks that did not show up; then MPI_Allgather of shard endpoints.
  *   epochs  workers send their partial eval sums to worker 0 point-to-point, with a deadline
- *           (never a collective during training).
+ *           (never a collective during training); a worker that fails tells every shard's
+ *           rank point-to-point, and the shards then refuse all requests so the job ends.
  *   end     barriers around the checkpoint, and MPI_Allreduce of the exit status.
+ * A watchdog alarm bounds start-up, since MPI_Init itself waits for every rank.
  * The data plane (pull/push/clock) is ZeroMQ: shards bind tcp://<host>:<port> on a real
  * interface (ps.host, else the first non-loopback IPv4), so a hostfile across machines works. */
 #include "launch/job.h"
