@@ -41,6 +41,23 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* The head of a report: "{"path":..,"name":value,..." (JSON, left open for the caller to
+ * close) or a titled table, one field per line. */
+static void print_fields(const char *kind, const char *path, const Field *f, size_t n, int json,
+                         int width)
+{
+    if (json) {
+        printf("{\"path\":");
+        json_string(path);
+        for (size_t i = 0; i < n; i++)
+            printf(",\"%s\":%llu", f[i].name, (unsigned long long)f[i].value);
+        return;
+    }
+    printf("%s %s\n", kind, path);
+    for (size_t i = 0; i < n; i++)
+        printf("  %-*s %12llu  %s\n", width, f[i].name, (unsigned long long)f[i].value, f[i].doc);
+}
+
 /* A checkpoint file: its run meta, and for each table the rows held (from "<t>.meta"). */
 static int inspect_ckpt_file(const char *file, int json)
 {
@@ -60,20 +77,8 @@ static int inspect_ckpt_file(const char *file, int json)
         {"user_rows", m.user_rows, ""},           {"seed", m.seed, "init seed"},
         {"shards", m.shards, "shard files"},      {"shard", m.shard, "this file's shard"},
     };
-    size_t nf = sizeof fields / sizeof fields[0];
-    if (json) {
-        printf("{\"path\":");
-        json_string(file);
-        for (size_t i = 0; i < nf; i++)
-            printf(",\"%s\":%llu", fields[i].name, (unsigned long long)fields[i].value);
-        printf(",\"tables\":{");
-    } else {
-        printf("checkpoint %s\n", file);
-        for (size_t i = 0; i < nf; i++)
-            printf("  %-14s %12llu  %s\n", fields[i].name, (unsigned long long)fields[i].value,
-                   fields[i].doc);
-        printf("  tables (rows held / key range x width):\n");
-    }
+    print_fields("checkpoint", file, fields, sizeof fields / sizeof fields[0], json, 14);
+    printf(json ? ",\"tables\":{" : "  tables (rows held / key range x width):\n");
     int first = 1;
     for (size_t i = 0; i < ckpt_section_count(r); i++) {
         size_t size;
@@ -179,19 +184,9 @@ int cmd_inspect(int argc, char **argv)
         {"category_rows", m->category_rows, "category rows (with <none> 0)"},
         {"tsv_bytes", m->tsv_bytes, "bytes of TSV read"},
     };
-    size_t nf = sizeof fields / sizeof fields[0];
-    if (json) {
-        printf("{\"path\":");
-        json_string(path);
-        for (size_t i = 0; i < nf; i++)
-            printf(",\"%s\":%llu", fields[i].name, (unsigned long long)fields[i].value);
+    print_fields("dataset", path, fields, sizeof fields / sizeof fields[0], json, 20);
+    if (json)
         printf("}\n");
-    } else {
-        printf("dataset %s\n", path);
-        for (size_t i = 0; i < nf; i++)
-            printf("  %-20s %12llu  %s\n", fields[i].name, (unsigned long long)fields[i].value,
-                   fields[i].doc);
-    }
     dataset_free(&ds);
     return EXIT_OK;
 }
