@@ -110,9 +110,7 @@ int cmd_eval(int argc, char **argv)
     MetricsResult r;
     metrics_result(&acc, &r);
     if (json)
-        printf("{\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,\"ndcg10\":%.6f,\"impressions\":%llu,"
-               "\"skipped\":%llu}\n", r.auc, r.mrr, r.ndcg5, r.ndcg10,
-               (unsigned long long)r.impressions, (unsigned long long)r.skipped);
+        run_print_eval(stdout, &r);
     else
         printf("AUC %.4f  MRR %.4f  nDCG@5 %.4f  nDCG@10 %.4f  (%llu impressions, %llu skipped; "
                "model %s step %llu; %.1f s)\n", r.auc, r.mrr, r.ndcg5, r.ndcg10,

@@ -163,11 +163,7 @@ int cmd_train(int argc, char **argv)
              (unsigned long long)res.steps, (unsigned long long)res.samples, res.seconds,
              (double)res.samples / (res.seconds > 0 ? res.seconds : 1), res.last_loss);
     if (c.evaluated)
-        printf("{\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,\"ndcg10\":%.6f,\"impressions\":%llu,"
-               "\"skipped\":%llu}\n",
-               c.last_eval.auc, c.last_eval.mrr, c.last_eval.ndcg5, c.last_eval.ndcg10,
-               (unsigned long long)c.last_eval.impressions,
-               (unsigned long long)c.last_eval.skipped);
+        run_print_eval(stdout, &c.last_eval);
     rc = EXIT_OK;
 out:
     if (c.metrics)

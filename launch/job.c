@@ -588,11 +588,7 @@ int job_train_mpi(const Config *cfg, const char *config_path)
         }
         ok = final_checkpoint(&j, mine) == 0 && mine;
         if (j.rank == j.first_worker_rank && j.evaluated && ok)
-            printf("{\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,\"ndcg10\":%.6f,"
-                   "\"impressions\":%llu,\"skipped\":%llu}\n",
-                   j.last_eval.auc, j.last_eval.mrr, j.last_eval.ndcg5, j.last_eval.ndcg10,
-                   (unsigned long long)j.last_eval.impressions,
-                   (unsigned long long)j.last_eval.skipped);
+            run_print_eval(stdout, &j.last_eval);
         ok = agree(ok);
     }
     if (j.loop_started) {

@@ -105,14 +105,30 @@ void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
     m->workers = 1;
 }
 
+/* The metric fields every evaluation line shares, without braces. */
+static void eval_fields(FILE *f, const MetricsResult *r)
+{
+    fprintf(f,
+            "\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,\"ndcg10\":%.6f,\"impressions\":%llu,"
+            "\"skipped\":%llu",
+            r->auc, r->mrr, r->ndcg5, r->ndcg10, (unsigned long long)r->impressions,
+            (unsigned long long)r->skipped);
+}
+
+void run_print_eval(FILE *f, const MetricsResult *r)
+{
+    fputc('{', f);
+    eval_fields(f, r);
+    fputs("}\n", f);
+}
+
 void run_write_eval(FILE *metrics, uint64_t epoch, uint64_t step, const MetricsResult *r)
 {
     if (!metrics)
         return;
-    fprintf(metrics,
-            "{\"epoch\":%llu,\"step\":%llu,\"auc\":%.6f,\"mrr\":%.6f,\"ndcg5\":%.6f,"
-            "\"ndcg10\":%.6f,\"impressions\":%llu,\"skipped\":%llu}\n",
-            (unsigned long long)epoch, (unsigned long long)step, r->auc, r->mrr, r->ndcg5,
-            r->ndcg10, (unsigned long long)r->impressions, (unsigned long long)r->skipped);
+    fprintf(metrics, "{\"epoch\":%llu,\"step\":%llu,", (unsigned long long)epoch,
+            (unsigned long long)step);
+    eval_fields(metrics, r);
+    fputs("}\n", metrics);
     fflush(metrics);
 }

@@ -26,6 +26,9 @@ void run_set_threads(int n);
 void run_model_dims(const Config *cfg, ModelDims *d);
 void run_meta_from_config(const Config *cfg, const DatasetMeta *train, RunMeta *m);
 
+/* {"auc","mrr","ndcg5","ndcg10","impressions","skipped"}: the final result on stdout. */
+void run_print_eval(FILE *f, const MetricsResult *r);
+
 /* {"epoch","step","auc","mrr","ndcg5","ndcg10","impressions","skipped"} to metrics. */
 void run_write_eval(FILE *metrics, uint64_t epoch, uint64_t step, const MetricsResult *r);
 
