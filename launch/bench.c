@@ -14,11 +14,12 @@
 #include "common/error.h"
 #include "common/params.h"
 #include "common/rng.h"
+#include "common/timer.h"
 #include "launch/inproc.h"
-#include "server/loop.h"
-#include "worker/ps_zmq.h"
 #include "launch/prep.h"
+#include "server/loop.h"
 #include "server/shard.h"
+#include "worker/ps_zmq.h"
 #include "worker/train.h"
 
 #include <cblas.h>
@@ -32,13 +33,6 @@
 #include <zmq.h>
 
 #define BENCH_BATCHES 4
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* CPU time of the whole process (prep is single-threaded, so this is prep's). */
 static double cpu_s(void)
@@ -334,10 +328,10 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
     double step_s[BENCH_MAX_REPEAT], step_gflops[BENCH_MAX_REPEAT];
     for (int rep = 0; rep < o->repeat; rep++) {
         double run_gflop = 0;
-        double t0 = now_s();
+        double t0 = timer_now();
         if ((rc = run_steps(ts, &ps, batches, &nt, o, o->steps, &step, &loss)))
             goto out;
-        double dt = now_s() - t0;
+        double dt = timer_now() - t0;
         /* Outside the timed region: which batches this repeat ran. */
         for (uint64_t s = step - (uint64_t)o->steps; s < step; s++) {
             const BenchBatch *b = &batches[s % BENCH_BATCHES];
@@ -404,10 +398,10 @@ int bench_sgemm(int M, int N, int K, int calls, double *gflops)
         Bm[i] = (float)(rng_uniform(&rng) - 0.5);
     double t[BENCH_MAX_REPEAT];
     for (int c = -1; c < calls; c++) {
-        double t0 = now_s();
+        double t0 = timer_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, 0.0f,
                     C, N);
-        double dt = now_s() - t0;
+        double dt = timer_now() - t0;
         if (c >= 0)
             t[c] = dt > 0 ? dt : 1e-9;
     }
@@ -466,10 +460,10 @@ int bench_prep(const BenchPrepOptions *o, BenchPrepResult *r)
         snprintf(data, sizeof data, "%s/data", root);
         GenOptions g = o->gen;
         g.out = data;
-        double t0 = now_s();
+        double t0 = timer_now();
         if ((rc = gen_run(&g, NULL)))
             goto out;
-        r->gen_seconds = now_s() - t0;
+        r->gen_seconds = timer_now() - t0;
     }
     double cpu[BENCH_MAX_REPEAT];
     snprintf(news, sizeof news, "%s/train/news.tsv", data);
@@ -478,9 +472,9 @@ int bench_prep(const BenchPrepOptions *o, BenchPrepResult *r)
         snprintf(out, sizeof out, "%s/prep-%d", root, rep);
         PrepOptions po = {.news_path = news, .behaviors_path = beh, .out_path = out,
                           .min_count = 1};
-        double c0 = cpu_s(), t0 = now_s();
+        double c0 = cpu_s(), t0 = timer_now();
         rc = prep_run(&po, &r->meta);
-        double dt = now_s() - t0, dc = cpu_s() - c0;
+        double dt = timer_now() - t0, dc = cpu_s() - c0;
         if (rc)
             goto out;
         r->runs[rep] = dt > 0 ? dt : 1e-9;

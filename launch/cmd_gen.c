@@ -5,6 +5,7 @@
  * prints the oracle JSON (the text of DIR/oracle.json) on stdout and a one-line summary on
  * stderr. Runtime failures exit 1 with one line naming what failed. */
 #include "common/error.h"
+#include "common/timer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/gen.h"
@@ -124,8 +125,7 @@ int cmd_gen(int argc, char **argv)
         return EXIT_USAGE;
     }
 
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = timer_now();
     GenStats st;
     psrec_errclear();
     int rc = gen_run(&opt, &st);
@@ -133,8 +133,7 @@ int cmd_gen(int argc, char **argv)
         fprintf(stderr, "psrec gen: %s\n", psrec_errmsg()[0] ? psrec_errmsg() : psrec_strerror(rc));
         return rc == PSREC_E_USAGE ? EXIT_USAGE : EXIT_FAIL;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    double secs = timer_now() - t0;
     uint64_t imps = st.impressions_train + st.impressions_dev;
     fprintf(stderr,
             "psrec gen: wrote %s (seed %" PRIu64 ", %u topics): train %" PRIu64

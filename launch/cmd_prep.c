@@ -1,6 +1,7 @@
 /* `psrec prep`: command-line front end of prep_run (launch/prep.c). */
 #include "common/error.h"
 #include "common/log.h"
+#include "common/timer.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/prep.h"
@@ -79,16 +80,14 @@ int cmd_prep(int argc, char **argv)
         return EXIT_USAGE;
     }
     log_set_identity("prep", -1);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = timer_now();
     DatasetMeta m;
     int rc = prep_run(&po, &m);
     if (rc) {
         fprintf(stderr, "psrec prep: %s\n", psrec_errmsg());
         return EXIT_FAIL;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    double s = timer_now() - t0;
     fprintf(stderr,
             "psrec prep: %s: %llu news, %llu users, %llu impressions, %llu samples, vocab %llu, "
             "%llu categories; %llu missing news refs, %llu skipped lines, %llu duplicate news; "

@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/runmeta.h"
+#include "common/timer.h"
 #include "launch/ckptdir.h"
 #include "launch/run.h"
 #include "server/loop.h"
@@ -78,13 +79,6 @@ typedef struct Job {
 int job_under_mpirun(void)
 {
     return getenv("OMPI_COMM_WORLD_SIZE") != NULL || getenv("PMIX_RANK") != NULL;
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* ------------------------------------------------------------------ start-up */
@@ -158,7 +152,7 @@ static int wait_all(MPI_Request *req, int n, double deadline)
         MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE);
         if (done)
             return 1;
-        if (now_s() > deadline)
+        if (timer_now() > deadline)
             return 0;
         usleep(1000);
     }
@@ -169,7 +163,7 @@ static int wait_all(MPI_Request *req, int n, double deadline)
  * anyone past the deadline. */
 static void hello(Job *j)
 {
-    const double deadline = now_s() + j->cfg->ps.rendezvous_timeout;
+    const double deadline = timer_now() + j->cfg->ps.rendezvous_timeout;
     int one = 1;
     if (j->rank == 0) {
         int n = j->size - 1;
@@ -289,7 +283,7 @@ static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
                   MPI_COMM_WORLD, &req[w - 1]);
     /* Workers finish their epochs within a step or so of each other; a generous deadline
      * covers their evaluation time too. */
-    int ok = wait_all(req, n, now_s() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout);
+    int ok = wait_all(req, n, timer_now() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout);
     if (ok)
         for (int i = 0; i < n; i++)
             metrics_acc_merge(acc, &parts[i]);

@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/rng.h"
+#include "common/timer.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -89,13 +90,6 @@ struct ServerLoop {
     int log_lines;
     uint64_t log_suppressed;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Every socket option of the shard's socket, in one place (CURVE keys go here too). Called
  * at creation with linger 0 (never hang on a dead peer) and once more when the loop ends with
@@ -251,7 +245,7 @@ static int ack(ServerLoop *l, const unsigned char *id, size_t id_len, const Wire
 /* Log a bad message unless LOG_BURST lines went out in the current second. */
 static void log_bad(ServerLoop *l, const char *what)
 {
-    double t = now_s();
+    double t = timer_now();
     if (t - l->log_window >= 1.0) {
         if (l->log_suppressed)
             LOG_WARN("shard %u: %" PRIu64 " more bad messages not logged", l->opt.shard_index,
@@ -760,12 +754,12 @@ int server_loop_run(ServerLoop *l)
     LOG_INFO("shard %u of %u: serving %u workers on %s (%s, staleness %u)", l->opt.shard_index,
              l->opt.shard_count, l->opt.workers, l->endpoint, names[l->opt.consistency],
              l->opt.staleness);
-    l->t0 = now_s();
+    l->t0 = timer_now();
     l->next_stats = l->opt.stats_interval > 0 ? l->t0 + l->opt.stats_interval : -1;
     int rc = 0;
     while (!rc && l->live > 0 && !atomic_load(&l->stop)) {
         long timeout = POLL_MS;
-        double t = now_s();
+        double t = timer_now();
         if (l->next_stats >= 0) {
             long until = (long)((l->next_stats - t) * 1000.0) + 1;
             if (until < timeout)
@@ -784,7 +778,7 @@ int server_loop_run(ServerLoop *l)
             if (!rc)
                 rc = frc;
         }
-        t = now_s();
+        t = timer_now();
         if (l->next_stats >= 0 && t >= l->next_stats) {
             write_stats(l, t);
             while (l->next_stats <= t)
@@ -803,7 +797,7 @@ int server_loop_run(ServerLoop *l)
     if (l->log_suppressed)
         LOG_WARN("shard %u: %" PRIu64 " more bad messages not logged", l->opt.shard_index,
                  l->log_suppressed);
-    write_stats(l, now_s());
+    write_stats(l, timer_now());
     LOG_INFO("shard %u: loop ends (%s)", l->opt.shard_index,
              rc ? psrec_errmsg() : l->live ? "stopped" : "every worker done");
     return rc;

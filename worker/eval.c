@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/params.h"
+#include "common/timer.h"
 #include "worker/params_io.h"
 
 #include <errno.h>
@@ -227,8 +228,7 @@ static void eval_fini(Eval *ev)
 
 int eval_run(const EvalOptions *opt, MetricsAcc *acc, EvalStats *stats)
 {
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const double t0 = timer_now();
     EvalStats st = {0};
     Eval ev = {.opt = opt, .d = &opt->dims};
     metrics_scratch_init(&ev.ms);
@@ -282,8 +282,7 @@ int eval_run(const EvalOptions *opt, MetricsAcc *acc, EvalStats *stats)
     }
 out:
     eval_fini(&ev);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    st.seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    st.seconds = timer_now() - t0;
     if (stats)
         *stats = st;
     return rc;

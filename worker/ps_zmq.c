@@ -23,6 +23,7 @@
 #include "common/keyrange.h"
 #include "common/log.h"
 #include "common/rng.h"
+#include "common/timer.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -90,13 +91,6 @@ struct PsZmq {
     uint64_t sent, received; /* bytes */
     uint64_t stale, bad;    /* replies matching no request; malformed replies */
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int shard_rank(const PsZmq *c, uint32_t k)
 {
@@ -415,9 +409,9 @@ static int receive(PsZmq *c, uint32_t k)
  * way. */
 static void pump(PsZmq *c, Pending *p)
 {
-    double last = now_s();
+    double last = timer_now();
     while (p->pending) {
-        double left = c->timeout - (now_s() - last);
+        double left = c->timeout - (timer_now() - last);
         uint32_t k0 = 0;
         while (k0 < c->S && !p->due[k0])
             k0++;
@@ -452,7 +446,7 @@ static void pump(PsZmq *c, Pending *p)
                 settle(c, p, k, rc, "receive: %s", zmq_strerror(rc));
                 return;
             }
-            last = now_s();
+            last = timer_now();
         }
     }
 }

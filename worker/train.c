@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/params.h"
+#include "common/timer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -248,13 +249,6 @@ static int lookup_news(void *ctx, uint32_t news, BatchNews *out)
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Counters of the loop, shared by the steps it completes. */
 typedef struct TrainLoop {
     const TrainOptions *opt;
@@ -282,7 +276,7 @@ static int complete_step(TrainLoop *lp, TrainStep *ts, Reader *reader, uint64_t 
     lp->loss_sum += loss;
     lp->loss_n++;
     if (opt->log_every > 0 && lp->step % (uint64_t)opt->log_every == 0) {
-        double t = now_s(), rate = (double)lp->samples_log / (t - lp->t_log);
+        double t = timer_now(), rate = (double)lp->samples_log / (t - lp->t_log);
         lp->res->last_loss = lp->loss_sum / (double)lp->loss_n;
         if (opt->metrics) {
             fprintf(opt->metrics,
@@ -343,7 +337,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
         goto out;
     NewsLookup nl = {txn, (uint32_t)d->title_len};
     const int overlap = opt->ps->ops->async;
-    TrainLoop lp = {.opt = opt, .res = res, .step = opt->start_step, .t0 = now_s()};
+    TrainLoop lp = {.opt = opt, .res = res, .step = opt->start_step, .t0 = timer_now()};
     lp.t_log = lp.t0;
     uint64_t epoch = opt->start ? opt->start->epoch : 0;
     for (; epoch < (uint64_t)opt->epochs; epoch++) {
@@ -402,7 +396,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
             goto out;
     }
     res->steps = lp.step;
-    res->seconds = now_s() - lp.t0;
+    res->seconds = timer_now() - lp.t0;
     if (opt->hooks.checkpoint) {
         ReaderPosition pos;
         reader_position(reader, &pos);
