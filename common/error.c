@@ -24,17 +24,21 @@ const char *psrec_strerror(int code)
     }
     if (code > 0)
         return strerror(code);
-    if (code <= MDB_KEYEXIST && code >= MDB_LAST_ERRCODE)
+    if (code >= MDB_KEYEXIST && code <= MDB_LAST_ERRCODE)
         return mdb_strerror(code);
     return "unknown error";
 }
 
 int psrec_errf(int code, const char *fmt, ...)
 {
+    /* Format aside first: callers often prefix the current detail
+     * (psrec_errf(rc, "%s: %s", path, psrec_errmsg())), whose text lives in errbuf. */
+    char line[sizeof errbuf];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    memcpy(errbuf, line, sizeof errbuf);
     return code;
 }
 

@@ -13,7 +13,10 @@
 int fs_mkdir_p(const char *path)
 {
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return psrec_errf(ENAMETOOLONG, "'%s': not a usable directory path", path);
+    memcpy(buf, path, n + 1);
     for (char *p = buf + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
@@ -22,9 +25,14 @@ int fs_mkdir_p(const char *path)
         if (mkdir(buf, 0755) != 0 && errno != EEXIST)
             return psrec_errf(errno, "%s: cannot create directory: %s", buf, strerror(errno));
         if (c == '\0')
-            return 0;
+            break;
         *p = c;
     }
+    /* EEXIST also covers a plain file of that name. */
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return psrec_errf(ENOTDIR, "%s: exists and is not a directory", path);
+    return 0;
 }
 
 int fs_remove_flat_dir(const char *path)

@@ -3,8 +3,8 @@
 #ifndef PSREC_COMMON_FSUTIL_H
 #define PSREC_COMMON_FSUTIL_H
 
-/* mkdir -p: create path and its missing parents (mode 0755). Returns 0 or an errno value with
- * psrec_errmsg() naming the directory that could not be made. */
+/* mkdir -p: create path and its missing parents (mode 0755); a path that exists must be a
+ * directory. Returns 0 or an errno value with psrec_errmsg() naming the culprit. */
 int fs_mkdir_p(const char *path);
 
 /* Remove a directory holding only plain files (a dataset or a checkpoint step): its files,

@@ -43,6 +43,7 @@
 #include "launch/gen.h"
 
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "common/rng.h"
 
 #include <errno.h>
@@ -335,28 +336,6 @@ static int out_close(OutFile *o, int rc)
     if (rc)
         remove(o->tmp);
     return rc;
-}
-
-static int mkdir_p(const char *path)
-{
-    char tmp[4096];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp)
-        return psrec_errf(PSREC_E_USAGE, "gen: bad output directory '%s'", path);
-    memcpy(tmp, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (tmp[i] != '/' && tmp[i] != '\0')
-            continue;
-        char c = tmp[i];
-        tmp[i] = '\0';
-        if (mkdir(tmp, 0777) && errno != EEXIST)
-            return psrec_errf(errno, "gen: cannot create directory %s: %s", tmp, strerror(errno));
-        tmp[i] = c;
-    }
-    struct stat st;
-    if (stat(path, &st) || !S_ISDIR(st.st_mode))
-        return psrec_errf(ENOTDIR, "gen: %s is not a directory", path);
-    return 0;
 }
 
 /* ---------------------------------------------------------------- the world */
@@ -1099,8 +1078,7 @@ int gen_run(const GenOptions *opt, GenStats *stats)
         int n = snprintf(dirs[s], sizeof dirs[s], "%s/%s", opt->out, names[s]);
         if (n < 0 || (size_t)n >= sizeof dirs[s])
             return psrec_errf(PSREC_E_USAGE, "gen: output path too long: %s", opt->out);
-        rc = mkdir_p(dirs[s]);
-        if (rc)
+        if ((rc = fs_mkdir_p(dirs[s])))
             return rc;
     }
 
