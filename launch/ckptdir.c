@@ -194,42 +194,32 @@ void ckptdir_shard_options(const RunMeta *m, ShardOptions *o)
     o->seed = m->seed;
 }
 
-int ckptdir_load_shard(const char *step_dir, uint32_t k, int params_only, RunMeta *meta,
-                       Shard **out)
+/* Open step_dir/shard-<k>.ckpt and read its run.meta; *r is the caller's to free. */
+static int open_shard_file(const char *step_dir, uint32_t k, CkptReader **r, RunMeta *meta,
+                           char *file, size_t size)
 {
-    *out = NULL;
-    char file[4300];
-    snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
-    CkptReader *r = NULL;
-    int rc = ckpt_reader_open(file, &r);
-    if (rc)
-        return rc;
-    if ((rc = runmeta_read(r, file, meta)))
-        goto out;
-    ShardOptions so;
-    ckptdir_shard_options(meta, &so);
-    if ((rc = shard_new(&so, out)))
-        goto out;
-    if ((rc = shard_load(*out, r, params_only))) {
-        psrec_errf(rc, "%s: %s", file, psrec_errmsg());
-        shard_free(out);
-    }
-out:
-    ckpt_reader_free(&r);
-    return rc;
+    snprintf(file, size, "%s/shard-%u.ckpt", step_dir, k);
+    int rc = ckpt_reader_open(file, r);
+    return rc ? rc : runmeta_read(*r, file, meta);
 }
 
 int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Shard **out)
 {
-    int rc = ckptdir_load_shard(step_dir, 0, params_only, meta, out);
-    for (uint32_t k = 1; !rc && k < meta->shards; k++) {
+    *out = NULL;
+    int rc = 0;
+    /* Shard 0's run.meta shapes the model; every shard file must belong to the same cut. */
+    for (uint32_t k = 0; !rc && (k == 0 || k < meta->shards); k++) {
         char file[4300];
-        snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
         CkptReader *r = NULL;
         RunMeta mk;
-        if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, &mk)))
+        if ((rc = open_shard_file(step_dir, k, &r, k ? &mk : meta, file, sizeof file)))
             goto next;
-        if (mk.shards != meta->shards || mk.shard != k || mk.step != meta->step) {
+        if (k == 0) {
+            ShardOptions so;
+            ckptdir_shard_options(meta, &so);
+            if ((rc = shard_new(&so, out)))
+                goto next;
+        } else if (mk.shards != meta->shards || mk.shard != k || mk.step != meta->step) {
             rc = psrec_errf(PSREC_E_FORMAT, "%s: belongs to another checkpoint", file);
             goto next;
         }
@@ -240,23 +230,5 @@ int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Sha
     }
     if (rc)
         shard_free(out);
-    return rc;
-}
-
-int ckptdir_load_worker(const char *step_dir, uint32_t rank, WorkerState *out)
-{
-    char file[4300];
-    snprintf(file, sizeof file, "%s/worker-%u.ckpt", step_dir, rank);
-    CkptReader *r = NULL;
-    int rc = ckpt_reader_open(file, &r);
-    if (rc)
-        return rc;
-    const void *p;
-    size_t n;
-    if (ckpt_section(r, "worker.state", &p, &n) || n != sizeof *out)
-        rc = psrec_errf(PSREC_E_FORMAT, "%s: no valid worker.state section", file);
-    else
-        memcpy(out, p, sizeof *out);
-    ckpt_reader_free(&r);
     return rc;
 }

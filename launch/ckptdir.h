@@ -39,17 +39,9 @@ void ckptdir_abandon(const char *tmpdir);
  * Returns 0 or PSREC_E_NOTFOUND with a message naming path. */
 int ckptdir_resolve(const char *path, char *step_dir, size_t size);
 
-/* Create a shard from step_dir/shard-<k>.ckpt: its run.meta into *meta, tables loaded (only
- * the parameters when params_only). *out is owned by the caller. */
-int ckptdir_load_shard(const char *step_dir, uint32_t k, int params_only, RunMeta *meta,
-                       Shard **out);
-
 /* Load every shard file of step_dir (their tables hold disjoint rows) into one shard, for
  * evaluation or single-process use of a distributed run's model. */
 int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Shard **out);
-
-/* Read step_dir/worker-<r>.ckpt. */
-int ckptdir_load_worker(const char *step_dir, uint32_t r, WorkerState *out);
 
 /* OptimConfig and ParamShape that meta describes. */
 void ckptdir_shard_options(const RunMeta *meta, ShardOptions *out);
