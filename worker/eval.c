@@ -41,6 +41,7 @@ typedef struct Eval {
     int *his_n, *user_local; /* (USER_CHUNK) */
     uint32_t *user_ids;   /* (USER_CHUNK) */
     float *users;         /* (USER_CHUNK, H) vectors */
+    ImpressionView *imps; /* (USER_CHUNK) views of the chunk, valid while txn lives */
     float *scores;        /* (max candidates) */
     uint32_t *ranks;
     uint8_t *labels;
@@ -157,11 +158,11 @@ static int score_impressions(Eval *ev, uint64_t first, int n, MetricsAcc *acc, E
 {
     const ModelDims *d = ev->d;
     const int L = d->his_len, H = d->H;
-    ImpressionView iv;
     int rc;
     for (int i = 0; i < n; i++) {
-        if ((rc = dataset_get_impression(ev->txn, first + (uint64_t)i, &iv)))
+        if ((rc = dataset_get_impression(ev->txn, first + (uint64_t)i, &ev->imps[i])))
             return rc;
+        const ImpressionView iv = ev->imps[i];
         uint32_t skip = iv.nhis > (uint32_t)L ? iv.nhis - (uint32_t)L : 0;
         ev->his_n[i] = (int)(iv.nhis - skip);
         for (int t = 0; t < ev->his_n[i]; t++)
@@ -178,8 +179,8 @@ static int score_impressions(Eval *ev, uint64_t first, int n, MetricsAcc *acc, E
                                  (int)ev->news_rows, ev->his, ev->his_n, ev->users)))
         return rc;
     for (int i = 0; i < n; i++) {
-        if ((rc = dataset_get_impression(ev->txn, first + (uint64_t)i, &iv)) ||
-            (rc = grow_cand(ev, iv.ncand)))
+        const ImpressionView iv = ev->imps[i];
+        if ((rc = grow_cand(ev, iv.ncand)))
             return rc;
         for (uint32_t c = 0; c < iv.ncand; c++) {
             const float *nv = ev->news_vecs + (size_t)iv.cand[c] * (size_t)H;
@@ -220,6 +221,7 @@ static void eval_fini(Eval *ev)
     free(ev->user_local);
     free(ev->user_ids);
     free(ev->users);
+    free(ev->imps);
     free(ev->scores);
     free(ev->ranks);
     free(ev->labels);
@@ -257,9 +259,10 @@ int eval_run(const EvalOptions *opt, MetricsAcc *acc, EvalStats *stats)
     ev.user_local = malloc(USER_CHUNK * sizeof *ev.user_local);
     ev.user_ids = malloc(USER_CHUNK * sizeof *ev.user_ids);
     ev.users = malloc(USER_CHUNK * H * sizeof *ev.users);
+    ev.imps = malloc(USER_CHUNK * sizeof *ev.imps);
     if (!ev.dense || !ev.news_vecs || !ev.ids || !ev.local || !ev.len || !ev.cat_local ||
         !ev.cat_ids || !ev.rows || !ev.cat_rows || !ev.his || !ev.his_n || !ev.user_local ||
-        !ev.user_ids || !ev.users || (rc = grow_cand(&ev, 64))) {
+        !ev.user_ids || !ev.users || !ev.imps || (rc = grow_cand(&ev, 64))) {
         rc = psrec_errf(PSREC_E_NOMEM, "evaluation: out of memory");
         goto out;
     }
