@@ -7,18 +7,17 @@
  * - A message is validated completely (wire_recv, then worker rank, state and clock rules)
  *   before it changes anything, so a bad message leaves parameters and clocks as they were;
  *   it gets an ERROR reply, is counted, and is logged at most LOG_BURST lines a second.
- * - finished[w] = steps worker w has clocked; it only grows. A worker that said SHUTDOWN is
- *   no longer live: gates and BSP barriers stop waiting for it.
- * - BSP: bsp_clock = updates applied. Pushes of clock bsp_clock are summed per (table, key)
- *   in `acc`; once no live worker has finished <= bsp_clock, each summed row is applied once
- *   as sum / (workers that finished that step) and bsp_clock advances.
+ * - The consistency decisions live in server/gates.c (no sockets there), with its
+ *   invariants: finished[w] only grows; a worker that said SHUTDOWN or failed is no longer
+ *   live, so gates and BSP barriers stop waiting for it; BSP applies clock t once every live
+ *   worker finished it, as sum / (workers that finished step t); every deferred pull is
+ *   handed back exactly once. This file does the I/O those decisions call for.
  * Not done here: key ownership (the client's partitioner decides which shard gets a key),
  * liveness by heartbeat timeouts, checkpoints. */
 #include "server/loop.h"
 
 #include "common/error.h"
 #include "common/log.h"
-#include "common/rng.h"
 #include "common/timer.h"
 
 #include <errno.h>
@@ -32,34 +31,8 @@
 #define DRAIN_MAX 256          /* messages handled per poll wake-up */
 #define LOG_BURST 5            /* bad-message log lines per second */
 #define FINAL_LINGER_MS 1000   /* bounded flush of the last replies */
-#define MAX_DEFERRED (1u << 16)
-#define ACC_EMPTY UINT32_MAX
 
-/* A pull held by the consistency gate; keys copied out of the message. */
-typedef struct Deferred {
-    unsigned char id[WIRE_IDENTITY_MAX];
-    size_t id_len;
-    WireHeader h;
-    uint64_t *keys; /* (h.key_count) */
-} Deferred;
-
-/* BSP accumulator: one summed gradient row per (table, key) pushed in the current clock.
- * Open addressing (linear probing, power-of-two capacity, load <= 1/2) from (table, key) to
- * an entry; entry i's sum lives at pool + off[i]. */
-typedef struct AccEntry {
-    uint32_t table;
-    uint64_t key;
-    size_t off;
-} AccEntry;
-
-typedef struct Acc {
-    AccEntry *entries;
-    size_t n, cap;
-    uint32_t *map; /* (map_cap) entry index or ACC_EMPTY */
-    size_t map_cap;
-    float *pool;
-    size_t used, pool_cap; /* floats */
-} Acc;
+_Static_assert(GATES_ID_MAX >= WIRE_IDENTITY_MAX, "a deferred pull keeps the whole routing id");
 
 struct ServerLoop {
     ServerLoopOptions opt;
@@ -73,14 +46,7 @@ struct ServerLoop {
     atomic_uchar *failed_worker;  /* (W) reported failed by another thread */
     int ran;
 
-    uint64_t *finished;     /* (W) steps clocked */
-    unsigned char *gone;    /* (W) said SHUTDOWN */
-    uint32_t live;
-    uint64_t bsp_clock;
-    Acc acc;
-
-    Deferred *deferred;
-    size_t ndeferred, deferred_cap;
+    Gates *gates;           /* clocks, liveness, BSP sums, pulls waiting */
     float *rows;            /* pull reply scratch */
     size_t rows_cap;
 
@@ -121,14 +87,14 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->opt = *opts;
     int rc = PSREC_E_NOMEM;
     l->bind_to = strdup(opts->endpoint);
-    l->finished = calloc(opts->workers, sizeof *l->finished);
-    l->gone = calloc(opts->workers, sizeof *l->gone);
     l->failed_worker = calloc(opts->workers, sizeof *l->failed_worker);
-    if (!l->bind_to || !l->finished || !l->gone || !l->failed_worker)
+    if (!l->bind_to || !l->failed_worker)
         goto fail;
     l->opt.endpoint = l->bind_to;
-    l->live = opts->workers;
     wire_limits_init(&l->lim, &opts->shard.shape);
+    if ((rc = gates_new(opts->workers, opts->consistency, opts->staleness, l->lim.width,
+                        &l->gates)))
+        goto fail;
     if ((rc = shard_new(&opts->shard, &l->shard)))
         goto fail;
     if (!(l->sock = zmq_socket(opts->zmq_ctx, ZMQ_ROUTER))) {
@@ -177,14 +143,6 @@ void server_loop_stats(const ServerLoop *l, WireStats *out)
     out->rows_held = ss.rows_held;
 }
 
-static void acc_free(Acc *a)
-{
-    free(a->entries);
-    free(a->map);
-    free(a->pool);
-    memset(a, 0, sizeof *a);
-}
-
 void server_loop_free(ServerLoop **lp)
 {
     ServerLoop *l = *lp;
@@ -193,13 +151,8 @@ void server_loop_free(ServerLoop **lp)
     if (l->sock)
         zmq_close(l->sock);
     shard_free(&l->shard);
-    for (size_t i = 0; i < l->ndeferred; i++)
-        free(l->deferred[i].keys);
-    free(l->deferred);
-    acc_free(&l->acc);
+    gates_free(&l->gates);
     free(l->rows);
-    free(l->finished);
-    free(l->gone);
     free((void *)l->failed_worker);
     free(l->bind_to);
     free(l);
@@ -286,31 +239,6 @@ static int refuse(ServerLoop *l, const unsigned char *id, size_t id_len, const W
 
 /* ---- consistency ------------------------------------------------------------------------ */
 
-/* Smallest finished count over live workers; UINT64_MAX when none is live. */
-static uint64_t slowest(const ServerLoop *l)
-{
-    uint64_t m = UINT64_MAX;
-    for (uint32_t w = 0; w < l->opt.workers; w++)
-        if (!l->gone[w] && l->finished[w] < m)
-            m = l->finished[w];
-    return m;
-}
-
-static int pull_ready(const ServerLoop *l, uint64_t clock)
-{
-    switch (l->opt.consistency) {
-    case SERVER_ASP:
-        return 1;
-    case SERVER_SSP: {
-        uint64_t s = slowest(l);
-        return s == UINT64_MAX || s + l->opt.staleness >= clock;
-    }
-    case SERVER_BSP:
-        return l->bsp_clock >= clock;
-    }
-    return 1;
-}
-
 /* Answer a pull now: rows from the shard, staleness recorded. */
 static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
                       const WireHeader *req, const uint64_t *keys)
@@ -327,9 +255,9 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
     int rc = shard_pull(l->shard, req->table, keys, (size_t)req->key_count, l->rows);
     if (rc)
         return refuse(l, id, id_len, req, rc, psrec_errmsg());
-    uint64_t s = slowest(l);
-    if (s != UINT64_MAX && req->clock > s && req->clock - s > l->stats.max_staleness)
-        l->stats.max_staleness = req->clock - s;
+    uint64_t stale = gates_staleness(l->gates, req->clock);
+    if (stale > l->stats.max_staleness)
+        l->stats.max_staleness = stale;
     WireHeader r;
     reply_header(&r, req);
     r.key_count = req->key_count;
@@ -338,197 +266,58 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
     return reply(l, id, id_len, &r, keys, l->rows);
 }
 
-/* Answer, in arrival order, every deferred pull whose gate is open now. */
+/* The request a deferred pull stood for (what a reply to it echoes). */
+static void pull_header(WireHeader *h, const GatesPull *d)
+{
+    wire_header_init(h, WIRE_OP_PULL);
+    h->table = d->table;
+    h->worker_rank = d->worker;
+    h->clock = d->clock;
+    h->request_id = d->request_id;
+    h->key_count = d->key_count;
+}
+
+/* Answer, in arrival order, every deferred pull whose gate is open now. After an error that
+ * ends the loop the rest stay queued (fail_deferred answers them). */
 static int release_deferred(ServerLoop *l)
 {
-    size_t kept = 0;
+    GatesPull d;
     int rc = 0;
-    for (size_t i = 0; i < l->ndeferred; i++) {
-        Deferred *d = &l->deferred[i];
-        if (rc || !pull_ready(l, d->h.clock)) {
-            l->deferred[kept++] = *d;
-            continue;
-        }
-        rc = serve_pull(l, d->id, d->id_len, &d->h, d->keys);
-        free(d->keys);
+    while (!rc && gates_take_ready(l->gates, &d)) {
+        WireHeader h;
+        pull_header(&h, &d);
+        rc = serve_pull(l, d.id, d.id_len, &h, d.keys);
+        gates_pull_fini(&d);
     }
-    l->ndeferred = kept;
     return rc;
 }
 
 static int defer_pull(ServerLoop *l, const WireMsg *m)
 {
-    if (l->ndeferred >= MAX_DEFERRED)
-        return refuse(l, m->identity, m->id_len, &m->h, PSREC_E_RANGE,
-                      "too many pulls waiting for the consistency gate");
-    if (l->ndeferred == l->deferred_cap) {
-        size_t cap = l->deferred_cap ? 2 * l->deferred_cap : 16;
-        Deferred *p = realloc(l->deferred, cap * sizeof *p);
-        if (!p)
-            return refuse(l, m->identity, m->id_len, &m->h, PSREC_E_NOMEM,
-                          "shard out of memory for a waiting pull");
-        l->deferred = p;
-        l->deferred_cap = cap;
-    }
-    Deferred *d = &l->deferred[l->ndeferred];
-    size_t kb = (size_t)m->h.key_count * sizeof *d->keys;
-    d->keys = malloc(kb ? kb : 1);
-    if (!d->keys)
-        return refuse(l, m->identity, m->id_len, &m->h, PSREC_E_NOMEM,
-                      "shard out of memory for a waiting pull");
-    if (kb)
-        memcpy(d->keys, m->keys, kb);
-    memcpy(d->id, m->identity, m->id_len);
-    d->id_len = m->id_len;
-    d->h = m->h;
-    l->ndeferred++;
+    const WireHeader *h = &m->h;
+    int rc = gates_defer(l->gates, m->identity, m->id_len, h->worker_rank, h->table, h->clock,
+                         h->request_id, m->keys, h->key_count);
+    if (rc)
+        return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
     l->stats.deferred_pulls++;
     return 0;
 }
 
-/* ---- BSP accumulator -------------------------------------------------------------------- */
-
-static size_t acc_hash(uint32_t table, uint64_t key, size_t mask)
+/* BSP: gates_bsp_advance hands each clock's averaged rows to the shard. */
+static int apply_rows(void *ctx, uint32_t table, const uint64_t *keys, size_t n,
+                      const float *grads)
 {
-    return (size_t)rng_mix64(key ^ rng_mix64((uint64_t)table + 1)) & mask;
-}
-
-/* Make room for n more entries of width floats, so the inserts of one push cannot fail
- * half-way. */
-static int acc_reserve(Acc *a, size_t n, uint32_t width)
-{
-    if (a->n + n > a->cap) {
-        size_t cap = a->cap ? a->cap : 256;
-        while (cap < a->n + n)
-            cap *= 2;
-        AccEntry *e = realloc(a->entries, cap * sizeof *e);
-        if (!e)
-            return PSREC_E_NOMEM;
-        a->entries = e;
-        a->cap = cap;
-    }
-    size_t need = a->used + n * width;
-    if (need > a->pool_cap) {
-        size_t cap = a->pool_cap ? a->pool_cap : 4096;
-        while (cap < need)
-            cap *= 2;
-        float *p = realloc(a->pool, cap * sizeof *p);
-        if (!p)
-            return PSREC_E_NOMEM;
-        a->pool = p;
-        a->pool_cap = cap;
-    }
-    if ((a->n + n) * 2 > a->map_cap) {
-        size_t cap = a->map_cap ? a->map_cap : 512;
-        while ((a->n + n) * 2 > cap)
-            cap *= 2;
-        uint32_t *map = malloc(cap * sizeof *map);
-        if (!map)
-            return PSREC_E_NOMEM;
-        memset(map, 0xff, cap * sizeof *map);
-        for (size_t i = 0; i < a->n; i++) {
-            size_t h = acc_hash(a->entries[i].table, a->entries[i].key, cap - 1);
-            while (map[h] != ACC_EMPTY)
-                h = (h + 1) & (cap - 1);
-            map[h] = (uint32_t)i;
-        }
-        free(a->map);
-        a->map = map;
-        a->map_cap = cap;
-    }
-    return 0;
-}
-
-/* Add grad (width floats) to the sum of (table, key). Room was reserved. */
-static void acc_add(Acc *a, uint32_t table, uint64_t key, const float *grad, uint32_t width)
-{
-    size_t mask = a->map_cap - 1, h = acc_hash(table, key, mask);
-    while (a->map[h] != ACC_EMPTY) {
-        AccEntry *e = &a->entries[a->map[h]];
-        if (e->table == table && e->key == key) {
-            float *sum = a->pool + e->off;
-            for (uint32_t i = 0; i < width; i++)
-                sum[i] += grad[i];
-            return;
-        }
-        h = (h + 1) & mask;
-    }
-    AccEntry *e = &a->entries[a->n];
-    *e = (AccEntry){.table = table, .key = key, .off = a->used};
-    memcpy(a->pool + a->used, grad, width * sizeof *grad);
-    a->used += width;
-    a->map[h] = (uint32_t)a->n++;
-}
-
-static void acc_clear(Acc *a)
-{
-    a->n = 0;
-    a->used = 0;
-    if (a->map)
-        memset(a->map, 0xff, a->map_cap * sizeof *a->map);
-}
-
-/* Apply the summed rows of the current BSP clock as sum / divisor, table by table. */
-static int acc_apply(ServerLoop *l, uint64_t divisor)
-{
-    Acc *a = &l->acc;
-    if (!a->n)
-        return 0;
-    uint64_t *keys = malloc(a->n * sizeof *keys);
-    float *grads = malloc(a->used * sizeof *grads);
-    int rc = 0;
-    if (!keys || !grads) {
-        rc = psrec_errf(PSREC_E_NOMEM, "shard %u: no memory to apply BSP clock %" PRIu64,
-                        l->opt.shard_index, l->bsp_clock);
-        goto out;
-    }
-    for (uint32_t t = 0; t < PARAM_TABLES && !rc; t++) {
-        const uint32_t w = l->lim.width[t];
-        size_t n = 0;
-        for (size_t i = 0; i < a->n; i++) {
-            if (a->entries[i].table != t)
-                continue;
-            const float *sum = a->pool + a->entries[i].off;
-            for (uint32_t j = 0; j < w; j++)
-                grads[n * w + j] = sum[j] / (float)divisor;
-            keys[n++] = a->entries[i].key;
-        }
-        if (n)
-            rc = shard_push(l->shard, t, keys, n, grads);
-    }
-out:
-    free(keys);
-    free(grads);
-    acc_clear(a);
-    return rc;
-}
-
-/* BSP: apply every clock all live workers have finished. */
-static int bsp_advance(ServerLoop *l)
-{
-    while (l->opt.consistency == SERVER_BSP) {
-        uint64_t done = 0;
-        for (uint32_t w = 0; w < l->opt.workers; w++) {
-            if (l->finished[w] > l->bsp_clock)
-                done++;
-            else if (!l->gone[w])
-                return 0;
-        }
-        if (!done)
-            return 0;
-        int rc = acc_apply(l, done);
-        if (rc)
-            return rc;
-        l->bsp_clock++;
-    }
-    return 0;
+    ServerLoop *l = ctx;
+    return shard_push(l->shard, table, keys, n, grads);
 }
 
 /* Clocks or liveness changed: advance BSP, answer the pulls that may go now. */
 static int gates_changed(ServerLoop *l)
 {
-    int rc = bsp_advance(l);
+    int rc = gates_bsp_advance(l->gates, apply_rows, l);
     if (rc) {
+        if (rc == PSREC_E_NOMEM)
+            psrec_errf(rc, "shard %u: %s", l->opt.shard_index, psrec_errmsg());
         LOG_ERROR("%s", psrec_errmsg());
         return rc;
     }
@@ -540,20 +329,11 @@ static int gates_changed(ServerLoop *l)
 static int on_push(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
-    char why[160];
     if (l->opt.consistency == SERVER_BSP) {
-        if (h->clock != l->bsp_clock) {
-            snprintf(why, sizeof why,
-                     "BSP push of clock %" PRIu64 ", the shard is at clock %" PRIu64, h->clock,
-                     l->bsp_clock);
-            return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
-        }
-        if (acc_reserve(&l->acc, (size_t)h->key_count, h->value_width))
-            return refuse(l, m->identity, m->id_len, h, PSREC_E_NOMEM,
-                          "shard out of memory for a push");
-        for (uint64_t i = 0; i < h->key_count; i++)
-            acc_add(&l->acc, h->table, m->keys[i], m->vals + i * h->value_width,
-                    h->value_width);
+        int rc = gates_bsp_accept_push(l->gates, h->clock, h->table, m->keys,
+                                       (size_t)h->key_count, m->vals, h->value_width);
+        if (rc)
+            return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
     } else {
         int rc = shard_push(l->shard, h->table, m->keys, (size_t)h->key_count, m->vals);
         if (rc)
@@ -566,16 +346,10 @@ static int on_push(ServerLoop *l, const WireMsg *m)
 static int on_clock(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
-    uint64_t *fin = &l->finished[h->worker_rank];
-    if (h->clock < *fin || h->clock == UINT64_MAX) {
-        char why[160];
-        snprintf(why, sizeof why,
-                 "CLOCK %" PRIu64 ": worker %u already finished %" PRIu64 " steps", h->clock,
-                 h->worker_rank, *fin);
-        return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
-    }
-    *fin = h->clock + 1;
-    int rc = ack(l, m->identity, m->id_len, h);
+    int rc = gates_on_clock(l->gates, h->worker_rank, h->clock);
+    if (rc)
+        return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
+    rc = ack(l, m->identity, m->id_len, h);
     return rc ? rc : gates_changed(l);
 }
 
@@ -591,11 +365,9 @@ static int on_stats(ServerLoop *l, const WireMsg *m)
 static int on_shutdown(ServerLoop *l, const WireMsg *m)
 {
     uint32_t w = m->h.worker_rank;
-    if (!l->gone[w]) {
-        l->gone[w] = 1;
-        l->live--;
-        LOG_INFO("shard %u: worker %u done (%u still working)", l->opt.shard_index, w, l->live);
-    }
+    if (gates_on_done(l->gates, w))
+        LOG_INFO("shard %u: worker %u done (%u still working)", l->opt.shard_index, w,
+                 gates_live(l->gates));
     int rc = ack(l, m->identity, m->id_len, &m->h);
     return rc ? rc : gates_changed(l);
 }
@@ -619,14 +391,14 @@ static int on_request(ServerLoop *l, const WireMsg *m)
                  l->opt.shard_index);
         return refuse(l, m->identity, m->id_len, h, PSREC_E_STATE, why);
     }
-    if (l->gone[h->worker_rank] && h->op != WIRE_OP_SHUTDOWN) {
+    if (gates_worker_state(l->gates, h->worker_rank) != GATES_LIVE && h->op != WIRE_OP_SHUTDOWN) {
         snprintf(why, sizeof why, "%s from worker %u after its SHUTDOWN", wire_op_name(h->op),
                  h->worker_rank);
         return refuse(l, m->identity, m->id_len, h, PSREC_E_STATE, why);
     }
     switch (h->op) {
     case WIRE_OP_PULL:
-        if (pull_ready(l, h->clock))
+        if (gates_pull_ready(l->gates, h->clock))
             return serve_pull(l, m->identity, m->id_len, h, m->keys);
         return defer_pull(l, m);
     case WIRE_OP_PUSH:
@@ -692,7 +464,8 @@ static void write_stats(ServerLoop *l, double t)
              " B rows %" PRIu64 " max staleness %" PRIu64 " deferred %" PRIu64 " bad %" PRIu64
              " waiting %zu clock %" PRIu64,
              l->opt.shard_index, s.pulls, s.pushes, s.bytes_in, s.bytes_out, s.rows_held,
-             s.max_staleness, s.deferred_pulls, s.bad_messages, l->ndeferred, l->bsp_clock);
+             s.max_staleness, s.deferred_pulls, s.bad_messages, gates_waiting(l->gates),
+             gates_bsp_clock(l->gates));
     if (!l->opt.stats_file)
         return;
     fprintf(l->opt.stats_file,
@@ -701,8 +474,8 @@ static void write_stats(ServerLoop *l, double t)
             ",\"max_staleness\":%" PRIu64 ",\"deferred_pulls\":%" PRIu64
             ",\"bad_messages\":%" PRIu64 ",\"waiting_pulls\":%zu,\"bsp_clock\":%" PRIu64 "}\n",
             l->opt.shard_index, t - l->t0, s.pulls, s.pushes, s.bytes_in, s.bytes_out,
-            s.rows_held, s.max_staleness, s.deferred_pulls, s.bad_messages, l->ndeferred,
-            l->bsp_clock);
+            s.rows_held, s.max_staleness, s.deferred_pulls, s.bad_messages,
+            gates_waiting(l->gates), gates_bsp_clock(l->gates));
     fflush(l->opt.stats_file);
 }
 
@@ -714,12 +487,10 @@ static int take_failures(ServerLoop *l)
 {
     int any = 0;
     for (uint32_t w = 0; w < l->opt.workers; w++)
-        if (atomic_load(&l->failed_worker[w]) && !l->gone[w]) {
-            l->gone[w] = 1;
-            l->live--;
+        if (atomic_load(&l->failed_worker[w]) && gates_on_failed(l->gates, w)) {
             any = 1;
             LOG_WARN("shard %u: worker %u failed (%u still working)", l->opt.shard_index, w,
-                     l->live);
+                     gates_live(l->gates));
         }
     return any;
 }
@@ -728,19 +499,19 @@ static int take_failures(ServerLoop *l)
 static int fail_deferred(ServerLoop *l)
 {
     int rc = 0;
-    for (size_t i = 0; i < l->ndeferred; i++) {
-        Deferred *d = &l->deferred[i];
-        WireHeader r;
-        reply_header(&r, &d->h);
+    GatesPull d;
+    while (gates_take_all(l->gates, &d)) {
+        WireHeader h, r;
+        pull_header(&h, &d);
+        reply_header(&r, &h);
         r.op = WIRE_OP_ERROR;
         r.error_code = PSREC_E_STATE;
         snprintf(r.error_text, sizeof r.error_text,
                  "shard %u stopped before the consistency gate opened", l->opt.shard_index);
         if (!rc)
-            rc = reply(l, d->id, d->id_len, &r, NULL, NULL);
-        free(d->keys);
+            rc = reply(l, d.id, d.id_len, &r, NULL, NULL);
+        gates_pull_fini(&d);
     }
-    l->ndeferred = 0;
     return rc;
 }
 
@@ -757,7 +528,7 @@ int server_loop_run(ServerLoop *l)
     l->t0 = timer_now();
     l->next_stats = l->opt.stats_interval > 0 ? l->t0 + l->opt.stats_interval : -1;
     int rc = 0;
-    while (!rc && l->live > 0 && !atomic_load(&l->stop)) {
+    while (!rc && gates_live(l->gates) > 0 && !atomic_load(&l->stop)) {
         long timeout = POLL_MS;
         double t = timer_now();
         if (l->next_stats >= 0) {
@@ -799,7 +570,7 @@ int server_loop_run(ServerLoop *l)
                  l->log_suppressed);
     write_stats(l, timer_now());
     LOG_INFO("shard %u: loop ends (%s)", l->opt.shard_index,
-             rc ? psrec_errmsg() : l->live ? "stopped" : "every worker done");
+             rc ? psrec_errmsg() : gates_live(l->gates) ? "stopped" : "every worker done");
     return rc;
 }
 

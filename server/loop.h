@@ -1,6 +1,7 @@
 /* A server shard's event loop: one ROUTER socket, one thread, one Shard (no locks on
  * parameters). It answers every request of proto/ps.proto exactly once and enforces the
- * consistency model (BSP / SSP with bound s / ASP) from the workers' clocks.
+ * consistency model (BSP / SSP with bound s / ASP) from the workers' clocks; the decisions
+ * are server/gates.h's (ServerConsistency is defined there), the I/O is the loop's.
  *
  * Lifecycle: server_loop_new (binds) -> server_loop_run (until every worker said SHUTDOWN,
  * or server_loop_stop) -> server_loop_free. */
@@ -8,17 +9,11 @@
 #define PSREC_SERVER_LOOP_H
 
 #include "common/wire.h"
+#include "server/gates.h"
 #include "server/shard.h"
 
 #include <stdint.h>
 #include <stdio.h>
-
-typedef enum ServerConsistency {
-    SERVER_BSP, /* pushes of clock t summed per row, applied once every live worker has
-                   clocked t, as sum / (workers that finished step t: W unless some left) */
-    SERVER_SSP, /* pushes applied at once; pull at clock t waits for slowest >= t - s */
-    SERVER_ASP, /* pushes applied at once; pulls answered at once */
-} ServerConsistency;
 
 typedef struct ServerLoopOptions {
     ShardOptions shard;        /* shape, optimizer, seed; set lazy_dense when shard_count > 1
