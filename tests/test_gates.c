@@ -273,6 +273,26 @@ static void test_deferred(void)
     CU_ASSERT(defer1(g, 'g', 50, 7) == 0);
     gates_free(&g);
 
+    /* A pass left half-way (the loop stopped after an error) right after it passed over a
+     * pull that was not ready: once the clocks move, that pull is looked at again; and the
+     * end still hands out the ones passed over. */
+    g = make(1, SERVER_SSP, 0);
+    CU_ASSERT(defer1(g, 'x', 2, 11) == 0);
+    CU_ASSERT(defer1(g, 'y', 1, 12) == 0);
+    CU_ASSERT(defer1(g, 'z', 3, 13) == 0);
+    CU_ASSERT(gates_on_clock(g, 0, 0) == 0);
+    expect_take(g, 0, 12); /* 11 passed over, not ready */
+    CU_ASSERT(gates_on_clock(g, 0, 1) == 0);
+    expect_take(g, 0, 11);
+    expect_take(g, 0, 0);
+    CU_ASSERT(defer1(g, 'w', 3, 14) == 0);
+    CU_ASSERT(defer1(g, 'v', 2, 15) == 0);
+    expect_take(g, 0, 15); /* 13, 14 passed over */
+    expect_take(g, 1, 13);
+    expect_take(g, 1, 14);
+    expect_take(g, 1, 0);
+    gates_free(&g);
+
     /* BSP: a pull at clock 1 goes once clock 0 is applied, not when it is merely clocked. */
     g = make(1, SERVER_BSP, 0);
     CU_ASSERT(defer1(g, 'h', 1, 8) == 0);
