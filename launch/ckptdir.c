@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "launch/run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -180,18 +181,7 @@ int ckptdir_resolve(const char *path, char *step_dir, size_t size)
 
 void ckptdir_shard_options(const RunMeta *m, ShardOptions *o)
 {
-    memset(o, 0, sizeof *o);
-    o->shape = (ParamShape){.E = m->E,
-                            .H = m->H,
-                            .vocab_rows = m->vocab_rows,
-                            .category_rows = m->category_rows,
-                            .user_rows = m->user_rows};
-    o->optim = (OptimConfig){.kind = (OptimKind)m->optimizer,
-                             .lr = m->lr,
-                             .beta1 = m->beta1,
-                             .beta2 = m->beta2,
-                             .eps = m->eps};
-    o->seed = m->seed;
+    run_meta_shard_options(m, o);
 }
 
 /* Open step_dir/shard-<k>.ckpt and read its run.meta; *r is the caller's to free. */
@@ -216,7 +206,7 @@ int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Sha
             goto next;
         if (k == 0) {
             ShardOptions so;
-            ckptdir_shard_options(meta, &so);
+            run_meta_shard_options(meta, &so);
             if ((rc = shard_new(&so, out)))
                 goto next;
         } else if (mk.shards != meta->shards || mk.shard != k || mk.step != meta->step) {

@@ -43,7 +43,7 @@ int ckptdir_resolve(const char *path, char *step_dir, size_t size);
  * evaluation or single-process use of a distributed run's model. */
 int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Shard **out);
 
-/* OptimConfig and ParamShape that meta describes. */
+/* Deprecated: run_meta_shard_options (launch/run.h); kept until launch/job.c switches. */
 void ckptdir_shard_options(const RunMeta *meta, ShardOptions *out);
 
 #endif
