@@ -37,6 +37,8 @@ typedef struct CkptSectionEntry {
 
 struct CkptWriter {
     int fd;
+    uint64_t fail_after; /* PSREC_TEST_CKPT_FAIL_AFTER_BYTES, UINT64_MAX when unset */
+    uint64_t written;    /* bytes written so far */
     char path[4096], tmp[4200];
     CkptSectionEntry entries[CKPT_MAX_SECTIONS];
     uint32_t count;
@@ -101,8 +103,24 @@ static uint64_t index_bytes(void)
     return sizeof(CkptHeader) + CKPT_MAX_SECTIONS * sizeof(CkptSectionEntry) + 4;
 }
 
-static int write_all(int fd, const void *data, size_t n, uint64_t off)
+/* Fault injection for tests: PSREC_TEST_CKPT_FAIL_AFTER_BYTES=<n> makes each writer fail
+ * with ENOSPC once it would pass n bytes, exactly as a full disk would. */
+static uint64_t fail_after_bytes(void)
 {
+    const char *v = getenv("PSREC_TEST_CKPT_FAIL_AFTER_BYTES");
+    char *end;
+    if (!v || !*v)
+        return UINT64_MAX;
+    unsigned long long n = strtoull(v, &end, 10);
+    return *end ? UINT64_MAX : (uint64_t)n;
+}
+
+static int write_all(CkptWriter *cw, const void *data, size_t n, uint64_t off)
+{
+    const int fd = cw->fd;
+    if (cw->written + n > cw->fail_after)
+        return ENOSPC;
+    cw->written += n;
     const char *p = data;
     while (n) {
         ssize_t w = pwrite(fd, p, n, (off_t)off);
@@ -133,6 +151,7 @@ int ckpt_writer_new(const char *path, CkptWriter **out)
         return psrec_errf(e, "%s: cannot create: %s", path, strerror(e));
     }
     w->offset = (index_bytes() + 15) & ~(uint64_t)15;
+    w->fail_after = fail_after_bytes();
     *out = w;
     return 0;
 }
@@ -151,7 +170,7 @@ int ckpt_write_section(CkptWriter *w, const char *name, const void *data, size_t
     e->offset = w->offset;
     e->size = size;
     e->crc = ckpt_crc32(0, data, size);
-    int rc = write_all(w->fd, data, size, w->offset);
+    int rc = write_all(w, data, size, w->offset);
     if (rc)
         return psrec_errf(rc, "%s: write: %s", w->path, strerror(rc));
     w->offset = (w->offset + size + 15) & ~(uint64_t)15;
@@ -191,7 +210,7 @@ int ckpt_writer_finish(CkptWriter **wp)
     size_t used = sizeof h + w->count * sizeof(CkptSectionEntry);
     uint32_t crc = ckpt_crc32(0, index, used);
     memcpy(index + used, &crc, 4);
-    if ((rc = write_all(w->fd, index, used + 4, 0)) || ftruncate(w->fd, (off_t)w->offset) ||
+    if ((rc = write_all(w, index, used + 4, 0)) || ftruncate(w->fd, (off_t)w->offset) ||
         fsync(w->fd)) {
         rc = rc ? rc : errno;
         psrec_errf(rc, "%s: write: %s", w->path, strerror(rc));

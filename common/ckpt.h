@@ -24,7 +24,9 @@ uint32_t ckpt_crc32(uint32_t crc, const void *data, size_t n);
 typedef struct CkptWriter CkptWriter;
 typedef struct CkptReader CkptReader;
 
-/* Start writing path (via path.tmp). Returns 0 or an errno / PSREC_E_* code. */
+/* Start writing path (via path.tmp). Returns 0 or an errno / PSREC_E_* code.
+ * Tests: PSREC_TEST_CKPT_FAIL_AFTER_BYTES=<n> in the environment makes the writer fail with
+ * ENOSPC once it would write more than n bytes (a full disk on demand). */
 int ckpt_writer_new(const char *path, CkptWriter **out);
 /* Add a section; name is at most CKPT_NAME_MAX-1 bytes and unique in the file. The bytes are
  * copied to the file now (the writer keeps only the index). */

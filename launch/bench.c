@@ -17,6 +17,7 @@
 #include "common/timer.h"
 #include "launch/inproc.h"
 #include "launch/prep.h"
+#include "launch/run.h"
 #include "server/loop.h"
 #include "server/shard.h"
 #include "worker/ps_zmq.h"
@@ -293,15 +294,26 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
         news += (double)batches[i].news;
         tokens += (double)batches[i].news_tokens;
     }
-    ShardOptions so = {
-        .shape = {.E = (uint32_t)d->E,
-                  .H = (uint32_t)d->H,
-                  .vocab_rows = o->vocab,
-                  .category_rows = o->categories,
-                  .user_rows = o->users},
-        .optim = {.kind = OPTIM_ADAM, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
-        .seed = o->seed,
-    };
+    /* The bench's model as a run meta (Adam with PyTorch's defaults), so the shard is set up
+     * by the same conversion train and eval use. */
+    const RunMeta meta = {.E = (uint32_t)d->E,
+                          .H = (uint32_t)d->H,
+                          .title_len = (uint32_t)d->title_len,
+                          .his_len = (uint32_t)d->his_len,
+                          .K = (uint32_t)d->K,
+                          .optimizer = OPTIM_ADAM,
+                          .lr = 1e-3f,
+                          .beta1 = 0.9f,
+                          .beta2 = 0.999f,
+                          .eps = 1e-8f,
+                          .vocab_rows = o->vocab,
+                          .category_rows = o->categories,
+                          .user_rows = o->users,
+                          .seed = o->seed,
+                          .shards = 1,
+                          .workers = 1};
+    ShardOptions so;
+    run_meta_shard_options(&meta, &so);
     {
         TableSpec specs[PARAM_TABLES];
         params_specs(&so.shape, specs);

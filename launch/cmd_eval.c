@@ -91,9 +91,8 @@ int cmd_eval(int argc, char **argv)
     }
     PsClient ps;
     inproc_client_init(&ps, shard);
-    EvalOptions eo = {.dims = {.E = (int)meta.E, .H = (int)meta.H, .title_len = (int)meta.title_len,
-                               .his_len = (int)meta.his_len, .K = (int)meta.K},
-                      .data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX, .predictions = pf};
+    EvalOptions eo = {.data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX, .predictions = pf};
+    run_meta_dims(&meta, &eo.dims);
     MetricsAcc acc;
     metrics_acc_init(&acc);
     EvalStats st;

@@ -78,7 +78,8 @@ static int checkpoint(void *ctx, uint64_t step, const ReaderPosition *pos, int f
     WorkerState ws = {.pos = *pos, .step = step};
     c->meta.step = step;
     c->meta.epoch = pos->epoch;
-    int rc = ckptdir_save(c->ckpt_root, &c->meta, c->shard, &ws, c->cfg->checkpoint.keep);
+    const CkptdirSection js = {"worker.state", &ws, sizeof ws};
+    int rc = ckptdir_save(c->ckpt_root, &c->meta, c->shard, &js, 1, c->cfg->checkpoint.keep);
     if (!rc)
         LOG_INFO("checkpoint at step %llu in %s", (unsigned long long)step, c->ckpt_root);
     return rc;

@@ -70,23 +70,28 @@ void run_set_threads(int n)
     openblas_set_num_threads(n);
 }
 
-void run_model_dims(const Config *cfg, ModelDims *d)
+/* The model part of the run meta (everything a config alone decides). */
+static void meta_model_fields(const Config *cfg, RunMeta *m)
 {
-    d->E = cfg->model.word_dim;
-    d->H = cfg->model.hidden;
-    d->title_len = cfg->model.title_len;
-    d->his_len = cfg->model.his_len;
-    d->K = cfg->train.negatives;
-}
-
-void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
-{
-    memset(m, 0, sizeof *m);
     m->E = (uint32_t)cfg->model.word_dim;
     m->H = (uint32_t)cfg->model.hidden;
     m->title_len = (uint32_t)cfg->model.title_len;
     m->his_len = (uint32_t)cfg->model.his_len;
     m->K = (uint32_t)cfg->train.negatives;
+}
+
+void run_model_dims(const Config *cfg, ModelDims *d)
+{
+    RunMeta m;
+    memset(&m, 0, sizeof m);
+    meta_model_fields(cfg, &m);
+    run_meta_dims(&m, d);
+}
+
+void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
+{
+    memset(m, 0, sizeof *m);
+    meta_model_fields(cfg, m);
     switch (cfg->train.optimizer) {
     case OPTIMIZER_ADAM: m->optimizer = OPTIM_ADAM; break;
     case OPTIMIZER_ADAGRAD: m->optimizer = OPTIM_ADAGRAD; break;
@@ -103,6 +108,31 @@ void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
     m->seed = cfg->train.seed;
     m->shards = 1;
     m->workers = 1;
+}
+
+void run_meta_dims(const RunMeta *m, ModelDims *d)
+{
+    d->E = (int)m->E;
+    d->H = (int)m->H;
+    d->title_len = (int)m->title_len;
+    d->his_len = (int)m->his_len;
+    d->K = (int)m->K;
+}
+
+void run_meta_shard_options(const RunMeta *m, ShardOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->shape = (ParamShape){.E = m->E,
+                            .H = m->H,
+                            .vocab_rows = m->vocab_rows,
+                            .category_rows = m->category_rows,
+                            .user_rows = m->user_rows};
+    o->optim = (OptimConfig){.kind = (OptimKind)m->optimizer,
+                             .lr = m->lr,
+                             .beta1 = m->beta1,
+                             .beta2 = m->beta2,
+                             .eps = m->eps};
+    o->seed = m->seed;
 }
 
 /* The metric fields every evaluation line shares, without braces. */

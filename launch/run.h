@@ -8,6 +8,7 @@
 #include "common/dataset.h"
 #include "common/metrics.h"
 #include "common/runmeta.h"
+#include "server/shard.h"
 #include "worker/model.h"
 
 #include <stdio.h>
@@ -23,8 +24,20 @@ int run_prepare_dir(const Config *cfg, FILE **metrics);
 /* OpenBLAS threads: n, or every core when n == 0. */
 void run_set_threads(int n);
 
-void run_model_dims(const Config *cfg, ModelDims *d);
+/* The run meta a config and its training set describe: model dims, id-space sizes, optimizer,
+ * init seed; step 0, one shard, one worker. */
 void run_meta_from_config(const Config *cfg, const DatasetMeta *train, RunMeta *m);
+
+/* The one conversion from RunMeta to the worker's ModelDims (E, H, title_len, his_len, K). */
+void run_meta_dims(const RunMeta *m, ModelDims *d);
+
+/* The one conversion from RunMeta to a shard's options: table shapes, optimizer, seed;
+ * lazy_dense 0 (callers that run one shard of many set it). */
+void run_meta_shard_options(const RunMeta *m, ShardOptions *o);
+
+/* Deprecated: run_meta_from_config + run_meta_dims. Kept until launch/job.c and
+ * launch/cmd_train.c switch; derived from the same conversion, so the two cannot disagree. */
+void run_model_dims(const Config *cfg, ModelDims *d);
 
 /* {"auc","mrr","ndcg5","ndcg10","impressions","skipped"}: the final result on stdout. */
 void run_print_eval(FILE *f, const MetricsResult *r);

@@ -1,12 +1,14 @@
 /* Shard: routes pull/push requests to tables and counts them. Validation of table ids and
  * key ranges happens here (tables check keys too), so a bad request is refused before any
  * row is touched and never crashes the shard. With lazy_dense, dense tables are created as
- * sparse ones (rows on first touch); s->specs keeps the schema's own specs either way. */
+ * sparse ones (rows on first touch); s->specs keeps the schema's own specs either way.
+ * shard_clone exists so a checkpoint pauses training only for a memcpy of the state. */
 #include "server/shard.h"
 
 #include "common/error.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct Shard {
     ShardOptions opt;
@@ -114,10 +116,36 @@ int shard_save(const Shard *s, CkptWriter *w)
 
 int shard_load(Shard *s, const CkptReader *r, int params_only)
 {
+    return shard_load_filtered(s, r, params_only, NULL, NULL);
+}
+
+int shard_load_filtered(Shard *s, const CkptReader *r, int params_only, TableRowFilter keep,
+                        void *ctx)
+{
     for (int t = 0; t < PARAM_TABLES; t++) {
-        int rc = table_load(s->tables[t], r, params_only);
+        int rc = table_load_filtered(s->tables[t], r, params_only, keep, ctx);
         if (rc)
             return rc;
     }
+    return 0;
+}
+
+int shard_clone(const Shard *s, Shard **out)
+{
+    *out = NULL;
+    Shard *c = calloc(1, sizeof *c);
+    if (!c)
+        return PSREC_E_NOMEM;
+    c->opt = s->opt;
+    c->stats = s->stats;
+    memcpy(c->specs, s->specs, sizeof c->specs);
+    for (int t = 0; t < PARAM_TABLES; t++) {
+        int rc = table_clone(s->tables[t], &c->tables[t]);
+        if (rc) {
+            shard_free(&c);
+            return rc;
+        }
+    }
+    *out = c;
     return 0;
 }

@@ -56,4 +56,15 @@ void shard_stats(const Shard *s, ShardStats *out);
 int shard_save(const Shard *s, CkptWriter *w);
 int shard_load(Shard *s, const CkptReader *r, int params_only);
 
+/* shard_load keeping only the saved rows keep(ctx, table, key) accepts (NULL: all), with their
+ * optimizer state: loading a checkpoint written with another shard count. */
+int shard_load_filtered(Shard *s, const CkptReader *r, int params_only, TableRowFilter keep,
+                        void *ctx);
+
+/* A deep copy of s (every table with its optimizer state and steps, options, stats) for a
+ * consistent checkpoint: the shard loop keeps training s while another thread saves the copy,
+ * then frees it. The copy shares nothing with s; the caller owns *out. Runs on s's thread.
+ * Returns 0 or PSREC_E_NOMEM. */
+int shard_clone(const Shard *s, Shard **out);
+
 #endif

@@ -200,6 +200,48 @@ void table_free(Table **tp)
     *tp = NULL;
 }
 
+/* malloc(n) and copy n bytes of src into it; n 0 gives NULL (nothing to copy). */
+static int dup_block(void **dst, const void *src, size_t n)
+{
+    *dst = NULL;
+    if (n == 0)
+        return 0;
+    if (!(*dst = malloc(n)))
+        return PSREC_E_NOMEM;
+    memcpy(*dst, src, n);
+    return 0;
+}
+
+int table_clone(const Table *t, Table **out)
+{
+    *out = NULL;
+    Table *c = malloc(sizeof *c);
+    if (!c)
+        return PSREC_E_NOMEM;
+    *c = *t;
+    /* Only the used slots: the copy's capacity is exact (grow_slots doubles it if the copy is
+     * ever pushed to). The key index is copied whole, probe order included. */
+    c->cap = t->used;
+    int rc = 0;
+    void *data, *steps, *slot_keys, *keys, *slots;
+    rc |= dup_block(&data, t->data, t->used * t->row_floats * sizeof *t->data);
+    rc |= dup_block(&steps, t->steps, t->used * sizeof *t->steps);
+    rc |= dup_block(&slot_keys, t->slot_keys, t->used * sizeof *t->slot_keys);
+    rc |= dup_block(&keys, t->keys, t->map_cap * sizeof *t->keys);
+    rc |= dup_block(&slots, t->slots, t->map_cap * sizeof *t->slots);
+    c->data = data;
+    c->steps = steps;
+    c->slot_keys = slot_keys;
+    c->keys = keys;
+    c->slots = slots;
+    if (rc) {
+        table_free(&c);
+        return PSREC_E_NOMEM;
+    }
+    *out = c;
+    return 0;
+}
+
 const TableSpec *table_spec(const Table *t)
 {
     return &t->spec;
@@ -297,6 +339,12 @@ int table_saved_info(const CkptReader *r, const char *table, TableSavedInfo *out
 
 int table_load(Table *t, const CkptReader *r, int params_only)
 {
+    return table_load_filtered(t, r, params_only, NULL, NULL);
+}
+
+int table_load_filtered(Table *t, const CkptReader *r, int params_only, TableRowFilter keep,
+                        void *ctx)
+{
     char name[CKPT_NAME_MAX];
     const void *kp, *dp, *sp;
     size_t ks, ds, ss;
@@ -331,6 +379,8 @@ int table_load(Table *t, const CkptReader *r, int params_only)
     const uint32_t *steps = sp;
     for (uint64_t i = 0; i < m.held; i++) {
         uint32_t slot;
+        if (keep && !keep(ctx, t->spec.id, keys[i]))
+            continue;
         if ((rc = find_slot(t, keys[i], 1, &slot)))
             return rc;
         float *row = t->data + slot * t->row_floats;

@@ -51,6 +51,19 @@ int table_save(const Table *t, CkptWriter *w);
  * Returns 0, PSREC_E_NOTFOUND (no such table in the file) or PSREC_E_FORMAT (shape differs). */
 int table_load(Table *t, const CkptReader *r, int params_only);
 
+/* Decides whether a saved row is loaded: nonzero keeps row key of table (a ParamTable id). */
+typedef int (*TableRowFilter)(void *ctx, uint32_t table, uint64_t key);
+
+/* table_load, keeping only the saved rows keep(ctx, id, key) accepts (keep NULL: all), with
+ * their optimizer state and steps. Used to load a checkpoint into another shard count. */
+int table_load_filtered(Table *t, const CkptReader *r, int params_only, TableRowFilter keep,
+                        void *ctx);
+
+/* A deep copy of t: rows, optimizer state, steps, and the key index, each contiguous block
+ * copied with one memcpy. The copy is independent of t (a background thread may save it while
+ * t keeps training). Returns 0 or PSREC_E_NOMEM. */
+int table_clone(const Table *t, Table **out);
+
 /* What table_save recorded about a table, read back without loading its rows. */
 typedef struct TableSavedInfo {
     uint32_t id, width, dense, state_per_float;
