@@ -112,15 +112,16 @@ static int find_train(int n, char **cmd)
 
 /* The restart's command: cmd without any --force after CONFIG, with --resume at the end unless
  * it is there already. Returns a malloc'ed NULL-terminated array of borrowed strings. */
-static char **resume_argv(int n, char **cmd, int config_at)
+static char **resume_argv(int n, char **cmd, int config_at, int *dropped_force)
 {
     char **out = calloc((size_t)n + 2, sizeof *out);
     if (!out)
         return NULL;
     int k = 0, has_resume = 0;
+    *dropped_force = 0;
     for (int i = 0; i < n; i++) {
         if (i > config_at && !strcmp(cmd[i], "--force")) {
-            LOG_WARN("restarts drop --force (it would delete the checkpoint to resume from)");
+            *dropped_force = 1;
             continue;
         }
         has_resume |= i > config_at && !strcmp(cmd[i], "--resume");
@@ -244,7 +245,8 @@ static int backoff(int seconds)
 static int supervise(int n, char **cmd, int config_at, const char *root, int max_restarts,
                      int backoff_s)
 {
-    char **again = resume_argv(n, cmd, config_at);
+    int dropped_force;
+    char **again = resume_argv(n, cmd, config_at, &dropped_force);
     if (!again) {
         LOG_ERROR("out of memory");
         return EXIT_FAIL;
@@ -296,6 +298,9 @@ static int supervise(int n, char **cmd, int config_at, const char *root, int max
         else
             LOG_WARN("attempt %d of %d after %s; resuming from step %lld", restarts + 1,
                      max_restarts + 1, why, step);
+        if (restarts == 1 && dropped_force)
+            LOG_WARN("restarts run without --force (it would delete the checkpoint to resume "
+                     "from)");
         if (backoff_s > 0)
             LOG_INFO("waiting %d s before the restart", backoff_s);
         if (backoff(backoff_s)) {
