@@ -10,6 +10,7 @@ int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_supervise(int argc, char **argv);
 
 
 /* Exit codes shared by all subcommands. */

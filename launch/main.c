@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"eval", cmd_eval, "score a dataset with a checkpoint: AUC, MRR, nDCG, predictions"},
     {"bench", cmd_bench, "time training steps, sgemm and prep; JSON for the README's speed claims"},
     {"inspect", cmd_inspect, "print a dataset's or checkpoint's meta and counts (--json)"},
+    {"supervise", cmd_supervise, "run a training command; on failure run it again with --resume"},
 };
 
 static void usage(FILE *f)
