@@ -1005,10 +1005,12 @@ int reader_plan_build(uint64_t n, const ReaderPosition *pos, uint32_t world,
     ReaderSegment *w = seg;
     for (uint64_t e = emin; e <= emax; e++) {
         const ReaderPlanPart *cur = reader_plan_part(current, e);
-        SegOut o = {.seg = w};
+        SegOut o = {0};
         epoch_remainder(n, pos, world, cur, e, &o);
         if (o.total == n)
-            continue;
+            continue; /* as in pass 1: counted first, its segments have no room */
+        o = (SegOut){.seg = w};
+        epoch_remainder(n, pos, world, cur, e, &o);
         parts[k].epoch = e;
         parts[k].base_world = cur ? cur->base_world : world;
         parts[k].base_interleave = cur ? cur->base_interleave : pos[0].interleave;
