@@ -2,10 +2,15 @@
  * a keyed bijection, batches carry exact copies of the records, a saved position resumes the
  * very same sequence, the prefetch thread stops cleanly wherever it is, errors from the thread
  * reach the consumer with their message, and buffer memory stops growing after warm-up.
- * Fixture datasets (N = 0, 1, 7, 100, 1001 samples) are built once for the whole suite; every
- * field of sample i is a distinct function of i, so a misplaced copy is caught. */
+ * Elastic resume: cuts of W workers re-partitioned over W' and again over W'' (modes changing)
+ * train every sample of every epoch exactly once, the epoch after the plan is the normal
+ * layout, and cuts and plans survive encoding and refuse damaged bytes.
+ * Fixture datasets (N = 0, 1, 3, 7, 13, 100, 101, 1001 samples) are built once for the whole
+ * suite; every field of sample i is a distinct function of i, so a misplaced copy is caught. */
+#include "common/ckpt.h"
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/rng.h"
 #include "testutil/testutil.h"
 #include "worker/reader.h"
 
@@ -15,8 +20,9 @@
 #include <string.h>
 #include <time.h>
 
-enum { FX_COUNT = 5, FX_MAX_HIS = 5, FX_BIG_NNEG = 200 };
-static const uint64_t fx_sizes[FX_COUNT] = {0, 1, 7, 100, 1001};
+enum { FX_COUNT = 8, FX_MAX_HIS = 5, FX_BIG_NNEG = 200 };
+/* 1001 last (test_interleave takes it from there); 3, 7, 13, 101 are primes. */
+static const uint64_t fx_sizes[FX_COUNT] = {0, 1, 3, 7, 13, 100, 101, 1001};
 static Dataset *fx_ds[FX_COUNT];
 static char fx_path[FX_COUNT][4200];
 static char *fx_dir;
@@ -719,6 +725,596 @@ static void test_bad_options(void)
     reader_free(&r);
 }
 
+/* ------------------------------------------------------------------ elastic resume */
+
+enum { EL_EPOCHS = 40 };
+
+/* How often each (epoch, sample) was handed out, over every worker of every stage. */
+typedef struct Tally {
+    uint64_t n;
+    unsigned *count; /* (EL_EPOCHS, n) */
+    uint64_t top;    /* largest epoch seen */
+    int bad;         /* an epoch past EL_EPOCHS, or a reader error */
+} Tally;
+
+static void tally_batch(Tally *t, const ReaderBatch *b)
+{
+    if (b->epoch >= EL_EPOCHS) {
+        t->bad = 1;
+        return;
+    }
+    t->top = b->epoch > t->top ? b->epoch : t->top;
+    for (uint32_t i = 0; i < b->n; i++)
+        t->count[b->epoch * t->n + b->index[i]]++;
+}
+
+/* Run a reader for `calls` reader_next calls, tallying; *pos gets its position. With stream,
+ * also record the stream (as record() does) into stream, *nstream values. */
+static void run_calls(Dataset *ds, const ReaderOptions *o, long calls, Tally *t,
+                      ReaderPosition *pos, uint64_t *stream, size_t *nstream)
+{
+    Reader *r = NULL;
+    if (reader_new(ds, o, &r)) {
+        fprintf(stderr, "\n  reader_new: %s\n", psrec_errmsg());
+        t->bad = 1;
+        return;
+    }
+    const ReaderBatch *b;
+    for (long c = 0; c < calls; c++) {
+        if (reader_next(r, &b)) {
+            t->bad = 1;
+            break;
+        }
+        if (stream) {
+            if (!b)
+                stream[(*nstream)++] = UINT64_MAX;
+            for (uint32_t i = 0; b && i < b->n; i++)
+                stream[(*nstream)++] = b->epoch << 32 | b->index[i];
+        }
+        if (b && t)
+            tally_batch(t, b);
+    }
+    reader_position(r, pos);
+    reader_free(&r);
+}
+
+/* Encode and decode plan p: the copy must encode to the same bytes. Returns the copy. */
+static ReaderPlan *plan_roundtrip(const ReaderPlan *p)
+{
+    size_t len = reader_plan_encoded_size(p), len2 = 0;
+    unsigned char *buf = malloc(len), *buf2 = malloc(len);
+    CU_ASSERT_EQUAL(reader_plan_encode(p, buf, len, &len2), 0);
+    CU_ASSERT_EQUAL(len2, len);
+    ReaderPlan *q = NULL;
+    CU_ASSERT_EQUAL(reader_plan_decode(buf, len, &q), 0);
+    if (q) {
+        CU_ASSERT_EQUAL(reader_plan_encode(q, buf2, len, &len2), 0);
+        CU_ASSERT(memcmp(buf, buf2, len) == 0);
+        CU_ASSERT_EQUAL(q->nparts, p->nparts);
+        for (uint32_t k = 0; k < q->nparts && k < p->nparts; k++)
+            CU_ASSERT_EQUAL(q->parts[k].remaining, p->parts[k].remaining);
+    }
+    free(buf);
+    free(buf2);
+    return q;
+}
+
+/* Every part of `next` holds at most `world` more segments than the same epoch of `prev`. */
+static void check_growth(const ReaderPlan *next, const ReaderPlan *prev, uint32_t world)
+{
+    for (uint32_t k = 0; k < next->nparts; k++) {
+        const ReaderPlanPart *pp = reader_plan_part(prev, next->parts[k].epoch);
+        CU_ASSERT(next->parts[k].nseg <= world + (pp ? pp->nseg : 0));
+        CU_ASSERT(next->parts[k].remaining < next->samples);
+    }
+}
+
+/* One scenario: W workers (mode m1) start at epoch 1 and stop at random calls; W2 workers
+ * (m2) resume, each stopping twice (the second time after an exact same-plan resume that
+ * must equal an uninterrupted reader); W3 workers (m3) resume from the second cut and run to
+ * the end of the epoch after everything seen. Then every sample of epochs 1..that epoch was
+ * handed out exactly once, and that last epoch was each W3 worker's normal layout. */
+static void elastic_scenario(uint64_t n, uint32_t W, int m1, uint32_t W2, int m2, uint32_t W3,
+                             int m3, Rng *rng)
+{
+    Dataset *ds = fx(n);
+    const uint64_t seed = 4242 + n;
+    Tally t = {.n = n ? n : 1};
+    t.count = calloc((size_t)EL_EPOCHS * t.n, sizeof *t.count);
+    ReaderPosition pos1[5], pos2[5];
+    ReaderPlan *plan1 = NULL, *plan2 = NULL;
+    uint32_t B = 1 + (uint32_t)rng_below(rng, 4);
+
+    /* Stage 1: the workers that wrote the first checkpoint. */
+    for (uint32_t r = 0; r < W; r++) {
+        ReaderPosition st = {.seed = seed, .epoch = 1, .rank = r, .world = W,
+                             .interleave = (uint32_t)m1};
+        ReaderOptions o = opts(B, r, W, seed, 1 + (uint32_t)rng_below(rng, 3));
+        o.interleave = m1;
+        o.start = &st;
+        uint64_t batches = (reader_partition_size(n, r, W, m1) + B - 1) / B;
+        run_calls(ds, &o, (long)rng_below(rng, 2 * batches + 4), &t, &pos1[r], NULL, NULL);
+    }
+
+    /* Stage 2: resume on W2 workers. The same layout resumes from the positions as they are
+     * (every other scenario; the other half builds a plan anyway, which must work too). */
+    int direct = !reader_plan_needed(W, m1, W2, m2) && rng_below(rng, 2);
+    if (!direct) {
+        ReaderPlan *built = NULL;
+        CU_ASSERT_EQUAL_FATAL(reader_plan_build(n, pos1, W, NULL, &built), 0);
+        check_growth(built, NULL, W);
+        plan1 = plan_roundtrip(built);
+        reader_plan_free(&built);
+        CU_ASSERT_PTR_NULL(built);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(plan1);
+    }
+    uint32_t B2 = 1 + (uint32_t)rng_below(rng, 4);
+    size_t cap = 4 * (n + 8) * 8 + 64;
+    uint64_t *ref = malloc(cap * sizeof *ref), *cut = malloc(cap * sizeof *cut);
+    int mismatches = 0;
+    for (uint32_t r = 0; r < W2; r++) {
+        ReaderOptions o = opts(B2, r, W2, seed, 2);
+        o.interleave = m2;
+        o.plan = plan1;
+        o.start = direct ? &pos1[r] : NULL;
+        const ReaderPlanPart *first = plan1 ? reader_plan_part(plan1, plan1->epoch) : NULL;
+        uint64_t size = first ? reader_plan_share(first, r, W2)
+                              : reader_partition_size(n, r, W2, m2);
+        long c1 = (long)rng_below(rng, (size + B2 - 1) / B2 + 3);
+        long c2 = (long)rng_below(rng, (size + B2 - 1) / B2 + 3);
+        ReaderPosition mid, end_ref;
+        size_t nref = 0, ncut = 0;
+        run_calls(ds, &o, c1 + c2, NULL, &end_ref, ref, &nref);
+        run_calls(ds, &o, c1, &t, &mid, cut, &ncut);
+        ReaderOptions o2 = o;
+        o2.start = &mid;
+        o2.prefetch_depth = 3;
+        run_calls(ds, &o2, c2, &t, &pos2[r], cut, &ncut);
+        if (nref != ncut || memcmp(ref, cut, nref * sizeof *ref) ||
+            memcmp(&end_ref, &pos2[r], sizeof end_ref))
+            mismatches++;
+    }
+    CU_ASSERT_EQUAL(mismatches, 0);
+
+    /* Stage 3: resume the cut of stage 2 on W3 workers. */
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(n, pos2, W2, plan1, &plan2), 0);
+    check_growth(plan2, plan1, W2);
+    uint64_t last = t.top > plan2->epoch ? t.top : plan2->epoch;
+    if (plan2->nparts && plan2->parts[plan2->nparts - 1].epoch > last)
+        last = plan2->parts[plan2->nparts - 1].epoch;
+    last++; /* an epoch no one started: each W3 worker's normal layout */
+    CU_ASSERT_FATAL(last < EL_EPOCHS);
+    uint32_t B3 = 1 + (uint32_t)rng_below(rng, 5);
+    int normal_ok = 1;
+    for (uint32_t r = 0; r < W3; r++) {
+        ReaderOptions o = opts(B3, r, W3, seed, 2);
+        o.interleave = m3;
+        o.plan = plan2;
+        Reader *rd = NULL;
+        CU_ASSERT_EQUAL_FATAL(reader_new(ds, &o, &rd), 0);
+        ReaderPosition p;
+        reader_position(rd, &p);
+        CU_ASSERT_EQUAL(p.epoch, plan2->epoch);
+        size_t nlast = 0;
+        const ReaderBatch *b;
+        for (;;) {
+            if (reader_next(rd, &b)) {
+                t.bad = 1;
+                break;
+            }
+            reader_position(rd, &p);
+            CU_ASSERT_EQUAL(p.planned, reader_plan_part(plan2, p.epoch) != NULL);
+            if (!b && p.epoch > last)
+                break;
+            if (b) {
+                tally_batch(&t, b);
+                if (b->epoch == last)
+                    for (uint32_t i = 0; i < b->n; i++)
+                        ref[nlast++] = b->index[i];
+            }
+        }
+        reader_free(&rd);
+        /* The same epoch from a plain reader of this layout. */
+        ReaderPosition st = {.seed = seed, .epoch = last, .rank = r, .world = W3,
+                             .interleave = (uint32_t)m3};
+        o.plan = NULL;
+        o.start = &st;
+        CU_ASSERT_EQUAL_FATAL(reader_new(ds, &o, &rd), 0);
+        long k = read_epoch(rd, B3, cut, cap, NULL);
+        reader_free(&rd);
+        if (k < 0 || (size_t)k != nlast || memcmp(ref, cut, nlast * sizeof *ref))
+            normal_ok = 0;
+    }
+    CU_ASSERT(normal_ok);
+    CU_ASSERT_FALSE(t.bad);
+    uint64_t wrong = 0;
+    for (uint64_t e = 0; e < EL_EPOCHS; e++)
+        for (uint64_t i = 0; i < n; i++)
+            wrong += t.count[e * t.n + i] != (e >= 1 && e <= last);
+    if (wrong)
+        fprintf(stderr, "\n  n=%llu W=%u(%d) W2=%u(%d) W3=%u(%d) direct=%d: %llu wrong counts\n",
+                (unsigned long long)n, W, m1, W2, m2, W3, m3, direct,
+                (unsigned long long)wrong);
+    CU_ASSERT_EQUAL(wrong, 0);
+    reader_plan_free(&plan1);
+    reader_plan_free(&plan2);
+    free(ref);
+    free(cut);
+    free(t.count);
+}
+
+static void test_elastic_resume(void)
+{
+    Rng rng;
+    rng_seed(&rng, 20240607);
+    const uint64_t sizes[] = {0, 1, 3, 7, 13, 100, 101};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++)
+        for (uint32_t W = 1; W <= 5; W++)
+            for (uint32_t W2 = 1; W2 <= 5; W2++)
+                for (int m1 = 0; m1 < 2; m1++)
+                    elastic_scenario(sizes[k], W, m1, W2, (int)rng_below(&rng, 2),
+                                     1 + (uint32_t)rng_below(&rng, 5),
+                                     (int)rng_below(&rng, 2), &rng);
+    for (int k = 0; k < 6; k++)
+        elastic_scenario(1001, 1 + (uint32_t)k % 5, k & 1, 5 - (uint32_t)k % 5, k % 3 == 0,
+                         2 + (uint32_t)k % 3, k % 2 == 0, &rng);
+}
+
+/* A worked example against the definition: N = 13, ranges of 2 workers (6 and 7 samples),
+ * stopped at offsets 4 and 2: V segments [4, 6) and [8, 13), R = 7; 3 new workers take V 4,5 /
+ * V 8,9 / V 10,11,12, where V[v] = perm_0(v) for v < 6 and 6 + perm_1(v - 6) after. */
+static void test_plan_worked_example(void)
+{
+    const uint64_t seed = 9;
+    ReaderPosition pos[2] = {{.seed = seed, .epoch = 3, .offset = 4, .rank = 0, .world = 2},
+                             {.seed = seed, .epoch = 3, .offset = 2, .rank = 1, .world = 2}};
+    ReaderPlan *p = NULL;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(13, pos, 2, NULL, &p), 0);
+    CU_ASSERT_EQUAL(p->epoch, 3);
+    CU_ASSERT_EQUAL_FATAL(p->nparts, 1);
+    const ReaderPlanPart *pt = &p->parts[0];
+    CU_ASSERT_EQUAL(pt->epoch, 3);
+    CU_ASSERT_EQUAL(pt->base_world, 2);
+    CU_ASSERT_EQUAL(pt->base_interleave, 0);
+    CU_ASSERT_EQUAL(pt->remaining, 7);
+    CU_ASSERT_EQUAL_FATAL(pt->nseg, 2);
+    CU_ASSERT(pt->segments[0].begin == 4 && pt->segments[0].end == 6);
+    CU_ASSERT(pt->segments[1].begin == 8 && pt->segments[1].end == 13);
+    CU_ASSERT(pt->before[0] == 0 && pt->before[1] == 2);
+    ReaderPerm p0, p1;
+    reader_perm_init(&p0, 6, seed, 3, 0);
+    reader_perm_init(&p1, 7, seed, 3, 1);
+    const uint64_t want_v[3][3] = {{4, 5}, {8, 9}, {10, 11, 12}};
+    const uint64_t want_n[3] = {2, 2, 3};
+    for (uint32_t r = 0; r < 3; r++) {
+        ReaderOptions o = opts(8, r, 3, seed, 2);
+        o.interleave = 1; /* the new mode only shapes later epochs */
+        o.plan = p;
+        Reader *rd = NULL;
+        CU_ASSERT_EQUAL_FATAL(reader_new(fx(13), &o, &rd), 0);
+        const ReaderBatch *b;
+        CU_ASSERT_EQUAL(reader_next(rd, &b), 0);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_EQUAL(b->epoch, 3);
+        CU_ASSERT_EQUAL(b->n, want_n[r]);
+        for (uint32_t i = 0; i < b->n && i < 3; i++) {
+            uint64_t v = want_v[r][i];
+            CU_ASSERT_EQUAL(b->index[i], v < 6 ? reader_perm_at(&p0, v)
+                                               : 6 + reader_perm_at(&p1, v - 6));
+        }
+        ReaderPosition at;
+        reader_position(rd, &at);
+        CU_ASSERT(at.epoch == 3 && at.offset == want_n[r] && at.planned == 1);
+        CU_ASSERT_EQUAL(reader_next(rd, &b), 0);
+        CU_ASSERT_PTR_NULL(b);
+        reader_position(rd, &at);
+        CU_ASSERT(at.epoch == 4 && at.offset == 0 && at.planned == 0);
+        reader_free(&rd);
+    }
+    reader_plan_free(&p);
+
+    /* The same cut in interleaved mode: V is rank 0's 7 then rank 1's 6 of one permutation P
+     * of all 13; offsets 4 and 2 leave [4, 7) and [9, 13). */
+    pos[0].interleave = pos[1].interleave = 1;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(13, pos, 2, NULL, &p), 0);
+    CU_ASSERT_EQUAL_FATAL(p->nparts, 1);
+    CU_ASSERT_EQUAL_FATAL(p->parts[0].nseg, 2);
+    CU_ASSERT(p->parts[0].segments[0].begin == 4 && p->parts[0].segments[0].end == 7);
+    CU_ASSERT(p->parts[0].segments[1].begin == 9 && p->parts[0].segments[1].end == 13);
+    ReaderPerm all;
+    reader_perm_init(&all, 13, seed, 3, 0);
+    ReaderOptions o = opts(16, 0, 1, seed, 2);
+    o.plan = p;
+    Reader *rd = NULL;
+    CU_ASSERT_EQUAL_FATAL(reader_new(fx(13), &o, &rd), 0);
+    const ReaderBatch *b;
+    CU_ASSERT_EQUAL(reader_next(rd, &b), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_EQUAL_FATAL(b->n, 7);
+    const uint64_t v[7] = {4, 5, 6, 9, 10, 11, 12};
+    for (int i = 0; i < 7; i++) {
+        uint32_t rank = v[i] < 7 ? 0 : 1;
+        uint64_t j = v[i] < 7 ? v[i] : v[i] - 7;
+        CU_ASSERT_EQUAL(b->index[i], reader_perm_at(&all, rank + 2 * j));
+    }
+    reader_free(&rd);
+    reader_plan_free(&p);
+}
+
+/* Workers in different epochs (one ran ahead into the next epoch, one finished two epochs
+ * later with an empty partition): parts only for epochs partly trained. */
+static void test_plan_epochs_apart(void)
+{
+    /* N = 3 over 5 ranges: ranks 1, 3, 4 hold V[0, 1), V[1, 2), V[2, 3); ranks 0 and 2 none. */
+    ReaderPosition pos[5];
+    for (uint32_t r = 0; r < 5; r++)
+        pos[r] = (ReaderPosition){.seed = 1, .epoch = 2, .rank = r, .world = 5};
+    pos[0].epoch = 9;             /* empty partition: spun ahead, trained nothing */
+    pos[1].epoch = 3;             /* finished epoch 2, nothing of 3 */
+    pos[4].epoch = 4;             /* finished 2 and 3 */
+    ReaderPlan *p = NULL;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(3, pos, 5, NULL, &p), 0);
+    CU_ASSERT_EQUAL(p->epoch, 2);
+    CU_ASSERT_EQUAL_FATAL(p->nparts, 2); /* 2 and 3; 4..9 nobody trained */
+    CU_ASSERT_EQUAL(p->parts[0].epoch, 2);
+    CU_ASSERT_EQUAL(p->parts[0].remaining, 1); /* rank 3's sample: V[1, 2) */
+    CU_ASSERT(p->parts[0].nseg == 1 && p->parts[0].segments[0].begin == 1);
+    CU_ASSERT_EQUAL(p->parts[1].epoch, 3);
+    CU_ASSERT_EQUAL(p->parts[1].remaining, 2); /* ranks 1 and 3: V[0, 2), merged */
+    CU_ASSERT(p->parts[1].nseg == 1 && p->parts[1].segments[0].end == 2);
+    CU_ASSERT_PTR_NULL(reader_plan_part(p, 4));
+    reader_plan_free(&p);
+
+    /* Everyone done with epoch 2 (ends not all reported): an empty part, so epoch 2's end is
+     * still reported once. */
+    for (uint32_t r = 0; r < 5; r++)
+        pos[r] = (ReaderPosition){.seed = 1, .epoch = 3, .rank = r, .world = 5};
+    pos[3].epoch = 2;
+    pos[3].offset = 1;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(3, pos, 5, NULL, &p), 0);
+    CU_ASSERT_EQUAL(p->epoch, 2);
+    CU_ASSERT_EQUAL_FATAL(p->nparts, 1);
+    CU_ASSERT(p->parts[0].epoch == 2 && p->parts[0].remaining == 0 && p->parts[0].nseg == 0);
+    ReaderOptions o = opts(4, 0, 2, 1, 2);
+    o.plan = p;
+    Reader *rd = NULL;
+    CU_ASSERT_EQUAL_FATAL(reader_new(fx(3), &o, &rd), 0);
+    const ReaderBatch *b;
+    CU_ASSERT_EQUAL(reader_next(rd, &b), 0);
+    CU_ASSERT_PTR_NULL(b); /* the end of epoch 2 */
+    CU_ASSERT_EQUAL(reader_next(rd, &b), 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_EQUAL(b->epoch, 3);
+    reader_free(&rd);
+    reader_plan_free(&p);
+
+    /* All at the start of one epoch: nothing to re-partition. */
+    for (uint32_t r = 0; r < 5; r++)
+        pos[r] = (ReaderPosition){.seed = 1, .epoch = 7, .rank = r, .world = 5};
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(3, pos, 5, NULL, &p), 0);
+    CU_ASSERT(p->epoch == 7 && p->nparts == 0);
+    reader_plan_free(&p);
+}
+
+/* Rewrite the CRC of an encoded plan after a deliberate change. */
+static void plan_recrc(unsigned char *buf, size_t len)
+{
+    uint32_t c = ckpt_crc32(0, buf, len - 4);
+    for (int i = 0; i < 4; i++)
+        buf[len - 4 + (size_t)i] = (unsigned char)(c >> (8 * i));
+}
+
+static void put_le64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void test_plan_bytes(void)
+{
+    /* A plan with two parts and four segments. */
+    ReaderPosition pos[3];
+    for (uint32_t r = 0; r < 3; r++)
+        pos[r] = (ReaderPosition){.seed = 5, .epoch = 1, .offset = r, .rank = r, .world = 3};
+    pos[2].epoch = 2;
+    pos[2].offset = 10;
+    ReaderPlan *p = NULL;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(100, pos, 3, NULL, &p), 0);
+    CU_ASSERT_EQUAL_FATAL(p->nparts, 2);
+    size_t len = reader_plan_encoded_size(p), got = 0;
+    /* Epoch 1: V[0, 33) and [34, 66); epoch 2: [0, 66) and [76, 100). */
+    CU_ASSERT_EQUAL(len, 48 + 2 * 24 + 4 * 16 + 4);
+    unsigned char *buf = malloc(len), *bad = malloc(len);
+    CU_ASSERT_EQUAL(reader_plan_encode(p, buf, len - 1, &got), PSREC_E_RANGE);
+    CU_ASSERT_EQUAL(got, len);
+    CU_ASSERT_EQUAL_FATAL(reader_plan_encode(p, buf, len, &got), 0);
+    ReaderPlan *q = plan_roundtrip(p);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(q);
+    CU_ASSERT(q->seed == 5 && q->samples == 100 && q->epoch == 1);
+    for (uint32_t k = 0; k < 2; k++) {
+        CU_ASSERT_EQUAL(q->parts[k].nseg, p->parts[k].nseg);
+        for (uint32_t j = 0; j < q->parts[k].nseg; j++) {
+            CU_ASSERT_EQUAL(q->parts[k].segments[j].begin, p->parts[k].segments[j].begin);
+            CU_ASSERT_EQUAL(q->parts[k].before[j], p->parts[k].before[j]);
+        }
+    }
+    reader_plan_free(&q);
+    int accepted = 0;
+    for (size_t cut = 0; cut < len; cut++) {
+        accepted += reader_plan_decode(buf, cut, &q) == 0;
+        reader_plan_free(&q);
+    }
+    CU_ASSERT_EQUAL(accepted, 0);
+    for (size_t i = 0; i < len; i++) {
+        memcpy(bad, buf, len);
+        bad[i] ^= (unsigned char)(1u << (i % 8));
+        accepted += reader_plan_decode(bad, len, &q) == 0;
+        reader_plan_free(&q);
+    }
+    CU_ASSERT_EQUAL(accepted, 0);
+    /* Damage that a recomputed CRC does not hide. Segments start at 48 + 2*24 = 96. */
+    struct {
+        size_t at;
+        uint64_t value;
+        int width;
+    } edits[] = {
+        {96 + 8, 101, 8},          /* a segment past N */
+        {96, 50, 8},               /* begin >= end */
+        {96 + 16, 0, 8},           /* second segment not after the first (part 0 has 2) */
+        {48 + 24, 1, 8},           /* part 1 at the epoch of part 0 */
+        {32, 2, 8},                /* plan epoch after its first part */
+        {48 + 8, 0, 4},            /* base world 0 */
+        {48 + 12, 2, 4},           /* mode 2 */
+        {48 + 20, 1, 4},           /* reserved */
+        {48 + 16, 3, 4},           /* segment counts that do not add up to the bytes */
+        {12, 3, 4},                /* part count */
+        {40, 0, 8},                /* size field */
+        {0, 0x4c505251u, 4},       /* magic */
+        {4, 2, 4},                 /* version */
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        memcpy(bad, buf, len);
+        if (edits[k].width == 8) {
+            put_le64(bad + edits[k].at, edits[k].value);
+        } else {
+            for (int i = 0; i < 4; i++)
+                bad[edits[k].at + (size_t)i] = (unsigned char)(edits[k].value >> (8 * i));
+        }
+        plan_recrc(bad, len);
+        int rc = reader_plan_decode(bad, len, &q);
+        if (rc != PSREC_E_FORMAT)
+            fprintf(stderr, "\n  edit %zu accepted\n", k);
+        CU_ASSERT_EQUAL(rc, PSREC_E_FORMAT);
+        CU_ASSERT_PTR_NULL(q);
+    }
+    /* An empty plan encodes too. */
+    for (uint32_t r = 0; r < 3; r++)
+        pos[r] = (ReaderPosition){.seed = 5, .epoch = 4, .rank = r, .world = 3};
+    ReaderPlan *e = NULL;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(100, pos, 3, NULL, &e), 0);
+    q = plan_roundtrip(e);
+    CU_ASSERT(q && q->nparts == 0 && q->epoch == 4);
+    reader_plan_free(&q);
+    reader_plan_free(&e);
+    reader_plan_free(&p);
+    reader_plan_free(NULL);
+    free(buf);
+    free(bad);
+}
+
+static void test_workercut_bytes(void)
+{
+    WorkerCut c = {.pos = {.seed = 0x0102030405060708ULL, .epoch = 7, .offset = 12345,
+                           .rank = 3, .world = 4, .interleave = 1, .planned = 1},
+                   .steps = 999, .samples = 1ULL << 40};
+    unsigned char buf[WORKERCUT_BYTES + 8], bad[WORKERCUT_BYTES];
+    size_t len = 0;
+    CU_ASSERT_EQUAL(workercut_encode(&c, buf, WORKERCUT_BYTES - 1, &len), PSREC_E_RANGE);
+    CU_ASSERT_EQUAL(len, WORKERCUT_BYTES);
+    CU_ASSERT_EQUAL_FATAL(workercut_encode(&c, buf, sizeof buf, &len), 0);
+    CU_ASSERT_EQUAL(len, WORKERCUT_BYTES);
+    CU_ASSERT(buf[0] == 'P' && buf[1] == 'W' && buf[2] == 'C' && buf[3] == 'T');
+    CU_ASSERT_EQUAL(buf[32], 0x08); /* little-endian seed */
+    WorkerCut d;
+    memset(&d, 0xff, sizeof d);
+    CU_ASSERT_EQUAL_FATAL(workercut_decode(buf, len, &d), 0);
+    CU_ASSERT(memcmp(&c, &d, sizeof c) == 0);
+    int accepted = 0;
+    for (size_t cut = 0; cut < len; cut++)
+        accepted += workercut_decode(buf, cut, &d) == 0;
+    accepted += workercut_decode(buf, len + 1, &d) == 0;
+    for (size_t i = 0; i < len; i++) {
+        memcpy(bad, buf, len);
+        bad[i] ^= (unsigned char)(0x80u >> (i % 8));
+        accepted += workercut_decode(bad, len, &d) == 0;
+    }
+    CU_ASSERT_EQUAL(accepted, 0);
+    /* Well-formed bytes of something that is not a position. */
+    const struct {
+        size_t at;
+        uint32_t value;
+    } edits[] = {{12, 4}, {16, 0}, {20, 2}, {24, 2}, {28, 1}, {72, 1}, {4, 2}, {8, 88}};
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        memcpy(bad, buf, len);
+        for (int i = 0; i < 4; i++)
+            bad[edits[k].at + (size_t)i] = (unsigned char)(edits[k].value >> (8 * i));
+        plan_recrc(bad, len);
+        CU_ASSERT_EQUAL(workercut_decode(bad, len, &d), PSREC_E_FORMAT);
+    }
+    c.pos.rank = 4;
+    CU_ASSERT_EQUAL(workercut_encode(&c, buf, sizeof buf, &len), PSREC_E_RANGE);
+}
+
+static void test_plan_refusals(void)
+{
+    ReaderPosition pos[2] = {{.seed = 1, .epoch = 0, .offset = 3, .rank = 0, .world = 2},
+                             {.seed = 1, .epoch = 0, .offset = 3, .rank = 1, .world = 2}};
+    ReaderPlan *p = (ReaderPlan *)&p;
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 0, NULL, &p), PSREC_E_RANGE);
+    CU_ASSERT_PTR_NULL(p);
+    pos[1].rank = 0;
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 2, NULL, &p), PSREC_E_RANGE);
+    pos[1].rank = 1;
+    pos[1].seed = 2;
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 2, NULL, &p), PSREC_E_RANGE);
+    pos[1].seed = 1;
+    pos[1].interleave = 1;
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 2, NULL, &p), PSREC_E_RANGE);
+    pos[1].interleave = 0;
+    pos[0].offset = 7; /* rank 0 has 6 */
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 2, NULL, &p), PSREC_E_RANGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(psrec_errmsg(), "offset 7"));
+    pos[0].offset = 6;
+    pos[0].planned = 1; /* no plan to be within */
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 2, NULL, &p), PSREC_E_RANGE);
+    pos[0].planned = 0;
+    pos[1].epoch = READER_PLAN_MAX_SPAN;
+    CU_ASSERT_EQUAL(reader_plan_build(13, pos, 2, NULL, &p), PSREC_E_RANGE);
+    pos[1].epoch = 0;
+    CU_ASSERT_EQUAL_FATAL(reader_plan_build(13, pos, 2, NULL, &p), 0);
+    ReaderPlan *q = NULL;
+    /* Positions that do not follow the plan they claim. */
+    ReaderPosition npos[3];
+    for (uint32_t r = 0; r < 3; r++)
+        npos[r] = (ReaderPosition){.seed = 1, .epoch = 0, .rank = r, .world = 3, .planned = 1};
+    CU_ASSERT_EQUAL(reader_plan_build(12, npos, 3, p, &q), PSREC_E_RANGE); /* another N */
+    npos[2].planned = 0;
+    CU_ASSERT_EQUAL(reader_plan_build(13, npos, 3, p, &q), PSREC_E_RANGE);
+    npos[2].planned = 1;
+    npos[2].offset = reader_plan_share(&p->parts[0], 2, 3) + 1;
+    CU_ASSERT_EQUAL(reader_plan_build(13, npos, 3, p, &q), PSREC_E_RANGE);
+    npos[2].offset = reader_plan_share(&p->parts[0], 2, 3);
+    CU_ASSERT_EQUAL(reader_plan_build(13, npos, 3, p, &q), 0);
+    reader_plan_free(&q);
+
+    /* Readers refuse plans and starts that do not fit. */
+    Reader *rd = (Reader *)&rd;
+    ReaderOptions o = opts(4, 0, 3, 1, 2);
+    o.plan = p;
+    CU_ASSERT_EQUAL(reader_new(fx(100), &o, &rd), PSREC_E_RANGE); /* plan for 13 samples */
+    CU_ASSERT_PTR_NULL(rd);
+    o = opts(4, 0, 3, 2, 2);
+    o.plan = p;
+    CU_ASSERT_EQUAL(reader_new(fx(13), &o, &rd), PSREC_E_RANGE); /* another seed */
+    o = opts(4, 2, 3, 1, 2);
+    o.plan = p;
+    ReaderPosition st = npos[2];
+    st.offset = reader_plan_share(&p->parts[0], 2, 3) + 1;
+    o.start = &st;
+    CU_ASSERT_EQUAL(reader_new(fx(13), &o, &rd), PSREC_E_RANGE); /* past the share */
+    CU_ASSERT_PTR_NOT_NULL(strstr(psrec_errmsg(), "plan share"));
+    st.offset--;
+    st.planned = 0;
+    CU_ASSERT_EQUAL(reader_new(fx(13), &o, &rd), PSREC_E_RANGE); /* says: not planned */
+    st.planned = 1;
+    o.plan = NULL;
+    CU_ASSERT_EQUAL(reader_new(fx(13), &o, &rd), PSREC_E_RANGE); /* planned, no plan */
+    o.plan = p;
+    CU_ASSERT_EQUAL(reader_new(fx(13), &o, &rd), 0);
+    reader_free(&rd);
+    reader_plan_free(&p);
+}
+
 int main(void)
 {
     fx_dir = strdup(tu_mkdtemp("reader"));
@@ -749,6 +1345,12 @@ int main(void)
         {"empty partition", test_empty_partition},
         {"damaged record reaches the consumer", test_damaged_record},
         {"bad options", test_bad_options},
+        {"elastic resume trains every sample once", test_elastic_resume},
+        {"plan worked example", test_plan_worked_example},
+        {"plan over workers epochs apart", test_plan_epochs_apart},
+        {"plan bytes", test_plan_bytes},
+        {"worker cut bytes", test_workercut_bytes},
+        {"plan and start refusals", test_plan_refusals},
         {NULL, NULL},
     };
     tu_add_suite("reader", tests);
