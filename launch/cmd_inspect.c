@@ -1,24 +1,29 @@
 /* `psrec inspect [--json] PATH`: prints a dataset's meta record and counts, or a checkpoint's
- * run meta and tables. Read-only; the files' own checks (magic, version, sizes, CRCs) run on
- * open, so inspect doubles as a validity check. */
+ * run meta, files and tables. Read-only. A checkpoint directory is verified file by file
+ * against its MANIFEST (size, CRC-32) first and refused, exit 1, when any check fails; a
+ * single .ckpt file is checked by its own container checks on open. */
 #include "common/ckpt.h"
 #include "common/dataset.h"
 #include "common/error.h"
 #include "common/runmeta.h"
 #include "launch/ckptdir.h"
 #include "launch/commands.h"
+#include "server/optim.h"
 #include "server/table.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void inspect_usage(FILE *f)
 {
     fprintf(f, "usage: psrec inspect [--json] PATH\n\n"
-               "Print the meta record and counts of a dataset made by `psrec prep`, or the run\n"
-               "meta and tables of a checkpoint (a run's ckpt/ dir, a step-N dir or a .ckpt file).\n"
+               "Print the meta record and counts of a dataset made by `psrec prep`, or verify a\n"
+               "checkpoint and print what it holds: PATH is a run's checkpoint directory (its\n"
+               "newest valid step-N dir; damaged newer ones are reported and skipped), one\n"
+               "step-N dir (exit 1 unless every file matches its MANIFEST), or a .ckpt file.\n"
                "  --json     one JSON object on stdout (keys: news, users, impressions, samples,\n"
                "             vocab, categories, missing_news_refs, skipped_lines, ...)\n"
                "  -h, --help this text\n");
@@ -107,11 +112,165 @@ static int inspect_ckpt_file(const char *file, int json)
     return EXIT_OK;
 }
 
-/* PATH names a checkpoint when it is a .ckpt file or a directory ckptdir_resolve accepts. */
+static const char *optimizer_name(uint32_t k)
+{
+    switch (k) {
+    case OPTIM_ADAM: return "adam";
+    case OPTIM_ADAGRAD: return "adagrad";
+    case OPTIM_SGD: return "sgd";
+    }
+    return "unknown";
+}
+
+/* Rows held per table, summed over the shard files of a step dir. */
+typedef struct TableRows {
+    char name[CKPT_NAME_MAX];
+    TableSavedInfo info; /* info.held: summed */
+} TableRows;
+
+static int sum_table_rows(const char *step_dir, const RunMeta *m, TableRows *t, size_t max,
+                          size_t *n)
+{
+    *n = 0;
+    for (uint32_t k = 0; k < m->shards; k++) {
+        char file[4400];
+        CkptReader *r = NULL;
+        snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
+        if (ckpt_reader_open(file, &r))
+            return -1;
+        for (size_t i = 0; i < ckpt_section_count(r); i++) {
+            const char *name = ckpt_section_name(r, i, NULL);
+            const char *dot = strrchr(name, '.');
+            if (!dot || strcmp(dot, ".meta") || !strcmp(name, "run.meta"))
+                continue;
+            char table[CKPT_NAME_MAX];
+            snprintf(table, sizeof table, "%.*s", (int)(dot - name), name);
+            TableSavedInfo tm;
+            if (table_saved_info(r, table, &tm))
+                continue;
+            size_t j = 0;
+            while (j < *n && strcmp(t[j].name, table))
+                j++;
+            if (j == *n) {
+                if (*n == max)
+                    continue;
+                snprintf(t[j].name, sizeof t[j].name, "%s", table);
+                t[j].info = tm;
+                t[j].info.held = 0;
+                (*n)++;
+            }
+            t[j].info.held += tm.held;
+        }
+        ckpt_reader_free(&r);
+    }
+    return 0;
+}
+
+/* job.ckpt's sections, generically (the trainer defines them). */
+static void print_job_sections(const char *step_dir, int json)
+{
+    char file[4400];
+    snprintf(file, sizeof file, "%s/" CKPTDIR_JOB_FILE, step_dir);
+    CkptReader *r = NULL;
+    if (ckpt_reader_open(file, &r)) {
+        printf(json ? ",\"job\":null" : "  job.ckpt: none\n");
+        return;
+    }
+    printf(json ? ",\"job\":{\"sections\":[" : "  job.ckpt sections (bytes):\n");
+    for (size_t i = 0; i < ckpt_section_count(r); i++) {
+        size_t size;
+        const char *name = ckpt_section_name(r, i, &size);
+        if (json) {
+            printf("%s{\"name\":", i ? "," : "");
+            json_string(name);
+            printf(",\"size\":%zu}", size);
+        } else {
+            printf("    %-24s %12zu\n", name, size);
+        }
+    }
+    if (json)
+        printf("]}");
+    ckpt_reader_free(&r);
+}
+
+/* A verified step dir: its run meta, files, rows per table, job.ckpt sections. */
+static int inspect_step_dir(const char *step_dir, int json)
+{
+    CkptManifest man;
+    CkptReader *r = NULL;
+    RunMeta m;
+    char file[4400];
+    TableRows tables[64];
+    size_t ntables = 0;
+    int rc = EXIT_FAIL;
+    if (ckptdir_verify(step_dir, &man)) {
+        fprintf(stderr, "psrec inspect: not a valid checkpoint: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    snprintf(file, sizeof file, "%s/shard-0.ckpt", step_dir);
+    if (ckpt_reader_open(file, &r) || runmeta_read(r, file, &m) ||
+        sum_table_rows(step_dir, &m, tables, sizeof tables / sizeof tables[0], &ntables)) {
+        fprintf(stderr, "psrec inspect: not a valid checkpoint: %s\n", psrec_errmsg());
+        goto out;
+    }
+    const Field fields[] = {
+        {"step", m.step, "global steps done"},      {"epoch", m.epoch, "epoch of the next sample"},
+        {"shards", m.shards, "server shard files"}, {"workers", m.workers, "workers of the run"},
+        {"word_dim", m.E, "E"},                     {"hidden", m.H, "H"},
+        {"title_len", m.title_len, ""},             {"his_len", m.his_len, ""},
+        {"negatives", m.K, "K"},                    {"vocab_rows", m.vocab_rows, ""},
+        {"category_rows", m.category_rows, ""},     {"user_rows", m.user_rows, ""},
+        {"seed", m.seed, "init seed"},
+    };
+    print_fields("checkpoint", step_dir, fields, sizeof fields / sizeof fields[0], json, 14);
+    if (json) {
+        printf(",\"valid\":true,\"optimizer\":\"%s\",\"lr\":%g,\"beta1\":%g,\"beta2\":%g,"
+               "\"eps\":%g,\"files\":[",
+               optimizer_name(m.optimizer), (double)m.lr, (double)m.beta1, (double)m.beta2,
+               (double)m.eps);
+        for (size_t i = 0; i < man.nfiles; i++) {
+            printf("%s{\"name\":", i ? "," : "");
+            json_string(man.files[i].name);
+            printf(",\"size\":%llu,\"crc32\":\"%08x\"}", (unsigned long long)man.files[i].size,
+                   man.files[i].crc);
+        }
+        printf("],\"tables\":{");
+        for (size_t i = 0; i < ntables; i++)
+            printf("%s\"%s\":{\"rows_held\":%llu,\"rows\":%llu,\"width\":%u}", i ? "," : "",
+                   tables[i].name, (unsigned long long)tables[i].info.held,
+                   (unsigned long long)tables[i].info.rows, tables[i].info.width);
+        printf("}");
+    } else {
+        printf("  %-14s %12s  lr %g, beta1 %g, beta2 %g, eps %g\n", "optimizer",
+               optimizer_name(m.optimizer), (double)m.lr, (double)m.beta1, (double)m.beta2,
+               (double)m.eps);
+        printf("  files (all match MANIFEST: size, CRC-32):\n");
+        for (size_t i = 0; i < man.nfiles; i++)
+            printf("    %-24s %12llu  crc32 %08x\n", man.files[i].name,
+                   (unsigned long long)man.files[i].size, man.files[i].crc);
+        printf("  tables (rows held over all shards / key range x width):\n");
+        for (size_t i = 0; i < ntables; i++)
+            printf("    %-12s %10llu / %llu x %u%s\n", tables[i].name,
+                   (unsigned long long)tables[i].info.held,
+                   (unsigned long long)tables[i].info.rows, tables[i].info.width,
+                   tables[i].info.dense ? " (dense)" : "");
+    }
+    print_job_sections(step_dir, json);
+    if (json)
+        printf("}\n");
+    rc = EXIT_OK;
+out:
+    ckpt_reader_free(&r);
+    ckptdir_manifest_fini(&man);
+    return rc;
+}
+
+/* PATH names a checkpoint when it is a .ckpt file, or a directory that is not a dataset (no
+ * data.mdb): a run's checkpoint root (its newest valid step dir) or one step dir. */
 static int inspect_ckpt(const char *path, int json, int *handled)
 {
     struct stat st;
-    char step_dir[4200], file[4400];
+    char step_dir[4200], p[4400];
     *handled = 0;
     if (stat(path, &st) != 0)
         return EXIT_FAIL;
@@ -119,11 +278,15 @@ static int inspect_ckpt(const char *path, int json, int *handled)
         *handled = 1;
         return inspect_ckpt_file(path, json);
     }
-    if (ckptdir_resolve(path, step_dir, sizeof step_dir) != 0)
+    snprintf(p, sizeof p, "%s/data.mdb", path);
+    if (!S_ISDIR(st.st_mode) || access(p, F_OK) == 0)
         return EXIT_FAIL;
     *handled = 1;
-    snprintf(file, sizeof file, "%s/shard-0.ckpt", step_dir);
-    return inspect_ckpt_file(file, json);
+    if (ckptdir_resolve(path, step_dir, sizeof step_dir) != 0) {
+        fprintf(stderr, "psrec inspect: not a valid checkpoint: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    return inspect_step_dir(step_dir, json);
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -144,7 +307,7 @@ int cmd_inspect(int argc, char **argv)
         }
     }
     if (optind != argc - 1) {
-        fprintf(stderr, "psrec inspect: need exactly one DB path\n");
+        fprintf(stderr, "psrec inspect: need exactly one PATH (a dataset or a checkpoint)\n");
         inspect_usage(stderr);
         return EXIT_USAGE;
     }

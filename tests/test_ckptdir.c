@@ -599,6 +599,52 @@ static void test_rehash_load(void)
     shard_free(&s);
 }
 
+/* The binary: inspect verifies and reports; a damaged step dir exits 1 naming the file. */
+static void test_inspect(void)
+{
+    fresh_root();
+    RunMeta m = small_meta();
+    Shard *s = trained_shard(&m);
+    save_step(s, 5, 3);
+    save_step(s, 6, 3);
+    ShardStats st;
+    shard_stats(s, &st);
+    char *out = NULL, dir[4200], p[4400];
+    int rc = tu_run(&out, "%s inspect --json %s", TU_PSREC, root);
+    CU_ASSERT(rc == 0);
+    double v;
+    CU_ASSERT(tu_json_number(out, "step", &v) && v == 6);
+    CU_ASSERT(tu_json_number(out, "shards", &v) && v == 1);
+    CU_ASSERT(tu_json_number(out, "workers", &v) && v == 1);
+    CU_ASSERT(strstr(out, "\"optimizer\":\"adam\"") != NULL);
+    CU_ASSERT(strstr(out, "\"name\":\"shard-0.ckpt\"") && strstr(out, "\"name\":\"job.ckpt\""));
+    CU_ASSERT(strstr(out, "\"name\":\"test.job\",\"size\":8") != NULL);
+    /* Rows held per table add up to what the shard holds. */
+    double sum = 0;
+    const char *q = out;
+    while ((q = strstr(q, "\"rows_held\":"))) {
+        q += strlen("\"rows_held\":");
+        sum += strtod(q, NULL);
+    }
+    CU_ASSERT(sum == (double)st.rows_held);
+    if (rc || sum != (double)st.rows_held)
+        fprintf(stderr, "inspect: %s\n", out);
+    free(out);
+    /* Damage the newest: the root falls back to step 5 (and says so); the step dir fails. */
+    step_dir(dir, sizeof dir, 6);
+    snprintf(p, sizeof p, "%s/shard-0.ckpt", dir);
+    flip_byte(p, 3000);
+    rc = tu_run(&out, "%s inspect %s", TU_PSREC, root);
+    CU_ASSERT(rc == 0 && strstr(out, "step-0000000006 skipped") && strstr(out, "step-0000000005"));
+    free(out);
+    rc = tu_run(&out, "%s inspect %s", TU_PSREC, dir);
+    CU_ASSERT(rc == 1 && strstr(out, "not a valid checkpoint") && strstr(out, "shard-0.ckpt: CRC"));
+    if (rc != 1)
+        fprintf(stderr, "inspect: %s\n", out);
+    free(out);
+    shard_free(&s);
+}
+
 int main(void)
 {
     static const TuTest tests[] = {{"commit and verify", test_commit_and_verify},
@@ -609,6 +655,7 @@ int main(void)
                                    {"full disk keeps the previous one", test_full_disk},
                                    {"clone bit for bit, independent", test_clone},
                                    {"re-hashed load into other shard counts", test_rehash_load},
+                                   {"psrec inspect", test_inspect},
                                    {NULL, NULL}};
     tu_add_suite("ckptdir", tests);
     int rc = tu_run_all();

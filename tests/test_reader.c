@@ -892,8 +892,10 @@ static void elastic_scenario(uint64_t n, uint32_t W, int m1, uint32_t W2, int m2
         o.plan = plan2;
         Reader *rd = NULL;
         CU_ASSERT_EQUAL_FATAL(reader_new(ds, &o, &rd), 0);
-        ReaderPosition p;
+        ReaderPosition p, want;
         reader_position(rd, &p);
+        reader_start_position(plan2, seed, r, W3, m3, &want);
+        CU_ASSERT(memcmp(&p, &want, sizeof p) == 0);
         CU_ASSERT_EQUAL(p.epoch, plan2->epoch);
         size_t nlast = 0;
         const ReaderBatch *b;

@@ -226,6 +226,18 @@ const ReaderPlanPart *reader_plan_part(const ReaderPlan *p, uint64_t epoch)
     return lo < p->nparts && p->parts[lo].epoch == epoch ? &p->parts[lo] : NULL;
 }
 
+void reader_start_position(const ReaderPlan *plan, uint64_t seed, uint32_t rank, uint32_t world,
+                           int interleave, ReaderPosition *out)
+{
+    uint64_t epoch = plan ? plan->epoch : 0;
+    *out = (ReaderPosition){.seed = seed,
+                           .epoch = epoch,
+                           .rank = rank,
+                           .world = world,
+                           .interleave = (uint32_t)(interleave != 0),
+                           .planned = reader_plan_part(plan, epoch) != NULL};
+}
+
 uint64_t reader_plan_share(const ReaderPlanPart *part, uint32_t rank, uint32_t world)
 {
     uint64_t b, e;
@@ -534,17 +546,11 @@ int reader_new(Dataset *ds, const ReaderOptions *opt, Reader **out)
         psrec_errf(rc, "reader: out of memory for the plan");
         goto fail;
     }
-    if (opt->start) {
+    if (opt->start)
         r->start = *opt->start;
-    } else {
-        uint64_t epoch = r->plan ? r->plan->epoch : 0;
-        r->start = (ReaderPosition){.seed = opt->seed,
-                                    .epoch = epoch,
-                                    .rank = opt->rank,
-                                    .world = opt->world,
-                                    .interleave = (uint32_t)r->interleave,
-                                    .planned = reader_plan_part(r->plan, epoch) != NULL};
-    }
+    else
+        reader_start_position(r->plan, opt->seed, opt->rank, opt->world, r->interleave,
+                              &r->start);
     r->pos = r->start;
 
     if ((rc = slots_alloc(r))) {

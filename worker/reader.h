@@ -17,9 +17,10 @@
  * whatever N is, and once every sample has been seen (one epoch) and D+1 more batches have
  * been filled, it allocates nothing more.
  *
- * A plan (ReaderPlan, below) adds O(its segments) bytes: at most W+1 segments per epoch that
- * the interrupted cut spans for each resume (W the world size of the workers that wrote it),
- * never anything proportional to N.
+ * A plan (ReaderPlan, below) adds O(its segments) bytes, about 24 per segment and 48 per epoch
+ * part, held once by the reader: one part per epoch the cut left partly trained, and per part
+ * at most W segments more than the plan the cut's workers followed (W their world size), so
+ * k resumes give at most k*W. Never anything proportional to N.
  *
  * Re-partitioning (elastic resume). The canonical order V of epoch e for a layout (W, mode) is
  * the concatenation over r = 0..W-1 of rank r's sequence in that epoch; rank r owns
@@ -282,6 +283,12 @@ int reader_plan_dup(const ReaderPlan *p, ReaderPlan **out);
 
 /* Free a plan and set *p to NULL; safe on NULL. */
 void reader_plan_free(ReaderPlan **p);
+
+/* Where a fresh worker (rank of world, mode interleave) following plan starts: plan->epoch at
+ * offset 0 (planned if that epoch has a part), or epoch 0 without a plan. The same position
+ * reader_new assumes for a NULL start; hand it to the trainer so both agree on the epoch. */
+void reader_start_position(const ReaderPlan *plan, uint64_t seed, uint32_t rank, uint32_t world,
+                           int interleave, ReaderPosition *out);
 
 /* The part of p for epoch, or NULL (also for a NULL p). */
 const ReaderPlanPart *reader_plan_part(const ReaderPlan *p, uint64_t epoch);
