@@ -90,8 +90,10 @@ int ckptdir_wait_files(const char *tmpdir, const char *const *files, size_t nfil
  * writes LATEST (a hint: failing to write it only logs a warning), then prunes: keeps the
  * committed dir and the keep-1 highest-step other valid ones (keep < 1 counts as 1), deletes
  * the other valid ones, and deletes scratch dirs (.tmp and the like) and invalid dirs of
- * steps below N only, since a newer one may be being written. On error nothing is renamed
- * and the tmp dir is left for the caller to abandon. Returns 0 or an error with detail. */
+ * steps below N only, since a newer one may be being written. ("Valid" for pruning: the
+ * MANIFEST parses; readers verify every CRC.) On an error before the rename nothing is
+ * published and the tmp dir is left for the caller to abandon; only a failed fsync of root
+ * can fail after it. Returns 0 or an error with detail. */
 int ckptdir_commit(const char *root, uint64_t step, const char *const *files, size_t nfiles,
                    int keep);
 

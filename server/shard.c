@@ -130,22 +130,28 @@ int shard_load_filtered(Shard *s, const CkptReader *r, int params_only, TableRow
     return 0;
 }
 
-int shard_clone(const Shard *s, Shard **out)
+int shard_snapshot(const Shard *s, Shard **snap)
 {
-    *out = NULL;
-    Shard *c = calloc(1, sizeof *c);
-    if (!c)
+    Shard *c = *snap;
+    if (!c && !(c = calloc(1, sizeof *c)))
         return PSREC_E_NOMEM;
     c->opt = s->opt;
     c->stats = s->stats;
     memcpy(c->specs, s->specs, sizeof c->specs);
     for (int t = 0; t < PARAM_TABLES; t++) {
-        int rc = table_clone(s->tables[t], &c->tables[t]);
+        int rc = table_snapshot(s->tables[t], &c->tables[t]);
         if (rc) {
             shard_free(&c);
+            *snap = NULL;
             return rc;
         }
     }
-    *out = c;
+    *snap = c;
     return 0;
+}
+
+int shard_clone(const Shard *s, Shard **out)
+{
+    *out = NULL;
+    return shard_snapshot(s, out);
 }

@@ -67,4 +67,10 @@ int shard_load_filtered(Shard *s, const CkptReader *r, int params_only, TableRow
  * Returns 0 or PSREC_E_NOMEM. */
 int shard_clone(const Shard *s, Shard **out);
 
+/* shard_clone into *snap: NULL, or an earlier copy whose memory is reused (no fresh pages to
+ * fault in: at E=H=128, 50k words, 100k users, ~25 ms instead of ~150 ms). A shard loop keeps
+ * its snapshot between checkpoints and refreshes it once the writer thread is done with it.
+ * On error *snap is freed and NULL. Returns 0 or PSREC_E_NOMEM. */
+int shard_snapshot(const Shard *s, Shard **snap);
+
 #endif

@@ -200,46 +200,74 @@ void table_free(Table **tp)
     *tp = NULL;
 }
 
-/* malloc(n) and copy n bytes of src into it; n 0 gives NULL (nothing to copy). */
-static int dup_block(void **dst, const void *src, size_t n)
+/* Make *buf hold at least need bytes (have: what it holds now). A buffer big enough is kept
+ * as it is: its pages are already mapped, and faulting in fresh pages costs several times the
+ * memcpy that follows. Otherwise it is replaced (not realloc'ed: the old bytes are dead). */
+static int ensure_block(void **buf, size_t have, size_t need)
 {
-    *dst = NULL;
-    if (n == 0)
+    if (*buf && have >= need)
         return 0;
-    if (!(*dst = malloc(n)))
+    free(*buf);
+    *buf = need ? malloc(need) : NULL;
+    return need && !*buf ? PSREC_E_NOMEM : 0;
+}
+
+int table_snapshot(const Table *t, Table **snap)
+{
+    Table *c = *snap;
+    if (!c && !(c = calloc(1, sizeof *c)))
         return PSREC_E_NOMEM;
-    memcpy(*dst, src, n);
+    /* Capacities the copy's blocks have now, in bytes (0 for a new copy). */
+    const size_t have_rows = c->cap * c->row_floats * sizeof *c->data;
+    const size_t have_steps = c->cap * sizeof *c->steps;
+    const size_t have_keys = c->cap * sizeof *c->slot_keys;
+    const size_t have_map = c->map_cap;
+    /* Room for the source's capacity, not just its used slots: the next snapshot of a table
+     * that grew then still fits (pages never written cost nothing). */
+    const size_t cap = t->cap > c->cap || c->row_floats != t->row_floats ? t->cap : c->cap;
+    void *data = c->data, *steps = c->steps, *slot_keys = c->slot_keys, *keys = c->keys,
+         *slots = c->slots;
+    int rc = 0;
+    if (c->row_floats != t->row_floats) {
+        free(data);
+        data = NULL;
+    }
+    rc |= ensure_block(&data, have_rows, cap * t->row_floats * sizeof *t->data);
+    rc |= ensure_block(&steps, have_steps, cap * sizeof *t->steps);
+    rc |= ensure_block(&slot_keys, have_keys, cap * sizeof *t->slot_keys);
+    /* The key index takes the source's capacity (*c = *t below); a larger buffer is fine. */
+    rc |= ensure_block(&keys, have_map * sizeof *t->keys, t->map_cap * sizeof *t->keys);
+    rc |= ensure_block(&slots, have_map * sizeof *t->slots, t->map_cap * sizeof *t->slots);
+    *c = *t;
+    c->data = data;
+    c->steps = steps;
+    c->slot_keys = slot_keys;
+    c->keys = keys;
+    c->slots = slots;
+    c->cap = cap;
+    if (rc) {
+        table_free(&c);
+        *snap = NULL;
+        return PSREC_E_NOMEM;
+    }
+    /* One memcpy per contiguous block. */
+    if (t->used) {
+        memcpy(c->data, t->data, t->used * t->row_floats * sizeof *t->data);
+        memcpy(c->steps, t->steps, t->used * sizeof *t->steps);
+        memcpy(c->slot_keys, t->slot_keys, t->used * sizeof *t->slot_keys);
+    }
+    if (t->map_cap) {
+        memcpy(c->keys, t->keys, t->map_cap * sizeof *t->keys);
+        memcpy(c->slots, t->slots, t->map_cap * sizeof *t->slots);
+    }
+    *snap = c;
     return 0;
 }
 
 int table_clone(const Table *t, Table **out)
 {
     *out = NULL;
-    Table *c = malloc(sizeof *c);
-    if (!c)
-        return PSREC_E_NOMEM;
-    *c = *t;
-    /* Only the used slots: the copy's capacity is exact (grow_slots doubles it if the copy is
-     * ever pushed to). The key index is copied whole, probe order included. */
-    c->cap = t->used;
-    int rc = 0;
-    void *data, *steps, *slot_keys, *keys, *slots;
-    rc |= dup_block(&data, t->data, t->used * t->row_floats * sizeof *t->data);
-    rc |= dup_block(&steps, t->steps, t->used * sizeof *t->steps);
-    rc |= dup_block(&slot_keys, t->slot_keys, t->used * sizeof *t->slot_keys);
-    rc |= dup_block(&keys, t->keys, t->map_cap * sizeof *t->keys);
-    rc |= dup_block(&slots, t->slots, t->map_cap * sizeof *t->slots);
-    c->data = data;
-    c->steps = steps;
-    c->slot_keys = slot_keys;
-    c->keys = keys;
-    c->slots = slots;
-    if (rc) {
-        table_free(&c);
-        return PSREC_E_NOMEM;
-    }
-    *out = c;
-    return 0;
+    return table_snapshot(t, out);
 }
 
 const TableSpec *table_spec(const Table *t)

@@ -64,6 +64,11 @@ int table_load_filtered(Table *t, const CkptReader *r, int params_only, TableRow
  * t keeps training). Returns 0 or PSREC_E_NOMEM. */
 int table_clone(const Table *t, Table **out);
 
+/* table_clone into *snap: NULL, or an earlier copy (of any table) whose memory is reused
+ * where it is large enough, which avoids faulting in fresh pages (several times the cost of
+ * the copy itself for large tables). On error *snap is freed and NULL. */
+int table_snapshot(const Table *t, Table **snap);
+
 /* What table_save recorded about a table, read back without loading its rows. */
 typedef struct TableSavedInfo {
     uint32_t id, width, dense, state_per_float;

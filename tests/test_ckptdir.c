@@ -10,6 +10,7 @@
 #include "launch/ckptdir.h"
 #include "launch/run.h"
 #include "server/shard.h"
+#include "server/table.h"
 #include "testutil/testutil.h"
 
 #include <errno.h>
@@ -484,6 +485,8 @@ static void test_full_disk(void)
     shard_free(&s);
 }
 
+/* shard_clone and shard_snapshot: bit for bit (values, moments, steps, slot order, stats),
+ * and independent of the original in both directions. */
 static void test_clone(void)
 {
     fresh_root();
@@ -523,12 +526,71 @@ static void test_clone(void)
     CU_ASSERT(shard_pull(s, PARAM_CAT, &k3, 1, orig) == 0);
     CU_ASSERT(shard_pull(c, PARAM_CAT, &k3, 1, copy) == 0);
     CU_ASSERT(memcmp(orig, copy, sizeof orig) != 0);
+    /* A snapshot into the earlier copy (memory reused) equals the original as it is now. */
+    Shard *kept = c;
+    CU_ASSERT_FATAL(shard_snapshot(s, &c) == 0);
+    CU_ASSERT(c == kept);
+    RowSet c2;
+    rowset_init(&c2, &m);
+    rowset_add(&c2, c, 0, 1);
+    CU_ASSERT(rowset_equal(&c2, &a2));
+    rowset_fini(&c2);
+    /* And into a copy of an empty shard (every block too small, no key index yet). */
+    ShardOptions so;
+    run_meta_shard_options(&m, &so);
+    Shard *empty, *snap = NULL;
+    CU_ASSERT_FATAL(shard_new(&so, &empty) == 0);
+    CU_ASSERT_FATAL(shard_snapshot(empty, &snap) == 0);
+    CU_ASSERT_FATAL(shard_snapshot(s, &snap) == 0);
+    rowset_init(&c2, &m);
+    rowset_add(&c2, snap, 0, 1);
+    CU_ASSERT(rowset_equal(&c2, &a2));
+    rowset_fini(&c2);
+    /* The snapshot still works as a shard: a row it never had is created on pull. */
+    CU_ASSERT(shard_pull(snap, PARAM_USER, &fresh_key, 1, orig) == PSREC_E_RANGE);
+    uint64_t user_key = 49;
+    CU_ASSERT(shard_pull(snap, PARAM_USER, &user_key, 1, orig) == 0);
+    shard_free(&snap);
+    shard_free(&empty);
     rowset_fini(&a);
     rowset_fini(&b);
     rowset_fini(&a2);
     rowset_fini(&b2);
     shard_free(&c);
     shard_free(&s);
+}
+
+/* table_snapshot into a copy taken when the table was small: the blocks grow to fit, and
+ * every row (value, state, step) matches. */
+static void test_table_snapshot_grows(void)
+{
+    const TableSpec spec = {.id = PARAM_USER, .name = "user", .width = 8, .rows = 1u << 20,
+                            .init = TABLE_INIT_NORMAL, .scale = 0.1f};
+    const OptimConfig adam = {.kind = OPTIM_ADAM, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+                              .eps = 1e-8f};
+    Table *t, *snap = NULL;
+    CU_ASSERT_FATAL(table_new(&spec, &adam, 5, &t) == 0);
+    float g[8] = {0.1f, -0.2f, 0.3f, 0.f, 1.f, 2.f, -1.f, 0.5f};
+    uint64_t k = 7;
+    CU_ASSERT_FATAL(table_push(t, &k, 1, g) == 0);
+    CU_ASSERT_FATAL(table_snapshot(t, &snap) == 0);
+    for (k = 0; k < 5000; k += 1 + k % 2)
+        CU_ASSERT_FATAL(table_push(t, &k, 1, g) == 0);
+    Table *kept = snap;
+    CU_ASSERT_FATAL(table_snapshot(t, &snap) == 0);
+    CU_ASSERT(snap == kept && table_rows_held(snap) == table_rows_held(t));
+    int same = 1;
+    for (k = 0; k < 5000; k++) {
+        float *p1, *s1, *p2, *s2;
+        uint32_t *n1, *n2;
+        int r1 = table_row(t, k, &p1, &s1, &n1), r2 = table_row(snap, k, &p2, &s2, &n2);
+        if (r1 != r2 || (!r1 && (memcmp(p1, p2, 8 * sizeof *p1) || memcmp(s1, s2, 16 * sizeof *s1) ||
+                                 *n1 != *n2)))
+            same = 0;
+    }
+    CU_ASSERT(same);
+    table_free(&snap);
+    table_free(&t);
 }
 
 /* Load every shard of step dir into `shards` shards; their union must equal want, each row
@@ -654,6 +716,7 @@ int main(void)
                                    {"multi-writer protocol", test_multi_writer},
                                    {"full disk keeps the previous one", test_full_disk},
                                    {"clone bit for bit, independent", test_clone},
+                                   {"table snapshot grows", test_table_snapshot_grows},
                                    {"re-hashed load into other shard counts", test_rehash_load},
                                    {"psrec inspect", test_inspect},
                                    {NULL, NULL}};
