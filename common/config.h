@@ -76,10 +76,10 @@ typedef struct Config {
         int port; /* 0 = ephemeral */
         char host[CONFIG_STR_MAX]; /* "" = first non-loopback IPv4 of this host */
         double rendezvous_timeout; /* seconds */
-        double heartbeat_interval; /* seconds */
     } ps;
     struct {
-        int every_steps; /* 0 = only at the end */
+        int every_steps; /* 0 = off (the end of training always writes one) */
+        double every_seconds; /* 0 = off */
         int keep;
         char dir[CONFIG_STR_MAX]; /* "" = <run.dir>/ckpt, see config_checkpoint_dir() */
     } checkpoint;

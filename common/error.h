@@ -17,6 +17,7 @@ enum {
     PSREC_E_USAGE = -5,    /* bad command-line usage */
     PSREC_E_NOMEM = -6,    /* allocation failed */
     PSREC_E_STATE = -7,    /* call made in the wrong state (closed reader, finished writer) */
+    PSREC_E_STOPPED = -8,  /* the job stopped at a checkpoint on purpose (preemption) */
 };
 
 /* Text for any code: 0, errno values, PSREC_E*, and LMDB's MDB_* codes.

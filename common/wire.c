@@ -34,7 +34,11 @@ _Static_assert(SAME_OP(WIRE_OP_PULL, PSREC__PS_OP__PS_OP_PULL) &&
                    SAME_OP(WIRE_OP_HEARTBEAT, PSREC__PS_OP__PS_OP_HEARTBEAT) &&
                    SAME_OP(WIRE_OP_STATS, PSREC__PS_OP__PS_OP_STATS) &&
                    SAME_OP(WIRE_OP_SHUTDOWN, PSREC__PS_OP__PS_OP_SHUTDOWN) &&
-                   SAME_OP(WIRE_OP_ERROR, PSREC__PS_OP__PS_OP_ERROR),
+                   SAME_OP(WIRE_OP_ERROR, PSREC__PS_OP__PS_OP_ERROR) &&
+                   SAME_OP(WIRE_OP_CUT, PSREC__PS_OP__PS_OP_CUT) &&
+                   SAME_OP(WIRE_FLAG_WANT_CUT, PSREC__PS_FLAG__PS_FLAG_WANT_CUT) &&
+                   SAME_OP(WIRE_FLAG_WANT_STOP, PSREC__PS_FLAG__PS_FLAG_WANT_STOP) &&
+                   SAME_OP(WIRE_FLAG_STOP, PSREC__PS_FLAG__PS_FLAG_STOP),
                "WireOp must mirror PsOp");
 #undef SAME_OP
 
@@ -61,7 +65,7 @@ void wire_limits_init(WireLimits *lim, const ParamShape *shape)
 const char *wire_op_name(uint32_t op)
 {
     static const char *names[] = {"NONE",  "PULL",     "PUSH", "CLOCK", "HEARTBEAT",
-                                  "STATS", "SHUTDOWN", "ERROR"};
+                                  "STATS", "SHUTDOWN", "ERROR", "CUT"};
     return op < sizeof names / sizeof names[0] ? names[op] : "?";
 }
 
@@ -105,6 +109,12 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
         ps->deferred_pulls = h->stats.deferred_pulls;
         ph->stats = ps;
     }
+    if (h->cut_len) {
+        ph->cut.data = (uint8_t *)h->cut;
+        ph->cut.len = h->cut_len <= WIRE_CUT_MAX ? h->cut_len : WIRE_CUT_MAX;
+    }
+    ph->cut_step = h->cut_step;
+    ph->flags = h->flags;
 }
 
 static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
@@ -133,6 +143,12 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
                                .max_staleness = ph->stats->max_staleness,
                                .deferred_pulls = ph->stats->deferred_pulls};
     }
+    /* A cut longer than WIRE_CUT_MAX is kept as length only: wire_recv refuses it. */
+    h->cut_len = ph->cut.len > UINT32_MAX ? UINT32_MAX : (uint32_t)ph->cut.len;
+    if (ph->cut.len <= WIRE_CUT_MAX && ph->cut.len)
+        memcpy(h->cut, ph->cut.data, ph->cut.len);
+    h->cut_step = ph->cut_step;
+    h->flags = ph->flags;
 }
 
 int wire_encode_header(const WireHeader *h, void *buf, size_t cap, size_t *len)
@@ -286,10 +302,16 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
     if (h->version != WIRE_VERSION)
         return refuse(PSREC_E_FORMAT, reason, n, "wire version %u, this side speaks %d",
                       h->version, WIRE_VERSION);
-    if (h->op <= WIRE_OP_NONE || h->op > WIRE_OP_ERROR)
+    if (h->op <= WIRE_OP_NONE || h->op > WIRE_OP_CUT)
         return refuse(PSREC_E_FORMAT, reason, n, "unknown op %u", (unsigned)h->op);
     if (h->op == WIRE_OP_ERROR && !h->reply)
         return refuse(PSREC_E_FORMAT, reason, n, "ERROR is only a reply");
+    if (h->cut_len > WIRE_CUT_MAX)
+        return refuse(PSREC_E_RANGE, reason, n, "%s %s carries a position of %u bytes (max %d)",
+                      op, dir, h->cut_len, WIRE_CUT_MAX);
+    if (h->flags & ~(uint32_t)WIRE_FLAG_ALL)
+        return refuse(PSREC_E_FORMAT, reason, n, "%s %s has unknown flags 0x%x", op, dir,
+                      h->flags);
     if (m->bytes > lim->max_bytes)
         return refuse(PSREC_E_RANGE, reason, n, "%s %s of %zu bytes (max %llu)", op, dir,
                       m->bytes, (unsigned long long)lim->max_bytes);

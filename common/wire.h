@@ -39,7 +39,18 @@ typedef enum WireOp {
     WIRE_OP_STATS = 5,
     WIRE_OP_SHUTDOWN = 6,
     WIRE_OP_ERROR = 7,
+    WIRE_OP_CUT = 8,
 } WireOp;
+
+/* PsFlag bits of WireHeader.flags. */
+enum {
+    WIRE_FLAG_WANT_CUT = 1,
+    WIRE_FLAG_WANT_STOP = 2,
+    WIRE_FLAG_STOP = 4,
+    WIRE_FLAG_ALL = 7,
+};
+
+#define WIRE_CUT_MAX 256 /* largest opaque worker position a header carries */
 
 /* PsStats: a shard's counters, sent in STATS replies. */
 typedef struct WireStats {
@@ -67,6 +78,10 @@ typedef struct WireHeader {
     char error_text[WIRE_ERROR_TEXT_MAX]; /* NUL-terminated; longer texts are cut */
     int has_stats;         /* stats is sent / was received */
     WireStats stats;
+    uint32_t cut_len;      /* bytes of cut (0..WIRE_CUT_MAX): a worker's data position */
+    unsigned char cut[WIRE_CUT_MAX];
+    uint64_t cut_step;     /* replies: announced cut step, 0 = none */
+    uint32_t flags;        /* WIRE_FLAG_* bits */
 } WireHeader;
 
 /* What wire_recv accepts: per-table key range and row width (from params_specs), and caps on

@@ -10,7 +10,10 @@
  *   epochs  workers send their partial eval sums to worker 0 point-to-point, with a deadline
  *           (never a collective during training); a worker that fails tells every shard's
  *           rank point-to-point, and the shards then refuse all requests so the job ends.
- *   end     barriers around the checkpoint, and MPI_Allreduce of the exit status.
+ *   end     MPI_Allreduce of the exit status, the samples and the checkpoint failures.
+ * Checkpoints are consistent cuts taken over ZeroMQ (proto/ps.proto "Cuts"): each shard
+ * copies its state when every worker reached the cut, its checkpoint thread writes its file,
+ * shard 0's also writes job.ckpt and commits the step directory (launch/cut.h).
  * A watchdog alarm bounds start-up, since MPI_Init itself waits for every rank.
  * The data plane (pull/push/clock) is ZeroMQ: shards bind tcp://<host>:<port> on a real
  * interface (ps.host, else the first non-loopback IPv4), so a hostfile across machines works. */
@@ -23,6 +26,8 @@
 #include "common/runmeta.h"
 #include "common/timer.h"
 #include "launch/ckptdir.h"
+#include "launch/cut.h"
+#include "launch/life.h"
 #include "launch/run.h"
 #include "server/loop.h"
 #include "worker/eval.h"
@@ -33,6 +38,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <ifaddrs.h>
 #include <mpi.h>
 #include <net/if.h>
@@ -52,6 +58,17 @@ enum { TAG_HELLO = 1, TAG_GO = 2, TAG_FAILED = 3, TAG_EVAL = 1000 };
 
 typedef struct Job {
     const Config *cfg;
+    const TrainFlags *flags;
+    RunLife lf;                  /* lock (rank 0), resume state (every rank) */
+    ReaderPlan *plan;            /* re-partition plan of this life, or NULL */
+    ReaderPosition start;        /* this worker's start when resumed */
+    char *config_text;           /* effective config, for job.ckpt */
+    void *plan_bytes;
+    size_t plan_len;
+    CutWriter cw;                /* this shard's checkpoint writer context */
+    int stopped;                 /* this worker stopped at a cut (preemption) */
+    uint64_t samples_life;       /* samples this worker trained in this life */
+    uint64_t epochs_done;
     int rank, size;
     int shards, workers;
     int is_server, is_worker;
@@ -227,14 +244,44 @@ static int start_server(Job *j)
                             .stats_interval = 10.0,
                             .stats_file = j->metrics,
                             .zmq_ctx = j->zctx};
-    ckptdir_shard_options(&j->meta, &lo.shard);
+    run_meta_shard_options(&j->meta, &lo.shard);
     lo.shard.lazy_dense = j->shards > 1;
+    if (j->lf.resumed) {
+        RunMeta saved;
+        if (ckptdir_load_shard(j->lf.rs.step_dir, (uint32_t)j->shard_index, (uint32_t)j->shards,
+                               lo.shard.lazy_dense, &saved, &lo.initial)) {
+            LOG_ERROR("--resume: shard %d: %s", j->shard_index, psrec_errmsg());
+            return -1;
+        }
+        lo.start_clock = j->lf.rs.job.step;
+    }
+    /* This shard's checkpoint thread writes its part of every cut; shard 0 commits. */
+    CutWriter *cw = &j->cw;
+    snprintf(cw->root, sizeof cw->root, "%s", j->lf.ckpt_root);
+    cw->meta = j->meta;
+    cw->config_text = j->config_text;
+    cw->model_hash = cut_model_hash(&j->meta);
+    cw->consistency = (uint32_t)j->cfg->ps.consistency;
+    cw->interleave = j->cfg->data.partition == PARTITION_INTERLEAVE;
+    cw->seed = j->cfg->train.seed;
+    cw->keep = j->cfg->checkpoint.keep;
+    cw->committer = j->shard_index == 0;
+    cw->wait_timeout = 600.0 + j->cfg->ps.rendezvous_timeout;
+    cw->plan = j->plan_bytes;
+    cw->plan_len = j->plan_len;
+    cw->base_samples = j->lf.base_samples;
+    cw->life_t0 = j->lf.t0;
+    cw->base_wall = j->lf.base_wall;
+    lo.snap_fn = cut_write;
+    lo.snap_ctx = cw;
+    lo.final_image = 1;
+    lo.cut_every_seconds = j->cfg->checkpoint.every_seconds;
     switch (j->cfg->ps.consistency) {
     case CONSISTENCY_BSP: lo.consistency = SERVER_BSP; break;
     case CONSISTENCY_SSP: lo.consistency = SERVER_SSP; break;
     case CONSISTENCY_ASP: lo.consistency = SERVER_ASP; break;
     }
-    if (server_loop_new(&lo, &j->loop)) {
+    if (server_loop_new(&lo, &j->loop)) { /* owns lo.initial now, also on error */
         LOG_ERROR("cannot start shard %d on %s: %s", j->shard_index, ep, psrec_errmsg());
         return -1;
     }
@@ -300,6 +347,7 @@ static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
 static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
 {
     Job *j = ctx;
+    j->epochs_done = epoch + 1;
     if (!j->dev)
         return 0;
     uint64_t begin, end;
@@ -321,6 +369,45 @@ static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
                  (unsigned long long)epoch, j->last_eval.auc, j->last_eval.mrr,
                  j->last_eval.ndcg5, j->last_eval.ndcg10,
                  (unsigned long long)j->last_eval.impressions, j->workers);
+    }
+    return 0;
+}
+
+static int worker_cut_due(void *ctx, const WorkerCut *cut)
+{
+    Job *j = ctx;
+    if (life_stop_due(cut->steps))
+        ps_zmq_request(j->client, WIRE_FLAG_WANT_STOP); /* shard 0 announces the step */
+    const int every = j->cfg->checkpoint.every_steps;
+    uint64_t announced;
+    int stop;
+    ps_zmq_announced(j->client, &announced, &stop);
+    return (every > 0 && cut->steps % (uint64_t)every == 0) || announced == cut->steps;
+}
+
+/* The position after each step rides on its CLOCK (and on the final SHUTDOWN). */
+static void worker_step_pushed(void *ctx, const WorkerCut *cut)
+{
+    Job *j = ctx;
+    unsigned char buf[WORKERCUT_BYTES];
+    size_t len;
+    if (workercut_encode(cut, buf, sizeof buf, &len) == 0)
+        ps_zmq_set_position(j->client, buf, len);
+}
+
+static int worker_checkpoint(void *ctx, const WorkerCut *cut, int final)
+{
+    Job *j = ctx;
+    worker_step_pushed(ctx, cut);
+    if (final)
+        return 0; /* the shards take the end-of-training cut when every worker is done */
+    int stop = 0;
+    int rc = ps_zmq_cut(j->client, cut->steps, &stop);
+    if (rc)
+        return rc;
+    if (stop) {
+        ps_zmq_set_stopping(j->client);
+        return TRAIN_STOPPED;
     }
     return 0;
 }
@@ -368,16 +455,29 @@ static int run_worker(Job *j)
                        .train = j->train,
                        .ps = &j->ps,
                        .metrics = j->metrics,
-                       .hooks = {.ctx = j, .after_epoch = worker_after_epoch}};
+                       .start = j->lf.resumed ? &j->start : NULL,
+                       .plan = j->plan,
+                       .start_step = j->lf.resumed ? j->lf.rs.job.step : 0,
+                       .hooks = {.ctx = j,
+                                 .after_epoch = worker_after_epoch,
+                                 .step_pushed = worker_step_pushed,
+                                 .cut_due = worker_cut_due,
+                                 .checkpoint = worker_checkpoint}};
     TrainResult res;
     rc = train_run(&to, &res);
-    if (rc)
+    j->samples_life = res.samples;
+    if (rc == TRAIN_STOPPED) {
+        j->stopped = 1;
+        LOG_WARN("stopped at the cut at step %llu (preemption)",
+                 (unsigned long long)res.last.steps);
+        rc = 0;
+    } else if (rc)
         LOG_ERROR("training failed: %s", psrec_errmsg());
     else
         LOG_INFO("done: %llu steps, %llu samples in %.1f s (%.0f samples/s)",
                  (unsigned long long)res.steps, (unsigned long long)res.samples, res.seconds,
                  (double)res.samples / (res.seconds > 0 ? res.seconds : 1));
-    j->steps = res.steps;
+    j->steps = res.last.steps > res.steps ? res.last.steps : res.steps;
     /* Done: tell every shard. After a failure the shards may be gone already (waiting for
      * their acks would take the whole client timeout); the caller tells them over MPI. */
     if (!rc && ps_zmq_shutdown(j->client)) {
@@ -405,7 +505,12 @@ static void notify_failure(Job *j)
  * workers stop fast and report too; the job then exits non-zero. */
 static void wait_loop(Job *j)
 {
+    int asked = 0;
     while (!__atomic_load_n(&j->loop_done, __ATOMIC_ACQUIRE)) {
+        if (!asked && life_stop_requested()) {
+            server_loop_request_cut(j->loop, 1); /* a stopping cut at the next step */
+            asked = 1;
+        }
         int flag = 0;
         MPI_Status st;
         MPI_Iprobe(MPI_ANY_SOURCE, TAG_FAILED, MPI_COMM_WORLD, &flag, &st);
@@ -423,54 +528,6 @@ static void wait_loop(Job *j)
 }
 
 /* ------------------------------------------------------------------ the end */
-
-/* Every shard writes its file into <root>/step-N.tmp, then rank 0 publishes it. Only at the
- * end of the job, when every rank is alive, so the collectives here are safe. */
-static int final_checkpoint(Job *j, int ok)
-{
-    char root[4096], tmp[4300];
-    if (config_checkpoint_dir(j->cfg, root, sizeof root))
-        return -1;
-    unsigned long long steps = j->steps, max_steps = 0;
-    MPI_Allreduce(&steps, &max_steps, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
-    int all_ok = 0;
-    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
-    if (!all_ok)
-        return -1; /* never publish the parameters of a failed job */
-    int mine = 1;
-    if (j->rank == 0 && ckptdir_begin(root, max_steps, tmp, sizeof tmp)) {
-        LOG_ERROR("checkpoint: %s", psrec_errmsg());
-        mine = 0;
-    }
-    MPI_Bcast(tmp, sizeof tmp, MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (!agree(mine))
-        return -1;
-    if (j->is_server) {
-        RunMeta m = j->meta;
-        m.step = max_steps;
-        m.epoch = (uint64_t)j->cfg->train.epochs;
-        m.shards = (uint32_t)j->shards;
-        m.shard = (uint32_t)j->shard_index;
-        m.workers = (uint32_t)j->workers;
-        if (ckptdir_write_shard(tmp, &m, server_loop_shard(j->loop))) {
-            LOG_ERROR("checkpoint: %s", psrec_errmsg());
-            mine = 0;
-        }
-    }
-    int all = agree(mine);
-    if (j->rank == 0) {
-        if (all && ckptdir_publish(root, max_steps, j->cfg->checkpoint.keep)) {
-            LOG_ERROR("checkpoint: %s", psrec_errmsg());
-            all = 0;
-        }
-        if (all)
-            LOG_INFO("checkpoint at step %llu in %s (%d shard files)", max_steps, root,
-                     j->shards);
-        else
-            ckptdir_abandon(tmp);
-    }
-    return agree(all) ? 0 : -1;
-}
 
 static void local_threads(const Config *c)
 {
@@ -522,15 +579,99 @@ static void startup_watchdog(double seconds)
     alarm((unsigned)(seconds + 0.999));
 }
 
-int job_train_mpi(const Config *cfg, const char *config_path)
+/* Every rank: where this life starts (resume state, this worker's start and the plan every
+ * rank derives alike, the config text for job.ckpt). Returns 0 or -1 (logged). */
+static int prepare_life(Job *j)
+{
+    const Config *cfg = j->cfg;
+    if (life_load_resume(cfg, j->flags, &j->meta, &j->lf))
+        return -1;
+    FILE *mf = open_memstream(&j->config_text, &(size_t){0});
+    if (!mf || config_write(cfg, mf) || fclose(mf))
+        return -1;
+    if (!j->lf.resumed)
+        return 0;
+    const int interleave = cfg->data.partition == PARTITION_INTERLEAVE;
+    uint32_t rank = j->is_worker ? (uint32_t)j->worker_index : 0;
+    if (cut_resume_start(&j->lf.rs, rank, (uint32_t)j->workers, interleave,
+                         dataset_meta(j->train)->samples, &j->start, &j->plan)) {
+        LOG_ERROR("--resume: %s", psrec_errmsg());
+        return -1;
+    }
+    if (j->plan) {
+        size_t n = reader_plan_encoded_size(j->plan);
+        if (!(j->plan_bytes = malloc(n)) ||
+            reader_plan_encode(j->plan, j->plan_bytes, n, &j->plan_len))
+            return -1;
+        if (j->rank == 0 && reader_plan_needed(j->lf.rs.job.workers, (int)j->lf.rs.job.interleave,
+                                               (uint32_t)j->workers, interleave))
+            LOG_INFO("--resume: %llu worker(s) take over the unfinished samples of %u worker(s)",
+                     (unsigned long long)j->workers, j->lf.rs.job.workers);
+    }
+    return 0;
+}
+
+/* The end of a life, every rank alive: agree on the outcome, rank 0 writes summary.json.
+ * Returns the exit code. */
+static int finish_life(Job *j, int mine)
+{
+    const Config *cfg = j->cfg;
+    unsigned long long failures = 0, v[4], sum[4];
+    if (j->loop) {
+        server_loop_flush(j->loop);
+        SnapStatus ss;
+        server_loop_snap_status(j->loop, &ss);
+        failures = ss.failed;
+        if (j->shard_index == 0 && ss.last_rc)
+            mine = 0; /* the newest cut (or the final one) did not reach the disk */
+    }
+    int stopped = j->stopped || (j->loop && server_loop_stopped(j->loop));
+    v[0] = (unsigned long long)j->samples_life;
+    v[1] = failures;
+    v[2] = (unsigned long long)stopped;
+    v[3] = (unsigned long long)!mine;
+    MPI_Allreduce(v, sum, 4, MPI_UNSIGNED_LONG_LONG, MPI_SUM, MPI_COMM_WORLD);
+    unsigned long long steps = j->steps, max_steps = 0, epochs = j->epochs_done, min_epochs = 0;
+    MPI_Allreduce(&steps, &max_steps, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD);
+    if (!j->is_worker)
+        epochs = ULLONG_MAX;
+    MPI_Allreduce(&epochs, &min_epochs, 1, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD);
+    /* Rank 0 writes the summary; the dev metrics live on the first worker's rank. */
+    double dev[5] = {j->evaluated, j->last_eval.auc, j->last_eval.mrr, j->last_eval.ndcg5,
+                     j->last_eval.ndcg10};
+    MPI_Bcast(dev, 5, MPI_DOUBLE, j->first_worker_rank, MPI_COMM_WORLD);
+    const int ok = sum[3] == 0;
+    const int preempted = ok && sum[2] > 0;
+    RunStatus status = !ok ? RUN_STATUS_FAILED : preempted ? RUN_STATUS_PREEMPTED
+                                                           : RUN_STATUS_COMPLETED;
+    if (j->rank == 0) {
+        MetricsResult m = {.auc = dev[1], .mrr = dev[2], .ndcg5 = dev[3], .ndcg10 = dev[4]};
+        life_write_summary(cfg, &j->lf, status, max_steps,
+                           status == RUN_STATUS_COMPLETED ? (uint64_t)cfg->train.epochs
+                                                          : min_epochs,
+                           sum[0], dev[0] ? &m : NULL, (uint32_t)sum[1], NULL, 0);
+        if (sum[1])
+            LOG_ERROR("%llu checkpoint file(s) could not be written this run; the newest valid "
+                      "checkpoint is what --resume uses", sum[1]);
+        if (preempted)
+            LOG_WARN("preempted: every rank stopped at a checkpoint; exit code %d (continue "
+                     "with --resume)", EXIT_PREEMPTED);
+    }
+    if (j->rank == j->first_worker_rank && j->evaluated && status == RUN_STATUS_COMPLETED)
+        run_print_eval(stdout, &j->last_eval);
+    return !ok ? 1 : preempted ? EXIT_PREEMPTED : 0;
+}
+
+int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *flags)
 {
     int provided;
     startup_watchdog(cfg->ps.rendezvous_timeout + 10.0);
     MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
-    Job j = {.cfg = cfg};
+    Job j = {.cfg = cfg, .flags = flags};
     MPI_Comm_rank(MPI_COMM_WORLD, &j.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &j.size);
     log_set_identity("rank", j.rank);
+    int code = 1;
     /* Roles come from the config alone, so every rank reaches the same verdict. */
     int ok = assign_roles(&j) == 0;
     if (ok) {
@@ -544,12 +685,14 @@ int job_train_mpi(const Config *cfg, const char *config_path)
         ok = agree(run_open_datasets(cfg, &j.train, &j.dev) == 0);
     }
     if (ok) {
-        run_model_dims(cfg, &j.dims);
         run_meta_from_config(cfg, dataset_meta(j.train), &j.meta);
+        run_meta_dims(&j.meta, &j.dims);
         int mine = 1;
         if (j.rank == 0) {
+            /* One rank owns the run dir: the lock, the refusal, the files. */
             FILE *m = NULL;
-            mine = run_prepare_dir(cfg, &m) == 0;
+            mine = life_open_dir(cfg, flags, &j.lf) == 0 &&
+                   run_prepare_dir(cfg, flags->resume, &m) == 0;
             if (m)
                 fclose(m);
             LOG_INFO("%s: %d ranks: %d shard(s), %d worker(s)%s, %s", config_path, j.size,
@@ -558,6 +701,8 @@ int job_train_mpi(const Config *cfg, const char *config_path)
         }
         ok = agree(mine);
     }
+    if (ok)
+        ok = agree(prepare_life(&j) == 0);
     if (ok) {
         j.zctx = zmq_ctx_new();
         ok = agree(open_metrics(&j) == 0 && (!j.is_server || start_server(&j) == 0));
@@ -580,10 +725,7 @@ int job_train_mpi(const Config *cfg, const char *config_path)
                 mine = 0;
             }
         }
-        ok = final_checkpoint(&j, mine) == 0 && mine;
-        if (j.rank == j.first_worker_rank && j.evaluated && ok)
-            run_print_eval(stdout, &j.last_eval);
-        ok = agree(ok);
+        code = finish_life(&j, mine);
     }
     if (j.loop_started) {
         server_loop_stop(j.loop);
@@ -599,6 +741,10 @@ int job_train_mpi(const Config *cfg, const char *config_path)
     dataset_free(&j.dev);
     free(j.endpoints);
     free(j.shard_ranks);
+    free(j.config_text);
+    free(j.plan_bytes);
+    reader_plan_free(&j.plan);
+    life_close(&j.lf);
     MPI_Finalize();
-    return ok ? 0 : 1;
+    return ok ? code : 1;
 }

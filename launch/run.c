@@ -39,7 +39,7 @@ int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev)
     return 0;
 }
 
-int run_prepare_dir(const Config *cfg, FILE **metrics)
+int run_prepare_dir(const Config *cfg, int append, FILE **metrics)
 {
     *metrics = NULL;
     char path[4400];
@@ -54,7 +54,7 @@ int run_prepare_dir(const Config *cfg, FILE **metrics)
         return -1;
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run.dir);
-    if (!(*metrics = fopen(path, "w"))) {
+    if (!(*metrics = fopen(path, append ? "a" : "w"))) {
         LOG_ERROR("%s: cannot write: %s", path, strerror(errno));
         return -1;
     }

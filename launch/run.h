@@ -17,9 +17,10 @@
  * Returns 0 or -1 (logged). */
 int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev);
 
-/* Create run.dir, write config.effective, open metrics.jsonl (truncated) into *metrics.
+/* Create run.dir, write config.effective, open metrics.jsonl (appended to when append: a
+ * resumed run keeps its earlier lives' lines) into *metrics.
  * Returns 0 or -1 (logged). */
-int run_prepare_dir(const Config *cfg, FILE **metrics);
+int run_prepare_dir(const Config *cfg, int append, FILE **metrics);
 
 /* OpenBLAS threads: n, or every core when n == 0. */
 void run_set_threads(int n);

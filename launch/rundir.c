@@ -375,6 +375,7 @@ int rundir_write_summary(const char *dir, const RunSummary *s)
         put_string(f, s->checkpoint);
     else
         fputs("null", f);
+    fprintf(f, ",\n  \"checkpoint_failures\": %" PRIu32, s->checkpoint_failures);
     fputs("\n}\n", f);
     if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0)
         rc = psrec_errf(errno ? errno : EIO, "%s: cannot write: %s", tmp,
@@ -644,11 +645,12 @@ static int parse_dev(Parser *p, RunSummary *s)
 
 enum {
     F_NAME, F_STATUS, F_STEPS, F_EPOCHS, F_SAMPLES, F_WALL, F_SPS, F_RESTARTS, F_RESUMED,
-    F_LOST, F_DEV, F_CKPT, F_COUNT
+    F_LOST, F_DEV, F_CKPT, F_CKPT_FAILURES, F_COUNT
 };
 static const char *const field_names[F_COUNT] = {
     "run_name", "status", "steps", "epochs", "samples", "wall_s", "samples_per_s",
-    "restarts", "resumed_from_step", "lost_workers", "dev", "checkpoint"};
+    "restarts", "resumed_from_step", "lost_workers", "dev", "checkpoint",
+    "checkpoint_failures"};
 
 static int parse_field(Parser *p, int f, RunSummary *s)
 {
@@ -681,6 +683,10 @@ static int parse_field(Parser *p, int f, RunSummary *s)
     case F_RESTARTS:
         rc = parse_u64(p, UINT32_MAX, &v);
         s->restarts = (uint32_t)v;
+        return rc;
+    case F_CKPT_FAILURES:
+        rc = parse_u64(p, UINT32_MAX, &v);
+        s->checkpoint_failures = (uint32_t)v;
         return rc;
     case F_RESUMED:
         if (take_null(p)) {

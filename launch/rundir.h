@@ -74,6 +74,8 @@ typedef struct RunSummary {
         double auc, mrr, ndcg5, ndcg10; /* last dev evaluation; a non-finite value is null */
     } dev;
     char checkpoint[RUNDIR_PATH_MAX]; /* newest valid step dir; "" = null */
+    uint32_t checkpoint_failures;     /* checkpoints of the last life that could not be
+                                         written (the previous one stayed valid) */
 } RunSummary;
 
 /* "completed", "preempted", "failed" ("?" out of range). Static strings. */

@@ -190,6 +190,27 @@ int gates_pull_ready(const Gates *g, uint64_t clock)
     return 1;
 }
 
+void gates_start(Gates *g, uint64_t clock)
+{
+    for (uint32_t w = 0; w < g->workers; w++)
+        g->finished[w] = clock;
+    g->bsp_clock = g->c == SERVER_BSP ? clock : 0;
+}
+
+uint64_t gates_finished(const Gates *g, uint32_t worker)
+{
+    return worker < g->workers ? g->finished[worker] : 0;
+}
+
+uint64_t gates_fastest(const Gates *g)
+{
+    uint64_t m = 0;
+    for (uint32_t w = 0; w < g->workers; w++)
+        if (g->finished[w] > m)
+            m = g->finished[w];
+    return m;
+}
+
 uint64_t gates_bsp_clock(const Gates *g)
 {
     return g->bsp_clock;

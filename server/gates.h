@@ -95,6 +95,16 @@ uint64_t gates_staleness(const Gates *g, uint64_t clock);
  * slowest + staleness >= clock; BSP when bsp_clock >= clock. */
 int gates_pull_ready(const Gates *g, uint64_t clock);
 
+/* A resumed job: every worker has finished `clock` steps, and (BSP) `clock` clocks are
+ * applied. Call before anything else. */
+void gates_start(Gates *g, uint64_t clock);
+
+/* Steps worker `worker` has clocked (0 for an unknown rank). */
+uint64_t gates_finished(const Gates *g, uint32_t worker);
+
+/* Largest finished count over every worker, live or not. */
+uint64_t gates_fastest(const Gates *g);
+
 /* Clocks applied so far (BSP); 0 for SSP and ASP. */
 uint64_t gates_bsp_clock(const Gates *g);
 

@@ -12,8 +12,14 @@
  *   live, so gates and BSP barriers stop waiting for it; BSP applies clock t once every live
  *   worker finished it, as sum / (workers that finished step t); every deferred pull is
  *   handed back exactly once. This file does the I/O those decisions call for.
+ * - Cuts: a CUT at S from worker w is accepted only when w has finished exactly S steps; the
+ *   cut is taken (shard copied, positions copied, image handed to the checkpoint thread) the
+ *   moment every live worker has sent CUT S, and only then are the CUTs answered, so no
+ *   worker pushes anything of step S before every shard holds its copy. Shard 0 alone
+ *   announces cut steps (cut_step in every reply), always above every step a worker has
+ *   clocked here, so each worker learns it before it finishes that many steps.
  * Not done here: key ownership (the client's partitioner decides which shard gets a key),
- * liveness by heartbeat timeouts, checkpoints. */
+ * liveness by heartbeat timeouts, the checkpoint's file layout (snap_fn's). */
 #include "server/loop.h"
 
 #include "common/error.h"
@@ -50,6 +56,22 @@ struct ServerLoop {
     float *rows;            /* pull reply scratch */
     size_t rows_cap;
 
+    /* Cuts. */
+    SnapWriter *writer;     /* NULL when opt.snap_fn is */
+    unsigned char *pos;     /* (W, SNAP_CUT_MAX) each worker's latest position */
+    uint32_t *pos_len;      /* (W) */
+    uint64_t cut_step;      /* the cut being gathered (0: none) */
+    GatesPull *cut_req;     /* (W) the CUT requests waiting for their answer (no keys) */
+    unsigned char *in_cut;  /* (W) sent CUT cut_step */
+    uint32_t cut_flags;     /* WIRE_FLAG_STOP if any CUT of cut_step carried it */
+    atomic_int want;        /* WIRE_FLAG_WANT_* asked on this rank (signals) */
+    uint32_t want_seen;     /* shard 0: WANT_* received from workers */
+    uint64_t announced;     /* shard 0: announced cut step (0: none) */
+    int announced_stop;
+    double next_timed_cut;  /* shard 0: every_seconds timer (< 0: off) */
+    int stopped;            /* a stopping cut was taken, or a worker said it stops */
+    uint64_t cuts_taken, cuts_failed;
+
     WireStats stats;
     double t0, next_stats;
     double log_window;
@@ -73,29 +95,45 @@ static int socket_options(ServerLoop *l, int linger_ms)
 int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
 {
     *out = NULL;
+    Shard *initial = opts->initial; /* ours from here on, whatever happens */
     if (!opts->workers || !opts->shard_count || opts->shard_index >= opts->shard_count ||
-        opts->consistency > SERVER_ASP || !opts->endpoint || !opts->zmq_ctx)
+        opts->consistency > SERVER_ASP || !opts->endpoint || !opts->zmq_ctx) {
+        shard_free(&initial);
         return psrec_errf(PSREC_E_RANGE,
                           "server loop: bad options (workers %u, shard %u of %u, consistency "
                           "%d, endpoint %s, context %s)",
                           opts->workers, opts->shard_index, opts->shard_count,
                           (int)opts->consistency, opts->endpoint ? opts->endpoint : "missing",
                           opts->zmq_ctx ? "set" : "missing");
+    }
     ServerLoop *l = calloc(1, sizeof *l);
-    if (!l)
+    if (!l) {
+        shard_free(&initial);
         return PSREC_E_NOMEM;
+    }
     l->opt = *opts;
     int rc = PSREC_E_NOMEM;
     l->bind_to = strdup(opts->endpoint);
     l->failed_worker = calloc(opts->workers, sizeof *l->failed_worker);
-    if (!l->bind_to || !l->failed_worker)
+    l->pos = calloc(opts->workers, SNAP_CUT_MAX);
+    l->pos_len = calloc(opts->workers, sizeof *l->pos_len);
+    l->cut_req = calloc(opts->workers, sizeof *l->cut_req);
+    l->in_cut = calloc(opts->workers, 1);
+    if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req || !l->in_cut)
         goto fail;
     l->opt.endpoint = l->bind_to;
     wire_limits_init(&l->lim, &opts->shard.shape);
     if ((rc = gates_new(opts->workers, opts->consistency, opts->staleness, l->lim.width,
                         &l->gates)))
         goto fail;
-    if ((rc = shard_new(&opts->shard, &l->shard)))
+    gates_start(l->gates, opts->start_clock);
+    if (opts->initial) {
+        l->shard = opts->initial;
+        l->opt.initial = NULL;
+    } else if ((rc = shard_new(&opts->shard, &l->shard))) {
+        goto fail;
+    }
+    if (opts->snap_fn && (rc = snapwriter_new(opts->snap_fn, opts->snap_ctx, &l->writer)))
         goto fail;
     if (!(l->sock = zmq_socket(opts->zmq_ctx, ZMQ_ROUTER))) {
         rc = psrec_errf(zmq_errno(), "shard %u: socket: %s", opts->shard_index,
@@ -118,9 +156,12 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     }
     atomic_init(&l->stop, 0);
     atomic_init(&l->failed, 0);
+    atomic_init(&l->want, 0);
     *out = l;
     return 0;
 fail:
+    if (l->opt.initial)
+        shard_free(&l->opt.initial); /* not handed to the loop yet */
     server_loop_free(&l);
     return rc;
 }
@@ -148,9 +189,14 @@ void server_loop_free(ServerLoop **lp)
     ServerLoop *l = *lp;
     if (!l)
         return;
+    snapwriter_free(&l->writer); /* writes what was copied before anything goes */
     if (l->sock)
         zmq_close(l->sock);
     shard_free(&l->shard);
+    free(l->pos);
+    free(l->pos_len);
+    free(l->cut_req);
+    free(l->in_cut);
     gates_free(&l->gates);
     free(l->rows);
     free((void *)l->failed_worker);
@@ -177,8 +223,20 @@ static int reply(ServerLoop *l, const unsigned char *id, size_t id_len, const Wi
     return 0;
 }
 
+/* Every reply carries the cut news: shard 0's announcement, and this shard's request for a
+ * stopping cut (a signal on this rank) for the workers to forward to shard 0. */
+static void cut_news(const ServerLoop *l, WireHeader *r)
+{
+    r->cut_step = l->announced;
+    if (l->announced && l->announced_stop)
+        r->flags |= WIRE_FLAG_STOP;
+    if (l->opt.shard_index != 0)
+        r->flags |= (uint32_t)atomic_load(&((ServerLoop *)l)->want) &
+                    (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+}
+
 /* Header of the reply to req (same op, echoed ids and clock). */
-static void reply_header(WireHeader *r, const WireHeader *req)
+static void reply_header(const ServerLoop *l, WireHeader *r, const WireHeader *req)
 {
     wire_header_init(r, req->op);
     r->reply = 1;
@@ -186,12 +244,13 @@ static void reply_header(WireHeader *r, const WireHeader *req)
     r->worker_rank = req->worker_rank;
     r->clock = req->clock;
     r->request_id = req->request_id;
+    cut_news(l, r);
 }
 
 static int ack(ServerLoop *l, const unsigned char *id, size_t id_len, const WireHeader *req)
 {
     WireHeader r;
-    reply_header(&r, req);
+    reply_header(l, &r, req);
     return reply(l, id, id_len, &r, NULL, NULL);
 }
 
@@ -223,7 +282,7 @@ static int refuse(ServerLoop *l, const unsigned char *id, size_t id_len, const W
     WireHeader r;
     wire_header_init(&r, WIRE_OP_ERROR);
     if (req) {
-        reply_header(&r, req);
+        reply_header(l, &r, req);
         r.op = WIRE_OP_ERROR;
     }
     r.reply = 1;
@@ -259,7 +318,7 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
     if (stale > l->stats.max_staleness)
         l->stats.max_staleness = stale;
     WireHeader r;
-    reply_header(&r, req);
+    reply_header(l, &r, req);
     r.key_count = req->key_count;
     r.value_width = width;
     l->stats.pulls++;
@@ -343,12 +402,175 @@ static int on_push(ServerLoop *l, const WireMsg *m)
     return ack(l, m->identity, m->id_len, h);
 }
 
+/* ---- cuts ------------------------------------------------------------------------------- */
+
+/* Keep the position a CLOCK, CUT or SHUTDOWN carries (wire_recv bounded its length). */
+static void note_position(ServerLoop *l, const WireHeader *h)
+{
+    if (h->cut_len && h->cut_len <= SNAP_CUT_MAX) {
+        memcpy(l->pos + (size_t)h->worker_rank * SNAP_CUT_MAX, h->cut, h->cut_len);
+        l->pos_len[h->worker_rank] = h->cut_len;
+    }
+}
+
+/* Shard 0: turn requests (workers' flags, a signal here, the every_seconds timer) into an
+ * announced cut step above every step clocked so far. Other shards only pass their own
+ * requests on in their replies (cut_news). */
+static void announce(ServerLoop *l, double t)
+{
+    if (l->opt.shard_index != 0)
+        return;
+    uint32_t want = l->want_seen | (uint32_t)atomic_exchange(&l->want, 0);
+    l->want_seen = 0;
+    if (l->next_timed_cut >= 0 && t >= l->next_timed_cut) {
+        want |= WIRE_FLAG_WANT_CUT;
+        l->next_timed_cut = t + l->opt.cut_every_seconds;
+    }
+    if (!want || l->stopped)
+        return;
+    if (!l->announced) {
+        l->announced = gates_fastest(l->gates) + 1;
+        l->announced_stop = (want & WIRE_FLAG_WANT_STOP) != 0;
+        LOG_INFO("shard 0: announcing a %scut at step %" PRIu64,
+                 l->announced_stop ? "stopping " : "", l->announced);
+    } else if ((want & WIRE_FLAG_WANT_STOP) && !l->announced_stop) {
+        /* Workers that learnt the cut before hear of the stop in shard 0's CUT reply. */
+        l->announced_stop = 1;
+        LOG_INFO("shard 0: the cut at step %" PRIu64 " stops the job", l->announced);
+    }
+}
+
+/* Copy the shard and every worker's position into an image for the checkpoint thread. The
+ * only pause a cut costs training. */
+static int take_image(ServerLoop *l, uint64_t step, int stop, int final)
+{
+    if (!l->writer)
+        return 0;
+    CutImage *img = NULL;
+    int rc = cut_image_new(l->opt.workers, &img);
+    if (rc)
+        return psrec_errf(rc, "shard %u: no memory for the cut at step %" PRIu64,
+                          l->opt.shard_index, step);
+    img->step = step;
+    img->shard = l->opt.shard_index;
+    img->shards = l->opt.shard_count;
+    img->stop = stop;
+    img->final = final;
+    for (uint32_t w = 0; w < l->opt.workers; w++) {
+        img->finished[w] = gates_finished(l->gates, w);
+        img->done[w] = gates_worker_state(l->gates, w) == GATES_DONE;
+        img->cut_len[w] = l->pos_len[w];
+        memcpy(img->cuts + (size_t)w * SNAP_CUT_MAX, l->pos + (size_t)w * SNAP_CUT_MAX,
+               SNAP_CUT_MAX);
+    }
+    if ((rc = shard_clone(l->shard, &img->copy))) {
+        cut_image_free(&img);
+        return psrec_errf(rc, "shard %u: cannot copy the shard for the cut at step %" PRIu64
+                          ": %s", l->opt.shard_index, step, psrec_errmsg());
+    }
+    return snapwriter_submit(l->writer, &img);
+}
+
+/* Take the cut being gathered once every live worker has sent its CUT, then answer them.
+ * A failed copy is logged loudly and counted; training goes on (the previous checkpoint
+ * stays the newest valid one). */
+static int cut_if_complete(ServerLoop *l)
+{
+    if (!l->cut_step)
+        return 0;
+    for (uint32_t w = 0; w < l->opt.workers; w++)
+        if (gates_worker_state(l->gates, w) == GATES_LIVE && !l->in_cut[w])
+            return 0;
+    const uint64_t step = l->cut_step;
+    int stop = (l->cut_flags & WIRE_FLAG_STOP) ||
+               (l->announced == step && l->announced_stop);
+    double t0 = timer_now();
+    if (take_image(l, step, stop, 0)) {
+        l->cuts_failed++;
+        LOG_ERROR("shard %u: CHECKPOINT FAILED at step %" PRIu64 ": %s", l->opt.shard_index,
+                  step, psrec_errmsg());
+    } else {
+        l->cuts_taken++;
+        LOG_INFO("shard %u: cut at step %" PRIu64 "%s: training paused %.1f ms for the copy",
+                 l->opt.shard_index, step, stop ? " (stopping)" : "",
+                 (timer_now() - t0) * 1e3);
+    }
+    if (l->announced == step) {
+        l->announced = 0;
+        l->announced_stop = 0;
+    }
+    if (stop) {
+        l->stopped = 1;
+        atomic_fetch_and(&l->want, ~(int)WIRE_FLAG_WANT_STOP);
+    }
+    atomic_fetch_and(&l->want, ~(int)WIRE_FLAG_WANT_CUT);
+    int rc = 0;
+    for (uint32_t w = 0; w < l->opt.workers; w++) {
+        if (!l->in_cut[w])
+            continue;
+        l->in_cut[w] = 0;
+        const GatesPull *q = &l->cut_req[w];
+        WireHeader r;
+        wire_header_init(&r, WIRE_OP_CUT);
+        r.reply = 1;
+        r.worker_rank = w;
+        r.clock = step;
+        r.request_id = q->request_id;
+        cut_news(l, &r);
+        if (stop)
+            r.flags |= WIRE_FLAG_STOP;
+        if (!rc)
+            rc = reply(l, q->id, q->id_len, &r, NULL, NULL);
+    }
+    l->cut_step = 0;
+    l->cut_flags = 0;
+    return rc;
+}
+
+static int on_cut(ServerLoop *l, const WireMsg *m)
+{
+    const WireHeader *h = &m->h;
+    const uint32_t w = h->worker_rank;
+    const uint64_t fin = gates_finished(l->gates, w);
+    char why[200];
+    if (h->clock != fin) {
+        snprintf(why, sizeof why, "CUT at step %" PRIu64 ": worker %u has finished %" PRIu64
+                 " steps here", h->clock, w, fin);
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
+    }
+    if (l->cut_step && h->clock != l->cut_step) {
+        snprintf(why, sizeof why, "CUT at step %" PRIu64 " while the cut at step %" PRIu64
+                 " is being gathered", h->clock, l->cut_step);
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_STATE, why);
+    }
+    if (l->in_cut[w]) {
+        snprintf(why, sizeof why, "second CUT at step %" PRIu64 " from worker %u", h->clock, w);
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_STATE, why);
+    }
+    note_position(l, h);
+    l->want_seen |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+    announce(l, timer_now());
+    l->cut_step = h->clock;
+    l->in_cut[w] = 1;
+    l->cut_flags |= h->flags & WIRE_FLAG_STOP;
+    GatesPull *q = &l->cut_req[w];
+    memcpy(q->id, m->identity, m->id_len);
+    q->id_len = m->id_len;
+    q->worker = w;
+    q->clock = h->clock;
+    q->request_id = h->request_id;
+    return cut_if_complete(l);
+}
+
 static int on_clock(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
     int rc = gates_on_clock(l->gates, h->worker_rank, h->clock);
     if (rc)
         return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
+    note_position(l, h);
+    l->want_seen |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+    announce(l, timer_now());
     rc = ack(l, m->identity, m->id_len, h);
     return rc ? rc : gates_changed(l);
 }
@@ -356,7 +578,7 @@ static int on_clock(ServerLoop *l, const WireMsg *m)
 static int on_stats(ServerLoop *l, const WireMsg *m)
 {
     WireHeader r;
-    reply_header(&r, &m->h);
+    reply_header(l, &r, &m->h);
     r.has_stats = 1;
     server_loop_stats(l, &r.stats);
     return reply(l, m->identity, m->id_len, &r, NULL, NULL);
@@ -365,11 +587,18 @@ static int on_stats(ServerLoop *l, const WireMsg *m)
 static int on_shutdown(ServerLoop *l, const WireMsg *m)
 {
     uint32_t w = m->h.worker_rank;
+    if (gates_worker_state(l->gates, w) == GATES_LIVE) {
+        note_position(l, &m->h);
+        if (m->h.flags & WIRE_FLAG_STOP)
+            l->stopped = 1; /* it stops at a cut: the job ends without a final image */
+    }
     if (gates_on_done(l->gates, w))
         LOG_INFO("shard %u: worker %u done (%u still working)", l->opt.shard_index, w,
                  gates_live(l->gates));
     int rc = ack(l, m->identity, m->id_len, &m->h);
-    return rc ? rc : gates_changed(l);
+    if (!rc)
+        rc = gates_changed(l);
+    return rc ? rc : cut_if_complete(l);
 }
 
 /* A message that passed wire validation: check what only the loop knows, then act. */
@@ -411,6 +640,8 @@ static int on_request(ServerLoop *l, const WireMsg *m)
         return on_stats(l, m);
     case WIRE_OP_SHUTDOWN:
         return on_shutdown(l, m);
+    case WIRE_OP_CUT:
+        return on_cut(l, m);
     default:
         snprintf(why, sizeof why, "%s is not a request", wire_op_name(h->op));
         return refuse(l, m->identity, m->id_len, h, PSREC_E_FORMAT, why);
@@ -503,7 +734,7 @@ static int fail_deferred(ServerLoop *l)
     while (gates_take_all(l->gates, &d)) {
         WireHeader h, r;
         pull_header(&h, &d);
-        reply_header(&r, &h);
+        reply_header(l, &r, &h);
         r.op = WIRE_OP_ERROR;
         r.error_code = PSREC_E_STATE;
         snprintf(r.error_text, sizeof r.error_text,
@@ -527,6 +758,9 @@ int server_loop_run(ServerLoop *l)
              l->opt.staleness);
     l->t0 = timer_now();
     l->next_stats = l->opt.stats_interval > 0 ? l->t0 + l->opt.stats_interval : -1;
+    l->next_timed_cut = l->opt.shard_index == 0 && l->opt.cut_every_seconds > 0
+                            ? l->t0 + l->opt.cut_every_seconds
+                            : -1;
     int rc = 0;
     while (!rc && gates_live(l->gates) > 0 && !atomic_load(&l->stop)) {
         long timeout = POLL_MS;
@@ -548,8 +782,11 @@ int server_loop_run(ServerLoop *l)
             int frc = fail_deferred(l);
             if (!rc)
                 rc = frc;
+            if (!rc)
+                rc = cut_if_complete(l);
         }
         t = timer_now();
+        announce(l, t);
         if (l->next_stats >= 0 && t >= l->next_stats) {
             write_stats(l, t);
             while (l->next_stats <= t)
@@ -568,6 +805,16 @@ int server_loop_run(ServerLoop *l)
     if (l->log_suppressed)
         LOG_WARN("shard %u: %" PRIu64 " more bad messages not logged", l->opt.shard_index,
                  l->log_suppressed);
+    /* Every worker finished its epochs: the end-of-training checkpoint. Not after a stopping
+     * cut (that cut is the checkpoint) nor after a failure (never publish a failed job). */
+    if (!rc && l->opt.final_image && gates_live(l->gates) == 0 && !l->stopped &&
+        !atomic_load(&l->failed)) {
+        if (take_image(l, gates_fastest(l->gates), 0, 1)) {
+            l->cuts_failed++;
+            LOG_ERROR("shard %u: FINAL CHECKPOINT FAILED: %s", l->opt.shard_index,
+                      psrec_errmsg());
+        }
+    }
     write_stats(l, timer_now());
     LOG_INFO("shard %u: loop ends (%s)", l->opt.shard_index,
              rc ? psrec_errmsg() : gates_live(l->gates) ? "stopped" : "every worker done");
@@ -585,4 +832,28 @@ void server_loop_worker_failed(ServerLoop *l, uint32_t worker)
 Shard *server_loop_shard(ServerLoop *l)
 {
     return l->shard;
+}
+
+void server_loop_request_cut(ServerLoop *l, int stop)
+{
+    atomic_fetch_or(&l->want, stop ? WIRE_FLAG_WANT_STOP : WIRE_FLAG_WANT_CUT);
+}
+
+void server_loop_snap_status(ServerLoop *l, SnapStatus *out)
+{
+    memset(out, 0, sizeof *out);
+    if (l->writer)
+        snapwriter_status(l->writer, out);
+    out->failed += l->cuts_failed; /* copies that never reached the writer */
+}
+
+int server_loop_stopped(const ServerLoop *l)
+{
+    return l->stopped;
+}
+
+void server_loop_flush(ServerLoop *l)
+{
+    if (l->writer)
+        snapwriter_wait(l->writer);
 }

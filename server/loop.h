@@ -11,6 +11,7 @@
 #include "common/wire.h"
 #include "server/gates.h"
 #include "server/shard.h"
+#include "server/snapshot.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +28,16 @@ typedef struct ServerLoopOptions {
     double stats_interval;     /* seconds between stats lines; <= 0: only one at the end */
     FILE *stats_file;          /* JSON Lines stats sink, borrowed; NULL for none */
     void *zmq_ctx;             /* ZeroMQ context, borrowed (shared, so inproc works) */
+    /* Consistent cuts (proto/ps.proto "Cuts"; the README says why they are consistent). */
+    uint64_t start_clock;      /* a resumed job: every worker has finished this many steps */
+    double cut_every_seconds;  /* shard 0: announce a cut this often (0: never) */
+    SnapWriteFn snap_fn;       /* writes a cut's image on the checkpoint thread; NULL: cuts
+                                  are taken and answered but nothing is written (tests) */
+    void *snap_ctx;            /* borrowed by snap_fn until server_loop_free */
+    int final_image;           /* 1: when every worker is done (none failed, no stopping cut),
+                                  write one more image with final = 1 */
+    Shard *initial;            /* a resumed shard to serve (ownership moves to the loop, also
+                                  on error); NULL: a fresh one from `shard` */
 } ServerLoopOptions;
 
 typedef struct ServerLoop ServerLoop;
@@ -55,10 +66,23 @@ int server_loop_run(ServerLoop *l);
  * another thread while server_loop_run runs. */
 void server_loop_stop(ServerLoop *l);
 
+/* Ask for a cut soon (stop = 0) or a stopping cut (stop = 1, preemption): shard 0 announces
+ * one itself, other shards ask shard 0 through the workers. Safe from any thread and from
+ * the caller of a signal handler's flag (not from the handler itself). */
+void server_loop_request_cut(ServerLoop *l, int stop);
+
+/* Wait until the checkpoint thread wrote everything handed to it. Not while running. */
+void server_loop_flush(ServerLoop *l);
+
+/* The checkpoint thread's results (also while running). */
+void server_loop_snap_status(ServerLoop *l, SnapStatus *out);
+
+/* 1 once the loop took a stopping cut (the job is being preempted). Only while not running. */
+int server_loop_stopped(const ServerLoop *l);
+
 /* Counters so far. Only while the loop is not running (before or after server_loop_run). */
 void server_loop_stats(const ServerLoop *l, WireStats *out);
 
-/* Close the socket, free the shard and everything else; *l = NULL. Not while running. */
 /* Another thread learnt (over MPI) that worker `worker` failed: the loop stops waiting for it
  * and, since the job is ending, refuses every further request except SHUTDOWN, so the other
  * workers fail fast instead of waiting at a gate. Safe from any thread. */
@@ -68,6 +92,8 @@ void server_loop_worker_failed(ServerLoop *l, uint32_t worker);
  * long as the loop. Only while not running. */
 Shard *server_loop_shard(ServerLoop *l);
 
+/* Finish the checkpoint being written (a cut that was copied is never dropped), close the
+ * socket, free the shard and everything else; *l = NULL. Not while running. */
 void server_loop_free(ServerLoop **l);
 
 #endif

@@ -87,7 +87,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     CU_ASSERT_EQUAL(a->ps.colocate, b->ps.colocate);
     CU_ASSERT_EQUAL(a->ps.port, b->ps.port);
     CU_ASSERT(a->ps.rendezvous_timeout == b->ps.rendezvous_timeout);
-    CU_ASSERT(a->ps.heartbeat_interval == b->ps.heartbeat_interval);
+    CU_ASSERT(a->checkpoint.every_seconds == b->checkpoint.every_seconds);
     CU_ASSERT_EQUAL(a->checkpoint.every_steps, b->checkpoint.every_steps);
     CU_ASSERT_EQUAL(a->checkpoint.keep, b->checkpoint.keep);
     CU_ASSERT_STRING_EQUAL(a->checkpoint.dir, b->checkpoint.dir);
@@ -125,7 +125,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(cfg.ps.colocate, false);
     CU_ASSERT_EQUAL(cfg.ps.port, 0);
     CU_ASSERT(cfg.ps.rendezvous_timeout == 30.0);
-    CU_ASSERT(cfg.ps.heartbeat_interval == 1.0);
+    CU_ASSERT(cfg.checkpoint.every_seconds == 0.0);
     CU_ASSERT_EQUAL(cfg.checkpoint.every_steps, 0);
     CU_ASSERT_EQUAL(cfg.checkpoint.keep, 3);
     CU_ASSERT_STRING_EQUAL(cfg.checkpoint.dir, "");
@@ -178,8 +178,8 @@ static const char full_file[] =
     "colocate = YES\n"
     "port = 65535\n"
     "rendezvous_timeout = 0.25\n"
-    "heartbeat_interval = 3600\n"
     "[checkpoint]\n"
+    "every_seconds = 3600\n"
     "every_steps = 100\n"
     "keep = 1000\n"
     "dir = /ckpt/here\n"
@@ -214,7 +214,7 @@ static void check_full(const Config *cfg)
     CU_ASSERT_EQUAL(cfg->ps.colocate, true);
     CU_ASSERT_EQUAL(cfg->ps.port, 65535);
     CU_ASSERT(cfg->ps.rendezvous_timeout == 0.25);
-    CU_ASSERT(cfg->ps.heartbeat_interval == 3600.0);
+    CU_ASSERT(cfg->checkpoint.every_seconds == 3600.0);
     CU_ASSERT_EQUAL(cfg->checkpoint.every_steps, 100);
     CU_ASSERT_EQUAL(cfg->checkpoint.keep, 1000);
     CU_ASSERT_STRING_EQUAL(cfg->checkpoint.dir, "/ckpt/here");

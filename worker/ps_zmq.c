@@ -58,6 +58,7 @@ typedef struct Pending {
     int rc;                /* first error, 0 so far */
     char err[ERR_MAX];     /* its message */
     WireStats stats;       /* STATS reply */
+    uint32_t flags;        /* CUT: flags of the replies, or'ed */
 } Pending;
 
 struct PsZmq {
@@ -90,6 +91,16 @@ struct PsZmq {
 
     uint64_t sent, received; /* bytes */
     uint64_t stale, bad;    /* replies matching no request; malformed replies */
+
+    /* Cuts (proto/ps.proto): the position CLOCK/CUT/SHUTDOWN carry, the requests the next
+     * CLOCK carries, and what the shards announced. */
+    unsigned char cut[WIRE_CUT_MAX];
+    uint32_t cut_len;
+    uint32_t want;          /* WIRE_FLAG_WANT_* set by this worker (a signal here) */
+    uint32_t shard_want;    /* WIRE_FLAG_WANT_* asked by shards in their replies */
+    uint64_t announced;     /* largest cut step announced, 0 = none */
+    int announced_stop;     /* that cut stops the job */
+    int stopping;           /* this worker stops at a cut: SHUTDOWN says so */
 };
 
 static int shard_rank(const PsZmq *c, uint32_t k)
@@ -273,6 +284,7 @@ static int slot_take(PsZmq *c, WireOp op, uint32_t table, Pending **out)
         p->rc = 0;
         p->err[0] = '\0';
         memset(&p->stats, 0, sizeof p->stats);
+        p->flags = 0;
         memset(p->start, 0, c->S * sizeof *p->start);
         memset(p->count, 0, c->S * sizeof *p->count);
         memset(p->due, 0, c->S * sizeof *p->due);
@@ -329,6 +341,20 @@ static void note_bad(PsZmq *c, uint32_t k, const char *why)
                  why, c->bad == BAD_LOG_MAX ? " (no more of these are logged)" : "");
 }
 
+/* Every reply may carry the shards' cut news: shard 0's announced cut step (and whether the
+ * job stops there), and any shard's request for a cut, which the next CLOCK forwards to
+ * shard 0, the only one that decides. */
+static void note_announcement(PsZmq *c, uint32_t k, const WireHeader *h)
+{
+    if (k == 0 && h->cut_step > c->announced) {
+        c->announced = h->cut_step;
+        c->announced_stop = 0;
+    }
+    if (k == 0 && h->cut_step && h->cut_step == c->announced && (h->flags & WIRE_FLAG_STOP))
+        c->announced_stop = 1;
+    c->shard_want |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+}
+
 /* A valid reply m from shard k to p: check it answers what was asked, then apply it. */
 static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
 {
@@ -338,6 +364,7 @@ static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
                wire_op_name(h->op));
         return;
     }
+    note_announcement(c, k, h);
     if (h->op == WIRE_OP_ERROR) {
         settle(c, p, k, h->error_code ? h->error_code : PSREC_E_STATE, "%s", h->error_text);
         return;
@@ -368,6 +395,8 @@ static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
             return;
         }
         p->stats = h->stats;
+    } else if (h->op == WIRE_OP_CUT) {
+        p->flags |= h->flags;
     }
     sub_done(p, k);
 }
@@ -496,6 +525,17 @@ static void request_header(const PsZmq *c, const Pending *p, WireHeader *h, uint
     h->worker_rank = c->rank;
     h->clock = clock;
     h->request_id = p->id;
+    if (p->op == WIRE_OP_CLOCK || p->op == WIRE_OP_CUT || p->op == WIRE_OP_SHUTDOWN) {
+        h->cut_len = c->cut_len;
+        memcpy(h->cut, c->cut, c->cut_len);
+    }
+    if (p->op == WIRE_OP_CLOCK || p->op == WIRE_OP_CUT)
+        h->flags = c->want | c->shard_want;
+    /* Tell every shard what shard 0 told this worker: the cut stops the job. */
+    if (p->op == WIRE_OP_CUT && c->announced == clock && c->announced_stop)
+        h->flags |= WIRE_FLAG_STOP;
+    if (p->op == WIRE_OP_SHUTDOWN && c->stopping)
+        h->flags |= WIRE_FLAG_STOP;
 }
 
 /* Scratch for a request of n keys (and n rows of width floats when vals). */
@@ -637,7 +677,8 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
 
 /* A header-only request to shard `only`, or to every shard when only == c->S; waits for all
  * replies. */
-static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats *stats)
+static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats *stats,
+                   uint32_t *flags)
 {
     Pending *p;
     int rc = slot_take(c, op, 0, &p);
@@ -653,6 +694,8 @@ static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats
             return rc;
         }
     }
+    if (flags)
+        *flags = p->flags;
     return complete(c, p, stats);
 }
 
@@ -687,9 +730,14 @@ static int zc_clock(void *impl, uint64_t clock)
     PsZmq *c = impl;
     if (c->shut)
         return psrec_errf(PSREC_E_STATE, "CLOCK after ps_zmq_shutdown");
-    int rc = control(c, WIRE_OP_CLOCK, clock, c->S, NULL);
-    if (!rc)
+    const uint32_t sent = c->want | c->shard_want;
+    int rc = control(c, WIRE_OP_CLOCK, clock, c->S, NULL, NULL);
+    if (!rc) {
         c->clock = clock + 1;
+        /* Delivered to shard 0; asking again is up to whoever wants it again. */
+        c->want &= ~sent;
+        c->shard_want &= ~sent;
+    }
     return rc;
 }
 
@@ -719,22 +767,61 @@ int ps_zmq_stats(PsZmq *c, uint32_t shard, WireStats *out)
         return psrec_errf(PSREC_E_RANGE, "STATS: no shard %u (%u shards)", shard, c->S);
     if (c->shut)
         return psrec_errf(PSREC_E_STATE, "STATS after ps_zmq_shutdown");
-    return control(c, WIRE_OP_STATS, c->clock, shard, out);
+    return control(c, WIRE_OP_STATS, c->clock, shard, out, NULL);
 }
 
 int ps_zmq_heartbeat(PsZmq *c)
 {
     if (c->shut)
         return psrec_errf(PSREC_E_STATE, "HEARTBEAT after ps_zmq_shutdown");
-    return control(c, WIRE_OP_HEARTBEAT, c->clock, c->S, NULL);
+    return control(c, WIRE_OP_HEARTBEAT, c->clock, c->S, NULL, NULL);
 }
 
 int ps_zmq_shutdown(PsZmq *c)
 {
     if (c->shut)
         return psrec_errf(PSREC_E_STATE, "ps_zmq_shutdown called twice");
-    int rc = control(c, WIRE_OP_SHUTDOWN, c->clock, c->S, NULL);
+    int rc = control(c, WIRE_OP_SHUTDOWN, c->clock, c->S, NULL, NULL);
     if (!rc)
         c->shut = 1;
     return rc;
+}
+
+void ps_zmq_set_position(PsZmq *c, const void *cut, size_t len)
+{
+    c->cut_len = len <= WIRE_CUT_MAX ? (uint32_t)len : 0;
+    if (c->cut_len)
+        memcpy(c->cut, cut, c->cut_len);
+}
+
+void ps_zmq_request(PsZmq *c, uint32_t flags)
+{
+    c->want |= flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+}
+
+void ps_zmq_announced(const PsZmq *c, uint64_t *cut_step, int *stop)
+{
+    *cut_step = c->announced;
+    *stop = c->announced_stop;
+}
+
+int ps_zmq_cut(PsZmq *c, uint64_t step, int *stop)
+{
+    *stop = 0;
+    if (c->shut)
+        return psrec_errf(PSREC_E_STATE, "CUT after ps_zmq_shutdown");
+    uint32_t flags = 0;
+    const uint32_t sent = c->want | c->shard_want;
+    int rc = control(c, WIRE_OP_CUT, step, c->S, NULL, &flags);
+    if (!rc) {
+        *stop = (flags & WIRE_FLAG_STOP) != 0;
+        c->want &= ~sent;
+        c->shard_want &= ~sent;
+    }
+    return rc;
+}
+
+void ps_zmq_set_stopping(PsZmq *c)
+{
+    c->stopping = 1;
 }

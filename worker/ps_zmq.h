@@ -82,6 +82,28 @@ int ps_zmq_heartbeat(PsZmq *c);
  * Returns 0 or an error as ps_wait (then it may be called again). */
 int ps_zmq_shutdown(PsZmq *c);
 
+/* Consistent cuts (proto/ps.proto "Cuts"). */
+
+/* The worker's data position after its last finished step (opaque bytes, at most
+ * WIRE_CUT_MAX; longer is ignored): every later CLOCK, CUT and SHUTDOWN carries it. Copied. */
+void ps_zmq_set_position(PsZmq *c, const void *cut, size_t len);
+
+/* Ask shard 0 for a cut soon (WIRE_FLAG_WANT_CUT) or a stopping one (WIRE_FLAG_WANT_STOP),
+ * e.g. after a signal on this rank: the next CLOCK or CUT carries the request. */
+void ps_zmq_request(PsZmq *c, uint32_t flags);
+
+/* The largest cut step shard 0 announced so far (0: none) and whether the job stops there. */
+void ps_zmq_announced(const PsZmq *c, uint64_t *cut_step, int *stop);
+
+/* This worker has finished `step` steps and pushed nothing since: CUT to every shard, wait
+ * for every reply (they come once every live worker has sent its CUT and each shard copied
+ * its state). *stop = 1 when the job stops at this cut. Returns 0 or an error as ps_wait. */
+int ps_zmq_cut(PsZmq *c, uint64_t step, int *stop);
+
+/* This worker stops at a cut (preemption), not because its epochs are done: its SHUTDOWN
+ * says so, and the shards then write no end-of-training checkpoint. */
+void ps_zmq_set_stopping(PsZmq *c);
+
 /* Bytes sent and received so far (all frames of every message, as wire_message_size counts
  * them); either pointer may be NULL. */
 void ps_zmq_bytes(const PsZmq *c, uint64_t *sent, uint64_t *received);

@@ -256,19 +256,29 @@ typedef struct TrainLoop {
     uint64_t step;               /* global steps completed */
     uint64_t issued;             /* batches issued */
     uint64_t samples_in_flight[2]; /* sizes of the issued batches, by issue order */
+    ReaderPosition pos_after[2]; /* reader position right after each issued batch */
+    WorkerCut cut;                /* position after the last finished step */
     double t0, t_log, loss_sum;
     uint64_t loss_n, samples_log;
 } TrainLoop;
 
 /* Complete the oldest batch in flight: forward/backward and push, tell the PS the step is
  * done, log, and checkpoint when due. */
-static int complete_step(TrainLoop *lp, TrainStep *ts, Reader *reader, uint64_t epoch)
+static int complete_step(TrainLoop *lp, TrainStep *ts, uint64_t epoch)
 {
     const TrainOptions *opt = lp->opt;
-    const uint64_t n = lp->samples_in_flight[(lp->issued - (uint64_t)train_step_pending(ts)) % 2];
+    const uint64_t oldest = lp->issued - (uint64_t)train_step_pending(ts);
+    const uint64_t n = lp->samples_in_flight[oldest % 2];
     float loss;
     int rc = train_step_complete(ts, &loss);
-    if (rc || (rc = ps_clock(opt->ps, lp->step)))
+    if (rc)
+        return rc;
+    lp->cut.pos = lp->pos_after[oldest % 2];
+    lp->cut.steps = lp->step + 1;
+    lp->cut.samples += n;
+    if (opt->hooks.step_pushed)
+        opt->hooks.step_pushed(opt->hooks.ctx, &lp->cut);
+    if ((rc = ps_clock(opt->ps, lp->step)))
         return rc;
     lp->step++;
     lp->res->samples += n;
@@ -293,15 +303,10 @@ static int complete_step(TrainLoop *lp, TrainStep *ts, Reader *reader, uint64_t 
         lp->loss_n = 0;
         lp->samples_log = 0;
     }
-    /* Periodic checkpoints need the reader position of exactly this step, so they are taken
-     * only when no later batch is in flight. */
-    if (opt->checkpoint_every > 0 && lp->step % (uint64_t)opt->checkpoint_every == 0 &&
-        opt->hooks.checkpoint && train_step_pending(ts) == 0) {
-        ReaderPosition pos;
-        reader_position(reader, &pos);
-        if ((rc = opt->hooks.checkpoint(opt->hooks.ctx, lp->step, &pos, 0)))
-            return rc;
-    }
+    /* A cut needs the position after exactly this step, which pos_after kept even when the
+     * next batch is issued already (its pulls change nothing, and nothing of it is pushed). */
+    if (opt->hooks.cut_due && opt->hooks.checkpoint && opt->hooks.cut_due(opt->hooks.ctx, &lp->cut))
+        return opt->hooks.checkpoint(opt->hooks.ctx, &lp->cut, 0);
     return 0;
 }
 
@@ -332,6 +337,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                         .world = opt->world,
                         .seed = opt->seed,
                         .start = opt->start,
+                        .plan = opt->plan,
                         .interleave = opt->interleave};
     if ((rc = reader_new(opt->train, &ro, &reader)))
         goto out;
@@ -339,7 +345,10 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     const int overlap = opt->ps->ops->async;
     TrainLoop lp = {.opt = opt, .res = res, .step = opt->start_step, .t0 = timer_now()};
     lp.t_log = lp.t0;
-    uint64_t epoch = opt->start ? opt->start->epoch : 0;
+    reader_position(reader, &lp.cut.pos);
+    lp.cut.steps = opt->start_step;
+    lp.cut.samples = opt->start_samples;
+    uint64_t epoch = opt->start ? opt->start->epoch : opt->plan ? opt->plan->epoch : 0;
     for (; epoch < (uint64_t)opt->epochs; epoch++) {
         const ReaderBatch *rb;
         for (;;) {
@@ -379,15 +388,16 @@ int train_run(const TrainOptions *opt, TrainResult *res)
             }
             if ((rc = train_step_issue(ts, n, users, his, his_n, cand, lookup_news, &nl)))
                 goto out;
+            reader_position(reader, &lp.pos_after[lp.issued % 2]);
             lp.samples_in_flight[(lp.issued++) % 2] = (uint64_t)n;
             /* With an asynchronous PS the next batch is issued before this one completes,
              * so its pulls travel while this one computes. */
             if (train_step_pending(ts) == (overlap ? 2 : 1) &&
-                (rc = complete_step(&lp, ts, reader, epoch)))
+                (rc = complete_step(&lp, ts, epoch)))
                 goto out;
         }
         while (train_step_pending(ts))
-            if ((rc = complete_step(&lp, ts, reader, epoch)))
+            if ((rc = complete_step(&lp, ts, epoch)))
                 goto out;
         if (lp.loss_n)
             res->last_loss = lp.loss_sum / (double)lp.loss_n;
@@ -397,12 +407,16 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     }
     res->steps = lp.step;
     res->seconds = timer_now() - lp.t0;
-    if (opt->hooks.checkpoint) {
-        ReaderPosition pos;
-        reader_position(reader, &pos);
-        rc = opt->hooks.checkpoint(opt->hooks.ctx, lp.step, &pos, 1);
-    }
+    reader_position(reader, &lp.cut.pos);
+    res->last = lp.cut;
+    if (opt->hooks.checkpoint)
+        rc = opt->hooks.checkpoint(opt->hooks.ctx, &lp.cut, 1);
 out:
+    if (rc == TRAIN_STOPPED) {
+        res->steps = lp.step;
+        res->seconds = timer_now() - lp.t0;
+        res->last = lp.cut;
+    }
     reader_free(&reader);
     dataset_txn_free(&txn);
     train_step_free(&ts);

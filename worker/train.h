@@ -5,6 +5,7 @@
 #define PSREC_WORKER_TRAIN_H
 
 #include "common/dataset.h"
+#include "common/error.h"
 #include "common/rng.h"
 #include "worker/batch.h"
 #include "worker/model.h"
@@ -43,15 +44,26 @@ int train_step_pending(const TrainStep *ts);
 /* Bytes moved by this step object so far (pulled + pushed payload). */
 void train_step_bytes(const TrainStep *ts, uint64_t *pulled, uint64_t *pushed);
 
-/* Called by train_run at epoch ends and checkpoint points; any may be NULL. A non-zero
- * return stops training with that code. */
+
+/* TRAIN_STOPPED: what train_run returns when a cut hook said the job stops there. */
+#define TRAIN_STOPPED PSREC_E_STOPPED
+
+/* Called by train_run at epoch ends and step boundaries; any may be NULL. A non-zero return
+ * stops training with that code. */
 typedef struct TrainHooks {
     void *ctx;
     /* After epoch `epoch` (0-based) ended at global step `step`. */
     int (*after_epoch)(void *ctx, uint64_t epoch, uint64_t step);
-    /* Save a checkpoint: pos is the reader position of the next sample; final is 1 for the
-     * end-of-training one. */
-    int (*checkpoint)(void *ctx, uint64_t step, const ReaderPosition *pos, int final);
+    /* A step's gradients are pushed, its CLOCK not yet sent: cut is the position after it
+     * (a distributed worker hands it to its PS client, which carries it on the CLOCK). */
+    void (*step_pushed)(void *ctx, const WorkerCut *cut);
+    /* After the step's CLOCK: 1 when the job takes a cut at cut->steps (nothing of the next
+     * step is pushed yet), else 0. */
+    int (*cut_due)(void *ctx, const WorkerCut *cut);
+    /* Take part in the cut at cut->steps: 0 = go on, TRAIN_STOPPED = the job stops here
+     * (train_run then returns TRAIN_STOPPED), or an error. final is 1 for the end of
+     * training (every epoch done). */
+    int (*checkpoint)(void *ctx, const WorkerCut *cut, int final);
 } TrainHooks;
 
 typedef struct TrainOptions {
@@ -59,7 +71,6 @@ typedef struct TrainOptions {
     int batch_size;
     int epochs;
     int log_every;            /* steps between loss lines in metrics */
-    int checkpoint_every;     /* steps; 0 = only at the end */
     uint64_t seed;
     uint32_t rank, world;     /* this worker's partition */
     int interleave;           /* partition mode (ReaderOptions.interleave) */
@@ -67,18 +78,22 @@ typedef struct TrainOptions {
     PsClient *ps;             /* borrowed */
     FILE *metrics;            /* metrics.jsonl, or NULL */
     const ReaderPosition *start; /* resume position, or NULL */
+    const ReaderPlan *plan;   /* re-partition plan of a resume with another layout, or NULL */
     uint64_t start_step;
+    uint64_t start_samples;   /* samples trained before start (earlier lives of the run) */
     TrainHooks hooks;
 } TrainOptions;
 
 typedef struct TrainResult {
     uint64_t steps;           /* global steps at the end */
-    uint64_t samples;         /* samples trained in this run */
+    uint64_t samples;         /* samples trained in this life of the run */
+    WorkerCut last;            /* the position after the last finished step */
     double seconds;
     double last_loss;         /* mean loss of the last logging interval */
 } TrainResult;
 
-/* Train for opt->epochs epochs. Returns 0 or the first error (with detail). */
+/* Train for opt->epochs epochs. Returns 0, TRAIN_STOPPED (a cut stopped the job; res holds
+ * where), or the first error (with detail). */
 int train_run(const TrainOptions *opt, TrainResult *res);
 
 /* Draw the candidates of one sample: the click first, then K of the impression's negatives

@@ -1,0 +1,290 @@
+/* Consistent cuts on disk (see cut.h).
+ *
+ * Writing: every shard's checkpoint thread writes shard-<k>.ckpt into step-S.tmp; the
+ * committer also writes job.ckpt, waits for the other shards' files (or their failure notes)
+ * and commits the directory with its MANIFEST. A shard that cannot write leaves a failure note
+ * so the committer gives up at once instead of waiting out its timeout. Any failure leaves the
+ * step directory uncommitted, so the previous checkpoint stays the newest valid one.
+ * Reading: the newest valid step directory; job.ckpt's positions say where each old worker
+ * stood, and cut_resume_start turns them into the new workers' starts. */
+#include "launch/cut.h"
+
+#include "common/ckpt.h"
+#include "common/error.h"
+#include "common/log.h"
+#include "common/timer.h"
+#include "launch/ckptdir.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t cut_model_hash(const RunMeta *m)
+{
+    /* FNV-1a over the fields that shape tables and updates, one at a time (no padding). */
+    uint64_t h = 0xcbf29ce484222325ULL;
+    const uint64_t v[] = {m->E,         m->H,           m->title_len, m->his_len,
+                          m->optimizer, m->vocab_rows,  m->category_rows, m->user_rows,
+                          m->seed};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+        for (int b = 0; b < 8; b++) {
+            h ^= (v[i] >> (8 * b)) & 0xff;
+            h *= 0x100000001b3ULL;
+        }
+    return h;
+}
+
+static int write_shard_file(const CutWriter *cw, const CutImage *img, const char *tmpdir)
+{
+    char file[4600];
+    snprintf(file, sizeof file, "%s/shard-%u.ckpt", tmpdir, img->shard);
+    RunMeta m = cw->meta;
+    m.step = img->step;
+    m.shards = img->shards;
+    m.shard = img->shard;
+    m.workers = img->workers;
+    CkptWriter *w = NULL;
+    int rc;
+    if ((rc = ckpt_writer_new(file, &w)) || (rc = runmeta_write(w, &m)) ||
+        (rc = shard_save(img->copy, w)) || (rc = ckpt_writer_finish(&w))) {
+        ckpt_writer_abort(&w);
+        return psrec_errf(rc, "%s: %s", file, psrec_errmsg());
+    }
+    return 0;
+}
+
+static int write_job_file(const CutWriter *cw, const CutImage *img, const char *tmpdir)
+{
+    char file[4600];
+    snprintf(file, sizeof file, "%s/job.ckpt", tmpdir);
+    const uint32_t W = img->workers;
+    unsigned char *cuts = calloc(W ? W : 1, WORKERCUT_BYTES);
+    if (!cuts)
+        return PSREC_E_NOMEM;
+    JobCutMeta jm = {.version = JOBCUT_VERSION,
+                     .size = sizeof jm,
+                     .step = img->step,
+                     .workers = W,
+                     .shards = img->shards,
+                     .consistency = cw->consistency,
+                     .interleave = cw->interleave,
+                     .model_hash = cw->model_hash,
+                     .samples = cw->base_samples,
+                     .seed = cw->seed,
+                     .stop = (uint32_t)img->stop,
+                     .final = (uint32_t)img->final,
+                     .wall_s = cw->base_wall + (timer_now() - cw->life_t0)};
+    int rc = 0;
+    jm.epoch = UINT64_MAX;
+    for (uint32_t w = 0; w < W; w++) {
+        const unsigned char *b = img->cuts + (size_t)w * SNAP_CUT_MAX;
+        WorkerCut wc;
+        if ((rc = workercut_decode(b, img->cut_len[w], &wc))) {
+            rc = psrec_errf(rc, "cut at step %llu: worker %u's position: %s",
+                            (unsigned long long)img->step, w, psrec_errmsg());
+            goto out;
+        }
+        memcpy(cuts + (size_t)w * WORKERCUT_BYTES, b, WORKERCUT_BYTES);
+        jm.samples += wc.samples;
+        if (wc.pos.epoch < jm.epoch)
+            jm.epoch = wc.pos.epoch;
+    }
+    if (jm.epoch == UINT64_MAX)
+        jm.epoch = 0;
+    CkptWriter *wr = NULL;
+    const char *cfg = cw->config_text ? cw->config_text : "";
+    if ((rc = ckpt_writer_new(file, &wr)) ||
+        (rc = ckpt_write_section(wr, "job.meta", &jm, sizeof jm)) ||
+        (rc = ckpt_write_section(wr, "cut.pos", cuts, (size_t)W * WORKERCUT_BYTES)) ||
+        (rc = ckpt_write_section(wr, "cut.finished", img->finished,
+                                 (size_t)W * sizeof *img->finished)) ||
+        (rc = ckpt_write_section(wr, "cut.done", img->done, W)) ||
+        (rc = ckpt_write_section(wr, "job.config", cfg, strlen(cfg))) ||
+        (cw->plan_len && (rc = ckpt_write_section(wr, "job.plan", cw->plan, cw->plan_len))) ||
+        (rc = ckpt_writer_finish(&wr))) {
+        ckpt_writer_abort(&wr);
+        rc = psrec_errf(rc, "%s: %s", file, psrec_errmsg());
+    }
+out:
+    free(cuts);
+    return rc;
+}
+
+int cut_write(void *ctx, const CutImage *img)
+{
+    const CutWriter *cw = ctx;
+    char tmpdir[4400];
+    int rc = ckptdir_begin(cw->root, img->step, tmpdir, sizeof tmpdir);
+    if (rc)
+        return rc;
+    if ((rc = write_shard_file(cw, img, tmpdir)) ||
+        (cw->committer && (rc = write_job_file(cw, img, tmpdir)))) {
+        char name[64];
+        snprintf(name, sizeof name, "shard-%u.ckpt", img->shard);
+        char why[600];
+        snprintf(why, sizeof why, "%s", psrec_errmsg());
+        if (!cw->committer)
+            ckptdir_mark_failed(tmpdir, name, why);
+        else
+            ckptdir_abandon(tmpdir);
+        return psrec_errf(rc, "%s", why);
+    }
+    if (!cw->committer)
+        return 0;
+    /* The committer: every shard's file, then MANIFEST and the rename. */
+    const size_t nfiles = (size_t)img->shards + 1;
+    char(*names)[64] = calloc(nfiles, sizeof *names);
+    const char **files = calloc(nfiles, sizeof *files);
+    if (!names || !files) {
+        free(names);
+        free(files);
+        ckptdir_abandon(tmpdir);
+        return PSREC_E_NOMEM;
+    }
+    for (uint32_t k = 0; k < img->shards; k++) {
+        snprintf(names[k], sizeof names[k], "shard-%u.ckpt", k);
+        files[k] = names[k];
+    }
+    snprintf(names[img->shards], sizeof names[0], "job.ckpt");
+    files[img->shards] = names[img->shards];
+    rc = ckptdir_wait_files(tmpdir, files, nfiles, cw->wait_timeout);
+    if (!rc)
+        rc = ckptdir_commit(cw->root, img->step, files, nfiles, cw->keep);
+    if (rc) {
+        char why[600];
+        snprintf(why, sizeof why, "%s", psrec_errmsg());
+        ckptdir_abandon(tmpdir);
+        rc = psrec_errf(rc, "%s", why);
+    }
+    free(names);
+    free(files);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ resume */
+
+void cut_resume_fini(ResumeState *rs)
+{
+    free(rs->cuts);
+    free(rs->done);
+    free(rs->plan);
+    free(rs->config_text);
+    memset(rs, 0, sizeof *rs);
+}
+
+static int section_copy(const CkptReader *r, const char *file, const char *name, void *dst,
+                        size_t size)
+{
+    const void *p;
+    size_t n;
+    if (ckpt_section(r, name, &p, &n) || n != size)
+        return psrec_errf(PSREC_E_FORMAT, "%s: section %s missing or not %zu bytes", file, name,
+                          size);
+    memcpy(dst, p, size);
+    return 0;
+}
+
+int cut_resume_load(const char *root, ResumeState *rs)
+{
+    memset(rs, 0, sizeof *rs);
+    uint64_t step;
+    int rc = ckptdir_newest(root, &step, rs->step_dir, sizeof rs->step_dir);
+    if (rc)
+        return rc;
+    char file[4600];
+    CkptReader *r = NULL;
+    snprintf(file, sizeof file, "%s/shard-0.ckpt", rs->step_dir);
+    if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, &rs->meta)))
+        goto out;
+    ckpt_reader_free(&r);
+    snprintf(file, sizeof file, "%s/job.ckpt", rs->step_dir);
+    if ((rc = ckpt_reader_open(file, &r)) ||
+        (rc = section_copy(r, file, "job.meta", &rs->job, sizeof rs->job)))
+        goto out;
+    if (rs->job.version != JOBCUT_VERSION || rs->job.size != sizeof rs->job ||
+        !rs->job.workers || rs->job.workers > (1u << 20) || rs->job.step != rs->meta.step) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: job.meta version %u, size %u, %u workers, step "
+                        "%llu (shard files say %llu)", file, rs->job.version, rs->job.size,
+                        rs->job.workers, (unsigned long long)rs->job.step,
+                        (unsigned long long)rs->meta.step);
+        goto out;
+    }
+    const uint32_t W = rs->job.workers;
+    rs->cuts = calloc(W, sizeof *rs->cuts);
+    rs->done = calloc(W, 1);
+    unsigned char *enc = calloc(W, WORKERCUT_BYTES);
+    if (!rs->cuts || !rs->done || !enc) {
+        free(enc);
+        rc = PSREC_E_NOMEM;
+        goto out;
+    }
+    if ((rc = section_copy(r, file, "cut.pos", enc, (size_t)W * WORKERCUT_BYTES)) ||
+        (rc = section_copy(r, file, "cut.done", rs->done, W))) {
+        free(enc);
+        goto out;
+    }
+    for (uint32_t w = 0; w < W && !rc; w++) {
+        if ((rc = workercut_decode(enc + (size_t)w * WORKERCUT_BYTES, WORKERCUT_BYTES,
+                                   &rs->cuts[w])))
+            rc = psrec_errf(rc, "%s: worker %u: %s", file, w, psrec_errmsg());
+        else if (rs->cuts[w].pos.rank != w || rs->cuts[w].pos.world != W ||
+                 rs->cuts[w].pos.seed != rs->job.seed)
+            rc = psrec_errf(PSREC_E_FORMAT, "%s: worker %u's position belongs to another "
+                            "layout", file, w);
+    }
+    free(enc);
+    if (rc)
+        goto out;
+    const void *p;
+    size_t n;
+    if (ckpt_section(r, "job.config", &p, &n) == 0 && (rs->config_text = malloc(n + 1))) {
+        memcpy(rs->config_text, p, n);
+        rs->config_text[n] = '\0';
+    }
+    if (ckpt_section(r, "job.plan", &p, &n) == 0 && n) {
+        if (!(rs->plan = malloc(n))) {
+            rc = PSREC_E_NOMEM;
+            goto out;
+        }
+        memcpy(rs->plan, p, n);
+        rs->plan_len = n;
+    }
+out:
+    ckpt_reader_free(&r);
+    if (rc)
+        cut_resume_fini(rs);
+    return rc;
+}
+
+int cut_resume_start(const ResumeState *rs, uint32_t rank, uint32_t world, int interleave,
+                     uint64_t n, ReaderPosition *start, ReaderPlan **plan)
+{
+    *plan = NULL;
+    ReaderPlan *cur = NULL;
+    int rc = 0;
+    if (rs->plan_len && (rc = reader_plan_decode(rs->plan, rs->plan_len, &cur)))
+        return psrec_errf(rc, "%s/job.ckpt: job.plan: %s", rs->step_dir, psrec_errmsg());
+    const uint32_t W = rs->job.workers;
+    if (!reader_plan_needed(W, (int)rs->job.interleave, world, interleave)) {
+        /* The same layout: every worker goes on exactly where it stood (bit for bit). */
+        *start = rs->cuts[rank].pos;
+        *plan = cur;
+        return 0;
+    }
+    ReaderPosition *pos = calloc(W, sizeof *pos);
+    if (!pos) {
+        reader_plan_free(&cur);
+        return PSREC_E_NOMEM;
+    }
+    for (uint32_t w = 0; w < W; w++)
+        pos[w] = rs->cuts[w].pos;
+    rc = reader_plan_build(n, pos, W, cur, plan);
+    if (rc)
+        rc = psrec_errf(rc, "%s: re-partitioning %u workers' positions over %u: %s",
+                        rs->step_dir, W, world, psrec_errmsg());
+    else
+        reader_start_position(*plan, rs->job.seed, rank, world, interleave, start);
+    free(pos);
+    reader_plan_free(&cur);
+    return rc;
+}
