@@ -517,6 +517,8 @@ static int cut_if_complete(ServerLoop *l)
         r.clock = step;
         r.request_id = q->request_id;
         cut_news(l, &r);
+        /* In a CUT reply the STOP bit speaks of this cut, not of the announced one. */
+        r.flags &= ~(uint32_t)WIRE_FLAG_STOP;
         if (stop)
             r.flags |= WIRE_FLAG_STOP;
         if (!rc)

@@ -350,7 +350,9 @@ static void note_announcement(PsZmq *c, uint32_t k, const WireHeader *h)
         c->announced = h->cut_step;
         c->announced_stop = 0;
     }
-    if (k == 0 && h->cut_step && h->cut_step == c->announced && (h->flags & WIRE_FLAG_STOP))
+    /* (In a CUT reply the STOP bit speaks of that cut: ps_zmq_cut reads it.) */
+    if (k == 0 && h->op != WIRE_OP_CUT && h->cut_step && h->cut_step == c->announced &&
+        (h->flags & WIRE_FLAG_STOP))
         c->announced_stop = 1;
     c->shard_want |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
 }
@@ -694,9 +696,10 @@ static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats
             return rc;
         }
     }
+    int rc2 = complete(c, p, stats);
     if (flags)
-        *flags = p->flags;
-    return complete(c, p, stats);
+        *flags = p->flags; /* the slot is free again, its fields still hold this request's */
+    return rc2;
 }
 
 /* ---- the PsClient and the rest of the API ----------------------------------------------- */
