@@ -78,7 +78,7 @@ int gates_on_clock(Gates *g, uint32_t worker, uint64_t clock);
 int gates_on_done(Gates *g, uint32_t worker);
 int gates_on_failed(Gates *g, uint32_t worker);
 
-/* State of a worker (GATES_LIVE for an unknown rank is never returned: GATES_FAILED). */
+/* State of a worker; an unknown rank reads GATES_FAILED (never live). */
 GatesWorkerState gates_worker_state(const Gates *g, uint32_t worker);
 
 /* Live workers. */
