@@ -608,45 +608,6 @@ int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
     return rc;
 }
 
-int ckptdir_publish(const char *root, uint64_t step, int keep)
-{
-    char dir[PATH_BYTES], tmpdir[PATH_BYTES];
-    int rc = step_paths(root, step, dir, sizeof dir, tmpdir, sizeof tmpdir);
-    if (rc)
-        return rc;
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return psrec_errf(errno, "%s: %s", tmpdir, strerror(errno));
-    char (*names)[CKPTDIR_NAME_MAX] = NULL;
-    const char **list = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while (!rc && (e = readdir(d))) {
-        if (!valid_file_name(e->d_name))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            void *p = realloc(names, cap * sizeof *names);
-            if (!p) {
-                rc = PSREC_E_NOMEM;
-                break;
-            }
-            names = p;
-        }
-        memcpy(names[n++], e->d_name, strlen(e->d_name) + 1); /* valid_file_name: it fits */
-    }
-    closedir(d);
-    if (!rc && !(list = malloc((n ? n : 1) * sizeof *list)))
-        rc = PSREC_E_NOMEM;
-    for (size_t i = 0; !rc && i < n; i++)
-        list[i] = names[i];
-    if (!rc)
-        rc = ckptdir_commit(root, step, list, n, keep);
-    free(list);
-    free(names);
-    return rc;
-}
-
 /* ------------------------------------------------------------------ reading */
 
 int ckptdir_newest(const char *root, uint64_t *step, char *dir, size_t n)
@@ -780,7 +741,3 @@ int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Sha
     return load_filtered(step_dir, NULL, 0, params_only, meta, out);
 }
 
-void ckptdir_shard_options(const RunMeta *m, ShardOptions *o)
-{
-    run_meta_shard_options(m, o);
-}

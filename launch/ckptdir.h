@@ -135,19 +135,5 @@ int ckptdir_load_model(const char *step_dir, int params_only, RunMeta *meta, Sha
 int ckptdir_save(const char *root, const RunMeta *meta, const Shard *shard,
                  const CkptdirSection *job_sections, size_t nsections, int keep);
 
-/* ---- deprecated: kept until launch/job.c and launch/cmd_train.c switch ---- */
-
-/* A worker's part of a consistent cut (cmd_train.c stores it as job.ckpt section
- * "worker.state"). Moves beside ReaderPosition. */
-typedef struct WorkerState {
-    ReaderPosition pos;   /* next sample (negatives are keyed by sample, so no RNG state) */
-    uint64_t step;
-} WorkerState;
-
-/* ckptdir_commit of every complete file found in <root>/step-N.tmp. */
-int ckptdir_publish(const char *root, uint64_t step, int keep);
-
-/* run_meta_shard_options (launch/run.h). */
-void ckptdir_shard_options(const RunMeta *meta, ShardOptions *out);
 
 #endif

@@ -114,8 +114,9 @@ static int checkpoint(void *ctx, const WorkerCut *cut, int final)
     img->final = final;
     img->finished[0] = cut->steps;
     img->done[0] = (unsigned char)final;
+    img->copy = snapwriter_take_spare(c->writer); /* refreshed in place: a shorter pause */
     if ((rc = workercut_encode(cut, img->cuts, SNAP_CUT_MAX, &len)) ||
-        (rc = shard_clone(c->shard, &img->copy))) {
+        (rc = shard_snapshot(c->shard, &img->copy))) {
         cut_image_free(&img);
         return rc;
     }

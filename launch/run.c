@@ -80,14 +80,6 @@ static void meta_model_fields(const Config *cfg, RunMeta *m)
     m->K = (uint32_t)cfg->train.negatives;
 }
 
-void run_model_dims(const Config *cfg, ModelDims *d)
-{
-    RunMeta m;
-    memset(&m, 0, sizeof m);
-    meta_model_fields(cfg, &m);
-    run_meta_dims(&m, d);
-}
-
 void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
 {
     memset(m, 0, sizeof *m);

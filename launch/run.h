@@ -36,10 +36,6 @@ void run_meta_dims(const RunMeta *m, ModelDims *d);
  * lazy_dense 0 (callers that run one shard of many set it). */
 void run_meta_shard_options(const RunMeta *m, ShardOptions *o);
 
-/* Deprecated: run_meta_from_config + run_meta_dims. Kept until launch/job.c and
- * launch/cmd_train.c switch; derived from the same conversion, so the two cannot disagree. */
-void run_model_dims(const Config *cfg, ModelDims *d);
-
 /* {"auc","mrr","ndcg5","ndcg10","impressions","skipped"}: the final result on stdout. */
 void run_print_eval(FILE *f, const MetricsResult *r);
 

@@ -463,7 +463,8 @@ static int take_image(ServerLoop *l, uint64_t step, int stop, int final)
         memcpy(img->cuts + (size_t)w * SNAP_CUT_MAX, l->pos + (size_t)w * SNAP_CUT_MAX,
                SNAP_CUT_MAX);
     }
-    if ((rc = shard_clone(l->shard, &img->copy))) {
+    img->copy = snapwriter_take_spare(l->writer);
+    if ((rc = shard_snapshot(l->shard, &img->copy))) {
         cut_image_free(&img);
         return psrec_errf(rc, "shard %u: cannot copy the shard for the cut at step %" PRIu64
                           ": %s", l->opt.shard_index, step, psrec_errmsg());

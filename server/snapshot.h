@@ -64,6 +64,10 @@ void snapwriter_wait(SnapWriter *w);
 
 void snapwriter_status(SnapWriter *w, SnapStatus *out);
 
+/* The shard copy of the last image written (the caller owns it), or NULL: refresh it with
+ * shard_snapshot for the next cut instead of copying into fresh memory. */
+Shard *snapwriter_take_spare(SnapWriter *w);
+
 /* Finish the queued image (never abandon a cut half-written), stop the thread, free; *w = NULL. */
 void snapwriter_free(SnapWriter **w);
 
