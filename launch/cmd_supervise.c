@@ -133,8 +133,10 @@ static char **resume_argv(int n, char **cmd, int config_at, int *dropped_force)
     return out;
 }
 
-/* Step of the newest step-N directory under root holding a MANIFEST, or -1 when none.
- * Replaced by ckptdir_newest at merge (which also checks the MANIFEST's sizes and CRCs). */
+/* Step of the newest step-N directory under root holding a MANIFEST, or -1 when none: the
+ * progress measure between restarts. It reads no file (a MANIFEST is written last, so its
+ * presence means the step was committed); the child's --resume verifies every CRC and falls
+ * back past a damaged step by itself, so a cheap check is enough to tell "made progress". */
 static long long newest_step(const char *root)
 {
     DIR *d = opendir(root);
