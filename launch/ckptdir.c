@@ -450,7 +450,7 @@ static int list_step_dirs(const char *root, StepDir **done, size_t *ndone, StepD
             *cap = c;
         }
         (*arr)[*n].step = step;
-        snprintf((*arr)[*n].name, sizeof (*arr)[*n].name, "%s", e->d_name);
+        memcpy((*arr)[*n].name, e->d_name, strlen(e->d_name) + 1); /* < 64: checked above */
         (*n)++;
     }
     closedir(d);
@@ -463,8 +463,9 @@ static int list_step_dirs(const char *root, StepDir **done, size_t *ndone, StepD
         }
         return rc;
     }
-    qsort(*done, *ndone, sizeof **done, cmp_step_desc);
-    if (scratch)
+    if (*ndone > 1) /* (qsort of a NULL array is undefined even for 0 elements) */
+        qsort(*done, *ndone, sizeof **done, cmp_step_desc);
+    if (scratch && *nscratch > 1)
         qsort(*scratch, *nscratch, sizeof **scratch, cmp_step_desc);
     return 0;
 }
