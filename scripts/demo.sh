@@ -18,7 +18,8 @@ $PSREC prep --news data/demo/dev/news.tsv --behaviors data/demo/dev/behaviors.ts
             --out data/demo/dev.db --vocab-from data/demo/train.db --force
 $PSREC inspect data/demo/train.db
 # Distributed: 1 server shard + 2 workers (ps.servers = 1 in the config), on this machine.
-mpirun --oversubscribe -np 3 $PSREC train configs/demo.conf
+# --force: each demo is a new run; ps.host: the demo talks over loopback only.
+mpirun --oversubscribe -np 3 $PSREC train configs/demo.conf --force --ps.host=127.0.0.1
 echo "== dev metrics of the trained model (psrec eval):"
 $PSREC eval --ckpt runs/demo/ckpt --data data/demo/dev.db --predictions runs/demo/dev.predictions
 echo "== oracle (ranking by the true click probability): $(cat data/demo/oracle.json)"
