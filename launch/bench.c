@@ -208,17 +208,9 @@ static int run_steps(TrainStep *ts, PsClient *ps, const BenchBatch *batches, Ben
 typedef struct Loopback {
     void *ctx;
     ServerLoop *loop;
-    pthread_t thread;
     int running, loop_rc;
     PsZmq *client;
 } Loopback;
-
-static void *loopback_main(void *arg)
-{
-    Loopback *lb = arg;
-    lb->loop_rc = server_loop_run(lb->loop);
-    return NULL;
-}
 
 static int loopback_start(Loopback *lb, const ShardOptions *so, int asp)
 {
@@ -232,8 +224,8 @@ static int loopback_start(Loopback *lb, const ShardOptions *so, int asp)
     int rc = server_loop_new(&lo, &lb->loop);
     if (rc)
         return rc;
-    if (pthread_create(&lb->thread, NULL, loopback_main, lb) != 0)
-        return psrec_errf(PSREC_E_STATE, "bench: cannot start the shard thread");
+    if ((rc = server_loop_start(lb->loop)))
+        return rc;
     lb->running = 1;
     const char *ep = server_loop_endpoint(lb->loop);
     PsZmqOptions po = {.zmq_ctx = lb->ctx, .endpoints = &ep, .shards = 1, .worker_rank = 0,
@@ -248,7 +240,7 @@ static void loopback_stop(Loopback *lb)
     if (lb->running) {
         if (!lb->client)
             server_loop_stop(lb->loop);
-        pthread_join(lb->thread, NULL);
+        server_loop_join(lb->loop, -1, &lb->loop_rc);
     }
     ps_zmq_free(&lb->client);
     server_loop_free(&lb->loop);

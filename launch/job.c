@@ -80,9 +80,7 @@ typedef struct Job {
     FILE *metrics;
     void *zctx;
     ServerLoop *loop;
-    pthread_t loop_thread;
     int loop_started, loop_rc;
-    int loop_done;                   /* set (atomically) by the loop thread when it returns */
     int peer_failed;                 /* a worker reported failure to this shard */
     char (*endpoints)[ENDPOINT_MAX]; /* (size) */
     int *shard_ranks;                /* (shards) */
@@ -220,14 +218,6 @@ static void hello(Job *j)
     }
 }
 
-static void *loop_main(void *arg)
-{
-    Job *j = arg;
-    j->loop_rc = server_loop_run(j->loop);
-    __atomic_store_n(&j->loop_done, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
 static int start_server(Job *j)
 {
     char host[CONFIG_STR_MAX], ep[ENDPOINT_MAX + CONFIG_STR_MAX];
@@ -285,8 +275,8 @@ static int start_server(Job *j)
         LOG_ERROR("cannot start shard %d on %s: %s", j->shard_index, ep, psrec_errmsg());
         return -1;
     }
-    if (pthread_create(&j->loop_thread, NULL, loop_main, j) != 0) {
-        LOG_ERROR("cannot start the shard thread");
+    if (server_loop_start(j->loop)) {
+        LOG_ERROR("%s", psrec_errmsg());
         return -1;
     }
     j->loop_started = 1; /* the loop logs its endpoint and mode itself */
@@ -506,7 +496,7 @@ static void notify_failure(Job *j)
 static void wait_loop(Job *j)
 {
     int asked = 0;
-    while (!__atomic_load_n(&j->loop_done, __ATOMIC_ACQUIRE)) {
+    while (!server_loop_done(j->loop)) {
         if (!asked && life_stop_requested()) {
             server_loop_request_cut(j->loop, 1); /* a stopping cut at the next step */
             asked = 1;
@@ -716,7 +706,7 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
             notify_failure(&j);
         if (j.loop_started) {
             wait_loop(&j);
-            pthread_join(j.loop_thread, NULL);
+            server_loop_join(j.loop, -1, &j.loop_rc);
             j.loop_started = 0;
             if (j.peer_failed)
                 mine = 0;
@@ -726,10 +716,6 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
             }
         }
         code = finish_life(&j, mine);
-    }
-    if (j.loop_started) {
-        server_loop_stop(j.loop);
-        pthread_join(j.loop_thread, NULL);
     }
     ps_zmq_free(&j.client);
     server_loop_free(&j.loop);

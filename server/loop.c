@@ -27,6 +27,8 @@
 #include "common/timer.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -71,6 +73,11 @@ struct ServerLoop {
     double next_timed_cut;  /* shard 0: every_seconds timer (< 0: off) */
     int stopped;            /* a stopping cut was taken, or a worker said it stops */
     uint64_t cuts_taken, cuts_failed;
+
+    pthread_t thread;       /* server_loop_start's */
+    int started;
+    atomic_int done;        /* that thread returned */
+    int run_rc;
 
     WireStats stats;
     double t0, next_stats;
@@ -157,6 +164,7 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     atomic_init(&l->stop, 0);
     atomic_init(&l->failed, 0);
     atomic_init(&l->want, 0);
+    atomic_init(&l->done, 0);
     *out = l;
     return 0;
 fail:
@@ -189,6 +197,11 @@ void server_loop_free(ServerLoop **lp)
     ServerLoop *l = *lp;
     if (!l)
         return;
+    if (l->started) { /* never free under a running loop */
+        int rc;
+        server_loop_stop(l);
+        server_loop_join(l, -1, &rc);
+    }
     snapwriter_free(&l->writer); /* writes what was copied before anything goes */
     if (l->sock)
         zmq_close(l->sock);
@@ -859,4 +872,53 @@ void server_loop_flush(ServerLoop *l)
 {
     if (l->writer)
         snapwriter_wait(l->writer);
+}
+
+static void *loop_thread(void *arg)
+{
+    ServerLoop *l = arg;
+    l->run_rc = server_loop_run(l);
+    atomic_store(&l->done, 1);
+    return NULL;
+}
+
+int server_loop_start(ServerLoop *l)
+{
+    if (l->started)
+        return psrec_errf(PSREC_E_STATE, "shard %u: started twice", l->opt.shard_index);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&l->thread, NULL, loop_thread, l);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return psrec_errf(rc, "shard %u: cannot start the loop's thread: %s",
+                          l->opt.shard_index, psrec_strerror(rc));
+    l->started = 1;
+    return 0;
+}
+
+int server_loop_done(const ServerLoop *l)
+{
+    return atomic_load(&((ServerLoop *)l)->done);
+}
+
+int server_loop_join(ServerLoop *l, double timeout_s, int *rc)
+{
+    *rc = 0;
+    if (!l->started)
+        return 0;
+    if (timeout_s >= 0) {
+        double until = timer_now() + timeout_s;
+        while (!atomic_load(&l->done)) {
+            if (timer_now() >= until)
+                return ETIMEDOUT;
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pthread_join(l->thread, NULL);
+    l->started = 0;
+    *rc = l->run_rc;
+    return 0;
 }

@@ -62,6 +62,20 @@ const char *server_loop_endpoint(const ServerLoop *l);
  * not be applied). Call once, on one thread. */
 int server_loop_run(ServerLoop *l);
 
+/* Run server_loop_run on a thread of its own (every signal blocked there, so signals reach
+ * the caller's threads). The one way psrec starts a shard loop on a thread.
+ * Returns 0 or a pthread errno (with detail). */
+int server_loop_start(ServerLoop *l);
+
+/* 1 once the thread started by server_loop_start has returned from server_loop_run. Safe
+ * from any thread. */
+int server_loop_done(const ServerLoop *l);
+
+/* Wait for that thread, at most timeout_s seconds (< 0: no limit). Returns 0 and *rc =
+ * server_loop_run's result, or ETIMEDOUT (the loop still runs: server_loop_stop, then join
+ * again). Joining a loop that was never started returns 0 with *rc = 0. */
+int server_loop_join(ServerLoop *l, double timeout_s, int *rc);
+
 /* Ask a running (or about to run) loop to return. The only call that may be made from
  * another thread while server_loop_run runs. */
 void server_loop_stop(ServerLoop *l);

@@ -37,7 +37,6 @@ static WireLimits lim;
 
 typedef struct Srv {
     ServerLoop *loop;
-    pthread_t th;
     int rc;
 } Srv;
 
@@ -53,13 +52,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void *run_thread(void *arg)
-{
-    Srv *s = arg;
-    s->rc = server_loop_run(s->loop);
-    return NULL;
 }
 
 /* Two shards of one job (SGD, lr 1, lazy dense rows) serving W workers, each on a thread;
@@ -86,7 +78,7 @@ static void cluster_start_on(Cluster *cl, ServerConsistency c, uint32_t W, int t
             .zmq_ctx = ctx};
         CU_ASSERT_FATAL(server_loop_new(&o, &cl->srv[k].loop) == 0);
         snprintf(cl->ep[k], sizeof cl->ep[k], "%s", server_loop_endpoint(cl->srv[k].loop));
-        CU_ASSERT_FATAL(pthread_create(&cl->srv[k].th, NULL, run_thread, &cl->srv[k]) == 0);
+        CU_ASSERT_FATAL(server_loop_start(cl->srv[k].loop) == 0);
     }
     n++;
 }
@@ -103,12 +95,9 @@ static int cluster_end(Cluster *cl)
 {
     int stopped = 0;
     for (uint32_t k = 0; k < NSHARDS; k++) {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += JOIN_S;
-        if (pthread_timedjoin_np(cl->srv[k].th, NULL, &until) != 0) {
+        if (server_loop_join(cl->srv[k].loop, JOIN_S, &cl->srv[k].rc) != 0) {
             server_loop_stop(cl->srv[k].loop);
-            pthread_join(cl->srv[k].th, NULL);
+            server_loop_join(cl->srv[k].loop, -1, &cl->srv[k].rc);
             stopped++;
         }
         CU_ASSERT_EQUAL(cl->srv[k].rc, 0);

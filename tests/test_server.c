@@ -29,17 +29,9 @@ static uint64_t next_id = 1;
 
 typedef struct Srv {
     ServerLoop *loop;
-    pthread_t th;
     int rc;
     int running;
 } Srv;
-
-static void *run_thread(void *arg)
-{
-    Srv *s = arg;
-    s->rc = server_loop_run(s->loop);
-    return NULL;
-}
 
 /* Start a loop with W workers on a fresh inproc endpoint (SGD, lr 1). */
 static void srv_start(Srv *s, ServerConsistency c, uint32_t W, uint32_t staleness,
@@ -63,7 +55,7 @@ static void srv_start(Srv *s, ServerConsistency c, uint32_t W, uint32_t stalenes
     memset(s, 0, sizeof *s);
     CU_ASSERT_FATAL(server_loop_new(&o, &s->loop) == 0);
     CU_ASSERT_FATAL(strcmp(server_loop_endpoint(s->loop), ep) == 0);
-    CU_ASSERT_FATAL(pthread_create(&s->th, NULL, run_thread, s) == 0);
+    CU_ASSERT_FATAL(server_loop_start(s->loop) == 0);
     s->running = 1;
 }
 
@@ -72,7 +64,7 @@ static int srv_end(Srv *s, int stop)
 {
     if (stop)
         server_loop_stop(s->loop);
-    pthread_join(s->th, NULL);
+    server_loop_join(s->loop, -1, &s->rc);
     s->running = 0;
     server_loop_free(&s->loop);
     return s->rc;
