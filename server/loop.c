@@ -25,6 +25,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/timer.h"
+#include "common/zsock.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -86,17 +87,17 @@ struct ServerLoop {
     uint64_t log_suppressed;
 };
 
-/* Every socket option of the shard's socket, in one place (CURVE keys go here too). Called
- * at creation with linger 0 (never hang on a dead peer) and once more when the loop ends with
- * a bounded linger so the final replies are flushed. */
+/* The shard's socket options (common/zsock.c sets every option of both sides). Called at
+ * creation with linger 0 (never hang on a dead peer) and once more when the loop ends with a
+ * bounded linger so the final replies are flushed. */
 static int socket_options(ServerLoop *l, int linger_ms)
 {
-    int64_t max_frame = (int64_t)l->lim.max_bytes;
-    if (zmq_setsockopt(l->sock, ZMQ_LINGER, &linger_ms, sizeof linger_ms) ||
-        zmq_setsockopt(l->sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame))
-        return psrec_errf(zmq_errno(), "shard %u: socket options: %s", l->opt.shard_index,
-                          zmq_strerror(zmq_errno()));
-    return 0;
+    char who[32];
+    snprintf(who, sizeof who, "shard %u", l->opt.shard_index);
+    ZsockOptions o = {.linger_ms = linger_ms,
+                      .send_timeout_ms = -1,
+                      .max_msg_bytes = (int64_t)l->lim.max_bytes};
+    return zsock_setup(l->sock, &o, who);
 }
 
 int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)

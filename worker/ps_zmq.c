@@ -16,7 +16,7 @@
  *   pushes of its step (ZeroMQ keeps a socket's order).
  * - A socket whose send failed is not used again (a multipart message may have been cut).
  * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background,
- * CURVE (socket_options is where its keys will go). */
+ * CURVE (common/zsock.c is where its keys will go). */
 #include "worker/ps_zmq.h"
 
 #include "common/error.h"
@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/rng.h"
 #include "common/timer.h"
+#include "common/zsock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -130,21 +131,15 @@ static void routing_id(uint32_t rank, char *out, size_t n)
 
 static int socket_options(PsZmq *c, uint32_t k)
 {
-    char id[64];
+    char id[64], who[64];
     routing_id(c->rank, id, sizeof id);
-    if (zmq_setsockopt(c->socks[k], ZMQ_ROUTING_ID, id, strlen(id)))
-        return psrec_errf(zmq_errno(), "shard %u (rank %d): routing id: %s", k,
-                          shard_rank(c, k), zmq_strerror(zmq_errno()));
-    int linger = 0;
+    snprintf(who, sizeof who, "shard %u (rank %d)", k, shard_rank(c, k));
     double ms = c->timeout * 1000.0;
-    int sndtimeo = ms >= INT_MAX ? INT_MAX : ms < 1.0 ? 1 : (int)ms;
-    int64_t max_msg = (int64_t)c->lim.max_bytes;
-    if (zmq_setsockopt(c->socks[k], ZMQ_LINGER, &linger, sizeof linger) ||
-        zmq_setsockopt(c->socks[k], ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo) ||
-        zmq_setsockopt(c->socks[k], ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg))
-        return psrec_errf(zmq_errno(), "shard %u (rank %d): socket options: %s", k,
-                          shard_rank(c, k), zmq_strerror(zmq_errno()));
-    return 0;
+    ZsockOptions o = {.linger_ms = 0,
+                      .send_timeout_ms = ms >= INT_MAX ? INT_MAX : ms < 1.0 ? 1 : (int)ms,
+                      .max_msg_bytes = (int64_t)c->lim.max_bytes,
+                      .routing_id = id};
+    return zsock_setup(c->socks[k], &o, who);
 }
 
 static int check_options(const PsZmqOptions *o)
