@@ -145,6 +145,11 @@ static const Key keys[] = {
           "address shards bind to; empty = this host's first non-loopback IPv4 address"),
     K_DBL("ps", "rendezvous_timeout", ps.rendezvous_timeout, "30", 0, 86400, KF_MIN_OPEN,
           "seconds to wait for every peer at start-up"),
+    K_DBL("ps", "heartbeat_interval", ps.heartbeat_interval, "1", 0, 3600, KF_MIN_OPEN,
+          "seconds between a worker's heartbeats to every shard (sent by a thread of their own)"),
+    K_DBL("ps", "heartbeat_timeout", ps.heartbeat_timeout, "10", 0, 86400, KF_MIN_OPEN,
+          "a worker or shard silent this long is dead (waiting at a consistency gate is not "
+          "silence)"),
 
     K_INT("checkpoint", "every_steps", checkpoint.every_steps, "0", 0, INT_MAX,
           "checkpoint every N global steps (a consistent cut of the whole job); 0 = off"),

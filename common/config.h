@@ -76,6 +76,8 @@ typedef struct Config {
         int port; /* 0 = ephemeral */
         char host[CONFIG_STR_MAX]; /* "" = first non-loopback IPv4 of this host */
         double rendezvous_timeout; /* seconds */
+        double heartbeat_interval; /* seconds */
+        double heartbeat_timeout;  /* seconds */
     } ps;
     struct {
         int every_steps; /* 0 = off (the end of training always writes one) */

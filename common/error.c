@@ -21,6 +21,7 @@ const char *psrec_strerror(int code)
     case PSREC_E_NOMEM: return "out of memory";
     case PSREC_E_STATE: return "call in the wrong state";
     case PSREC_E_STOPPED: return "stopped at a checkpoint (preempted)";
+    case PSREC_E_FENCED: return "declared dead by the job (fenced)";
     default: break;
     }
     if (code > 0)

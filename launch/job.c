@@ -31,6 +31,7 @@
 #include "launch/run.h"
 #include "server/loop.h"
 #include "worker/eval.h"
+#include "worker/heartbeat.h"
 #include "worker/ps_zmq.h"
 #include "worker/reader.h"
 #include "worker/train.h"
@@ -85,6 +86,7 @@ typedef struct Job {
     char (*endpoints)[ENDPOINT_MAX]; /* (size) */
     int *shard_ranks;                /* (shards) */
     PsZmq *client;
+    Heartbeat *heartbeat;        /* this worker's liveness actor */
     PsClient ps;
     MetricsResult last_eval;
     int evaluated;
@@ -266,6 +268,7 @@ static int start_server(Job *j)
     lo.snap_ctx = cw;
     lo.final_image = 1;
     lo.cut_every_seconds = j->cfg->checkpoint.every_seconds;
+    lo.heartbeat_timeout = j->cfg->ps.heartbeat_timeout;
     switch (j->cfg->ps.consistency) {
     case CONSISTENCY_BSP: lo.consistency = SERVER_BSP; break;
     case CONSISTENCY_SSP: lo.consistency = SERVER_SSP; break;
@@ -426,7 +429,19 @@ static int run_worker(Job *j)
     po.shape = (ParamShape){.E = j->meta.E, .H = j->meta.H, .vocab_rows = j->meta.vocab_rows,
                             .category_rows = j->meta.category_rows,
                             .user_rows = j->meta.user_rows};
-    int rc = ps_zmq_new(&po, &j->client);
+    /* Liveness flows on a thread of its own while this one computes or waits at a gate. */
+    HeartbeatOptions ho = {.zmq_ctx = j->zctx,
+                           .endpoints = eps,
+                           .shards = (uint32_t)j->shards,
+                           .worker_rank = (uint32_t)j->worker_index,
+                           .interval = j->cfg->ps.heartbeat_interval,
+                           .shape = po.shape};
+    int rc = heartbeat_start(&ho, &j->heartbeat);
+    if (!rc) {
+        po.heartbeat = j->heartbeat;
+        po.dead_after = j->cfg->ps.heartbeat_timeout;
+        rc = ps_zmq_new(&po, &j->client);
+    }
     free(eps);
     if (rc) {
         LOG_ERROR("cannot connect to the shards: %s", psrec_errmsg());
@@ -652,6 +667,36 @@ static int finish_life(Job *j, int mine)
     return !ok ? 1 : preempted ? EXIT_PREEMPTED : 0;
 }
 
+/* A failed life: no collective, since a rank may be dead or stopped (a collective with it
+ * would never return). Rank 0 writes summary.json and ends the job with MPI_Abort; the other
+ * ranks give it time to, then end it themselves (rank 0 may be the one that is gone). */
+static int fail_job(Job *j)
+{
+    uint32_t lost[RUNDIR_LOST_MAX];
+    uint32_t nlost = j->loop ? server_loop_lost(j->loop, lost, RUNDIR_LOST_MAX) : 0;
+    if (nlost > RUNDIR_LOST_MAX)
+        nlost = RUNDIR_LOST_MAX;
+    if (j->rank == 0) {
+        int ranks[RUNDIR_LOST_MAX];
+        for (uint32_t i = 0; i < nlost; i++)
+            ranks[i] = j->cfg->ps.colocate ? (int)lost[i] : j->first_worker_rank + (int)lost[i];
+        SnapStatus ss = {0};
+        if (j->loop)
+            server_loop_snap_status(j->loop, &ss);
+        life_write_summary(j->cfg, &j->lf, RUN_STATUS_FAILED, j->steps, j->epochs_done,
+                           j->samples_life, NULL, (uint32_t)ss.failed, ranks, nlost);
+        LOG_ERROR("the job failed; ending every rank (the newest checkpoint is what --resume "
+                  "and psrec supervise continue from)");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    double until = timer_now() + 10.0 + j->cfg->ps.heartbeat_timeout;
+    while (timer_now() < until)
+        usleep(100000);
+    LOG_ERROR("rank 0 did not end the failed job; ending it from rank %d", j->rank);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return 1;
+}
+
 int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *flags)
 {
     int provided;
@@ -691,6 +736,13 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
         }
         ok = agree(mine);
     }
+    if (ok && !(cfg->ps.heartbeat_timeout >= 2.0 * cfg->ps.heartbeat_interval)) {
+        if (j.rank == 0)
+            LOG_ERROR("ps.heartbeat_timeout = %g s must be at least twice ps.heartbeat_interval "
+                      "= %g s, or one late heartbeat declares a worker dead",
+                      cfg->ps.heartbeat_timeout, cfg->ps.heartbeat_interval);
+        ok = 0;
+    }
     if (ok)
         ok = agree(prepare_life(&j) == 0);
     if (ok) {
@@ -715,9 +767,14 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
                 mine = 0;
             }
         }
-        code = finish_life(&j, mine);
+        uint32_t lost1;
+        if (!mine || (j.loop && server_loop_lost(j.loop, &lost1, 1)))
+            code = fail_job(&j); /* does not return: MPI_Abort */
+        else
+            code = finish_life(&j, mine);
     }
     ps_zmq_free(&j.client);
+    heartbeat_stop(&j.heartbeat);
     server_loop_free(&j.loop);
     if (j.zctx)
         zmq_ctx_term(j.zctx);

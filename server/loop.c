@@ -40,6 +40,7 @@
 #define DRAIN_MAX 256          /* messages handled per poll wake-up */
 #define LOG_BURST 5            /* bad-message log lines per second */
 #define FINAL_LINGER_MS 1000   /* bounded flush of the last replies */
+#define WAIT_LOG_S 30.0        /* how often the log names the worker a gate waits for */
 
 _Static_assert(GATES_ID_MAX >= WIRE_IDENTITY_MAX, "a deferred pull keeps the whole routing id");
 
@@ -74,6 +75,12 @@ struct ServerLoop {
     double next_timed_cut;  /* shard 0: every_seconds timer (< 0: off) */
     int stopped;            /* a stopping cut was taken, or a worker said it stops */
     uint64_t cuts_taken, cuts_failed;
+
+    /* Liveness. */
+    double *last_seen;      /* (W) timer_now() of the worker's latest message */
+    unsigned char *dead;    /* (W) declared dead by heartbeat timeout (fenced) */
+    double *dead_at;        /* (W) when */
+    double next_wait_log;   /* the "waiting for worker w" line, every WAIT_LOG_S */
 
     pthread_t thread;       /* server_loop_start's */
     int started;
@@ -127,7 +134,11 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->pos_len = calloc(opts->workers, sizeof *l->pos_len);
     l->cut_req = calloc(opts->workers, sizeof *l->cut_req);
     l->in_cut = calloc(opts->workers, 1);
-    if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req || !l->in_cut)
+    l->last_seen = calloc(opts->workers, sizeof *l->last_seen);
+    l->dead = calloc(opts->workers, 1);
+    l->dead_at = calloc(opts->workers, sizeof *l->dead_at);
+    if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req ||
+        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at)
         goto fail;
     l->opt.endpoint = l->bind_to;
     wire_limits_init(&l->lim, &opts->shard.shape);
@@ -211,6 +222,9 @@ void server_loop_free(ServerLoop **lp)
     free(l->pos_len);
     free(l->cut_req);
     free(l->in_cut);
+    free(l->last_seen);
+    free(l->dead);
+    free(l->dead_at);
     gates_free(&l->gates);
     free(l->rows);
     free((void *)l->failed_worker);
@@ -632,6 +646,17 @@ static int on_request(ServerLoop *l, const WireMsg *m)
                  l->opt.workers);
         return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
     }
+    if (l->dead[h->worker_rank]) {
+        /* Fenced: whatever it sends now is refused, and the error tells it to exit. */
+        snprintf(why, sizeof why, "shard %u declared worker %u dead %.0f s ago (silent for "
+                 "longer than ps.heartbeat_timeout = %g s); it is fenced and must exit",
+                 l->opt.shard_index, h->worker_rank, timer_now() - l->dead_at[h->worker_rank],
+                 l->opt.heartbeat_timeout);
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_FENCED, why);
+    }
+    l->last_seen[h->worker_rank] = timer_now();
+    if (h->op == WIRE_OP_HEARTBEAT)
+        return ack(l, m->identity, m->id_len, h); /* alive, whatever it is doing */
     if (atomic_load(&l->failed) && h->op != WIRE_OP_SHUTDOWN) {
         snprintf(why, sizeof why, "shard %u: a worker failed, the job is ending",
                  l->opt.shard_index);
@@ -743,6 +768,45 @@ static int take_failures(ServerLoop *l)
     return any;
 }
 
+/* Workers silent for heartbeat_timeout are dead: dropped from the gates and fenced. Their
+ * data cannot be taken over by the survivors yet, so the job ends (as for a reported
+ * failure: every other request is refused) and `psrec supervise` resumes it from the newest
+ * checkpoint. Also names, every WAIT_LOG_S, the worker a gate waits for. */
+static int check_liveness(ServerLoop *l, double t)
+{
+    int any = 0;
+    if (l->opt.heartbeat_timeout > 0)
+        for (uint32_t w = 0; w < l->opt.workers; w++) {
+            if (gates_worker_state(l->gates, w) != GATES_LIVE ||
+                t - l->last_seen[w] <= l->opt.heartbeat_timeout)
+                continue;
+            l->dead[w] = 1;
+            l->dead_at[w] = t;
+            gates_on_failed(l->gates, w);
+            atomic_store(&l->failed, 1);
+            any = 1;
+            LOG_ERROR("shard %u: worker %u silent for %.1f s (ps.heartbeat_timeout = %g s): "
+                      "declared dead and fenced; its data cannot be taken over, so the job "
+                      "ends (psrec supervise resumes it from the newest checkpoint)",
+                      l->opt.shard_index, w, t - l->last_seen[w], l->opt.heartbeat_timeout);
+        }
+    if (t >= l->next_wait_log) {
+        l->next_wait_log = t + WAIT_LOG_S;
+        if (gates_waiting(l->gates)) {
+            uint64_t slow = gates_slowest(l->gates);
+            for (uint32_t w = 0; w < l->opt.workers; w++)
+                if (gates_worker_state(l->gates, w) == GATES_LIVE &&
+                    gates_finished(l->gates, w) == slow) {
+                    LOG_INFO("shard %u: %zu pull(s) wait at the gate for worker %u (step %" PRIu64
+                             ", last heard from %.1f s ago)", l->opt.shard_index,
+                             gates_waiting(l->gates), w, slow, t - l->last_seen[w]);
+                    break;
+                }
+        }
+    }
+    return any;
+}
+
 /* The loop ends: every pull still waiting gets an ERROR, so none goes unanswered. */
 static int fail_deferred(ServerLoop *l)
 {
@@ -775,6 +839,9 @@ int server_loop_run(ServerLoop *l)
              l->opt.staleness);
     l->t0 = timer_now();
     l->next_stats = l->opt.stats_interval > 0 ? l->t0 + l->opt.stats_interval : -1;
+    for (uint32_t w = 0; w < l->opt.workers; w++)
+        l->last_seen[w] = l->t0; /* the grace of a fresh start */
+    l->next_wait_log = l->t0 + WAIT_LOG_S;
     l->next_timed_cut = l->opt.shard_index == 0 && l->opt.cut_every_seconds > 0
                             ? l->t0 + l->opt.cut_every_seconds
                             : -1;
@@ -795,7 +862,7 @@ int server_loop_run(ServerLoop *l)
         } else if (n > 0) {
             rc = drain(l);
         }
-        if (!rc && take_failures(l)) {
+        if (!rc && (take_failures(l) | check_liveness(l, timer_now()))) {
             int frc = fail_deferred(l);
             if (!rc)
                 rc = frc;
@@ -922,4 +989,16 @@ int server_loop_join(ServerLoop *l, double timeout_s, int *rc)
     l->started = 0;
     *rc = l->run_rc;
     return 0;
+}
+
+uint32_t server_loop_lost(const ServerLoop *l, uint32_t *out, uint32_t n)
+{
+    uint32_t k = 0;
+    for (uint32_t w = 0; w < l->opt.workers; w++)
+        if (l->dead[w]) {
+            if (k < n)
+                out[k] = w;
+            k++;
+        }
+    return k;
 }

@@ -36,6 +36,11 @@ typedef struct ServerLoopOptions {
     void *snap_ctx;            /* borrowed by snap_fn until server_loop_free */
     int final_image;           /* 1: when every worker is done (none failed, no stopping cut),
                                   write one more image with final = 1 */
+    double heartbeat_timeout;  /* a live worker silent this long (no message at all, its
+                                  heartbeat actor's included) is declared dead: dropped from
+                                  the gates and fenced (its requests get PSREC_E_FENCED);
+                                  since its data cannot be taken over yet, the job then ends.
+                                  0: never */
     Shard *initial;            /* a resumed shard to serve (ownership moves to the loop, also
                                   on error); NULL: a fresh one from `shard` */
 } ServerLoopOptions;
@@ -93,6 +98,10 @@ void server_loop_snap_status(ServerLoop *l, SnapStatus *out);
 
 /* 1 once the loop took a stopping cut (the job is being preempted). Only while not running. */
 int server_loop_stopped(const ServerLoop *l);
+
+/* Workers declared dead by heartbeat timeout: fills up to n ranks into out, returns how many
+ * there are. Only while not running. */
+uint32_t server_loop_lost(const ServerLoop *l, uint32_t *out, uint32_t n);
 
 /* Counters so far. Only while the loop is not running (before or after server_loop_run). */
 void server_loop_stats(const ServerLoop *l, WireStats *out);

@@ -88,6 +88,8 @@ static void assert_config_equal(const Config *a, const Config *b)
     CU_ASSERT_EQUAL(a->ps.port, b->ps.port);
     CU_ASSERT(a->ps.rendezvous_timeout == b->ps.rendezvous_timeout);
     CU_ASSERT(a->checkpoint.every_seconds == b->checkpoint.every_seconds);
+    CU_ASSERT(a->ps.heartbeat_interval == b->ps.heartbeat_interval);
+    CU_ASSERT(a->ps.heartbeat_timeout == b->ps.heartbeat_timeout);
     CU_ASSERT_EQUAL(a->checkpoint.every_steps, b->checkpoint.every_steps);
     CU_ASSERT_EQUAL(a->checkpoint.keep, b->checkpoint.keep);
     CU_ASSERT_STRING_EQUAL(a->checkpoint.dir, b->checkpoint.dir);
@@ -126,6 +128,8 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(cfg.ps.port, 0);
     CU_ASSERT(cfg.ps.rendezvous_timeout == 30.0);
     CU_ASSERT(cfg.checkpoint.every_seconds == 0.0);
+    CU_ASSERT(cfg.ps.heartbeat_interval == 1.0);
+    CU_ASSERT(cfg.ps.heartbeat_timeout == 10.0);
     CU_ASSERT_EQUAL(cfg.checkpoint.every_steps, 0);
     CU_ASSERT_EQUAL(cfg.checkpoint.keep, 3);
     CU_ASSERT_STRING_EQUAL(cfg.checkpoint.dir, "");
@@ -716,7 +720,7 @@ static void test_reference(void)
             !strncmp(p + 1, "train.", 6) || !strncmp(p + 1, "ps.", 3) ||
             !strncmp(p + 1, "checkpoint.", 11) || !strncmp(p + 1, "run.", 4))
             keys++;
-    CU_ASSERT_EQUAL(keys, 33);
+    CU_ASSERT_EQUAL(keys, 35);
     free(text);
 }
 

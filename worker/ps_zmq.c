@@ -25,6 +25,7 @@
 #include "common/rng.h"
 #include "common/timer.h"
 #include "common/zsock.h"
+#include "worker/heartbeat.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -73,6 +74,8 @@ struct PsZmq {
     zmq_pollitem_t *items;  /* (S) */
     WireLimits lim;
     TableSpec specs[PARAM_TABLES];
+    const Heartbeat *hb;    /* liveness of the shards, or NULL (then `timeout` rules) */
+    double dead_after;
     uint64_t clock;         /* carried by pulls and pushes */
     uint64_t seq;           /* requests issued */
     int shut;               /* SHUTDOWN acknowledged by every shard */
@@ -174,6 +177,8 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     c->rank = opt->worker_rank;
     c->W = opt->workers;
     c->timeout = opt->timeout;
+    c->hb = opt->heartbeat;
+    c->dead_after = opt->dead_after > 0 ? opt->dead_after : opt->timeout;
     wire_limits_init(&c->lim, &opt->shape);
     params_specs(&opt->shape, c->specs);
     rc = PSREC_E_NOMEM;
@@ -441,6 +446,27 @@ static void pump(PsZmq *c, Pending *p)
         uint32_t k0 = 0;
         while (k0 < c->S && !p->due[k0])
             k0++;
+        if (c->hb) {
+            /* Liveness decides, not how long this reply takes: name a silent shard, or stop
+             * at once when this worker was fenced. */
+            if (heartbeat_fenced(c->hb)) {
+                for (uint32_t k = 0; k < c->S; k++)
+                    settle(c, p, k, PSREC_E_FENCED, "this worker was declared dead by the "
+                           "job (silent for longer than ps.heartbeat_timeout); exiting");
+                return;
+            }
+            for (uint32_t k = 0; k < c->S; k++) {
+                double quiet = p->due[k] ? heartbeat_silence(c->hb, k) : 0;
+                if (quiet > c->dead_after)
+                    settle(c, p, k, ETIMEDOUT, "no heartbeat reply for %.1f s (more than "
+                           "ps.heartbeat_timeout = %g s): the shard is dead or stalled "
+                           "(%s request %llu)", quiet, c->dead_after, wire_op_name(p->op),
+                           (unsigned long long)p->id);
+            }
+            if (!p->pending)
+                return;
+            left = 0.1; /* look at the heartbeats again soon */
+        }
         if (left <= 0) {
             if (!p->rc) {
                 p->rc = ETIMEDOUT;

@@ -34,6 +34,14 @@ typedef struct PsZmqOptions {
                                       the shard's index */
     const int *shard_mpi_ranks;    /* (shards) MPI rank of each shard, for error messages;
                                       NULL = use the index */
+    const struct Heartbeat *heartbeat; /* the worker's heartbeat actor, or NULL. When set, a
+                                      wait fails only when a shard it waits for has not
+                                      answered heartbeats for dead_after seconds (dead or
+                                      stalled), never merely because replies take long (a
+                                      consistency gate may hold a pull for any time); and
+                                      with PSREC_E_FENCED once a shard declared this worker
+                                      dead. When NULL, `timeout` applies as described. */
+    double dead_after;             /* seconds (with heartbeat) */
 } PsZmqOptions;
 
 typedef struct PsZmq PsZmq;
