@@ -366,9 +366,27 @@ static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
     return 0;
 }
 
+/* Fault injection for tests: PSREC_TEST_SLEEP=w:step:seconds makes worker w sleep that long
+ * after `step` steps (its heartbeats go on: a slow worker, not a dead one). */
+static void test_sleep(const Job *j, uint64_t steps)
+{
+    const char *e = getenv("PSREC_TEST_SLEEP");
+    unsigned w;
+    unsigned long long at;
+    double sec;
+    if (e && sscanf(e, "%u:%llu:%lf", &w, &at, &sec) == 3 && w == (unsigned)j->worker_index &&
+        at == steps) {
+        LOG_WARN("sleeping %.1f s after step %llu on purpose (PSREC_TEST_SLEEP)", sec, at);
+        struct timespec ts = {(time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
+
 static int worker_cut_due(void *ctx, const WorkerCut *cut)
 {
     Job *j = ctx;
+    test_sleep(j, cut->steps);
     if (life_stop_due(cut->steps))
         ps_zmq_request(j->client, WIRE_FLAG_WANT_STOP); /* shard 0 announces the step */
     const int every = j->cfg->checkpoint.every_steps;
