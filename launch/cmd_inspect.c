@@ -1,18 +1,25 @@
 /* `psrec inspect [--json] PATH`: prints a dataset's meta record and counts, or a checkpoint's
- * run meta, files and tables. Read-only. A checkpoint directory is verified file by file
- * against its MANIFEST (size, CRC-32) first and refused, exit 1, when any check fails; a
- * single .ckpt file is checked by its own container checks on open. */
+ * run meta, files and tables and, when it has a job.ckpt, the cut it holds (launch/cut.h):
+ * step, epoch, samples, wall time, consistency and partition mode, what kind of cut it is,
+ * the model hash, every worker's position and the re-partition plan in effect. Read-only.
+ * A checkpoint directory is verified file by file against its MANIFEST (size, CRC-32) first
+ * and refused, exit 1, when any check fails or its cut does not decode (resume would refuse
+ * it too); a single .ckpt file is checked by its own container checks on open. A job.ckpt
+ * without a job.meta section (not written by a cut) shows only its sections. */
 #include "common/ckpt.h"
 #include "common/dataset.h"
 #include "common/error.h"
 #include "common/runmeta.h"
+#include "common/config.h"
 #include "launch/ckptdir.h"
 #include "launch/commands.h"
+#include "launch/cut.h"
 #include "server/optim.h"
 #include "server/table.h"
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,8 +31,15 @@ static void inspect_usage(FILE *f)
                "checkpoint and print what it holds: PATH is a run's checkpoint directory (its\n"
                "newest valid step-N dir; damaged newer ones are reported and skipped), one\n"
                "step-N dir (exit 1 unless every file matches its MANIFEST), or a .ckpt file.\n"
+               "For a cut (a step dir with job.ckpt) it also prints the cut's step, epoch,\n"
+               "samples and wall seconds over the run's life, consistency and partition mode,\n"
+               "kind (periodic, stopping, final), model hash, every worker's position and the\n"
+               "re-partition plan in effect.\n"
                "  --json     one JSON object on stdout (keys: news, users, impressions, samples,\n"
-               "             vocab, categories, missing_news_refs, skipped_lines, ...)\n"
+               "             vocab, categories, missing_news_refs, skipped_lines, ...; for a\n"
+               "             checkpoint: step, epoch, shards, workers, ..., files, tables, job,\n"
+               "             cut {step, epoch, samples, wall_s, consistency, partition, kind,\n"
+               "             stop, final, model_hash, seed, shards, workers [...], plan})\n"
                "  -h, --help this text\n");
 }
 
@@ -193,6 +207,199 @@ static void print_job_sections(const char *step_dir, int json)
     ckpt_reader_free(&r);
 }
 
+/* The cut job.ckpt holds, decoded and checked as resume checks it (cut_resume_load). */
+typedef struct CutView {
+    int present;            /* 0: no job.ckpt, or one without job.meta: nothing to show */
+    JobCutMeta jm;
+    WorkerCut *cuts;        /* (jm.workers) every worker's position at the cut; .samples
+                               counts the life that wrote the cut (jm.samples adds the
+                               earlier lives) */
+    unsigned char *done;    /* (jm.workers) 1: it had finished every epoch */
+    ReaderPlan *plan;       /* the re-partition plan in effect, or NULL */
+} CutView;
+
+static void cutview_fini(CutView *v)
+{
+    free(v->cuts);
+    free(v->done);
+    reader_plan_free(&v->plan);
+    memset(v, 0, sizeof *v);
+}
+
+/* Read step_dir's job.ckpt into v. Returns 0 (v->present says whether there is a cut) or
+ * PSREC_E_FORMAT / PSREC_E_NOMEM with detail naming the file and section. */
+static int cutview_load(const char *step_dir, const RunMeta *m, CutView *v)
+{
+    char file[4400];
+    CkptReader *r = NULL;
+    const void *p;
+    size_t n;
+    int rc = 0;
+    memset(v, 0, sizeof *v);
+    snprintf(file, sizeof file, "%s/" CKPTDIR_JOB_FILE, step_dir);
+    if (access(file, F_OK) != 0)
+        return 0;
+    if ((rc = ckpt_reader_open(file, &r)))
+        return rc;
+    if (ckpt_section(r, "job.meta", &p, &n) != 0)
+        goto out; /* not a cut's job.ckpt */
+    JobCutMeta *jm = &v->jm;
+    if (n != sizeof *jm) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: job.meta is %zu bytes, a cut's is %zu", file, n,
+                        sizeof *jm);
+        goto out;
+    }
+    memcpy(jm, p, sizeof *jm);
+    if (jm->version != JOBCUT_VERSION || jm->size != sizeof *jm || !jm->workers ||
+        jm->workers > (1u << 20) || jm->step != m->step) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: job.meta version %u, size %u, %u workers, step "
+                        "%llu (shard files say %llu)", file, jm->version, jm->size, jm->workers,
+                        (unsigned long long)jm->step, (unsigned long long)m->step);
+        goto out;
+    }
+    const uint32_t W = jm->workers;
+    if (!(v->cuts = calloc(W, sizeof *v->cuts)) || !(v->done = calloc(W, 1))) {
+        rc = PSREC_E_NOMEM;
+        goto out;
+    }
+    if (ckpt_section(r, "cut.pos", &p, &n) != 0 || n != (size_t)W * WORKERCUT_BYTES) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: cut.pos missing or not %u x %u bytes", file, W,
+                        WORKERCUT_BYTES);
+        goto out;
+    }
+    for (uint32_t w = 0; w < W; w++) {
+        if ((rc = workercut_decode((const unsigned char *)p + (size_t)w * WORKERCUT_BYTES,
+                                   WORKERCUT_BYTES, &v->cuts[w]))) {
+            rc = psrec_errf(rc, "%s: worker %u: %s", file, w, psrec_errmsg());
+            goto out;
+        }
+        if (v->cuts[w].pos.rank != w || v->cuts[w].pos.world != W ||
+            v->cuts[w].pos.seed != jm->seed) {
+            rc = psrec_errf(PSREC_E_FORMAT, "%s: worker %u's position belongs to another "
+                            "layout", file, w);
+            goto out;
+        }
+    }
+    if (ckpt_section(r, "cut.done", &p, &n) != 0 || n != W) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: cut.done missing or not %u bytes", file, W);
+        goto out;
+    }
+    memcpy(v->done, p, W);
+    if (ckpt_section(r, "job.plan", &p, &n) == 0 && n &&
+        (rc = reader_plan_decode(p, n, &v->plan))) {
+        rc = psrec_errf(rc, "%s: job.plan: %s", file, psrec_errmsg());
+        goto out;
+    }
+    v->present = 1;
+out:
+    ckpt_reader_free(&r);
+    if (rc)
+        cutview_fini(v);
+    return rc;
+}
+
+static const char *cut_kind(const JobCutMeta *jm)
+{
+    return jm->final ? "final" : jm->stop ? "stopping" : "periodic";
+}
+
+static const char *partition_name(uint32_t interleave)
+{
+    return interleave ? "interleave" : "range";
+}
+
+/* ,"cut":{...} or ,"cut":null */
+static void print_cut_json(const CutView *v)
+{
+    if (!v->present) {
+        printf(",\"cut\":null");
+        return;
+    }
+    const JobCutMeta *jm = &v->jm;
+    printf(",\"cut\":{\"step\":%llu,\"epoch\":%llu,\"samples\":%llu,\"wall_s\":%.17g,"
+           "\"consistency\":\"%s\",\"partition\":\"%s\",\"kind\":\"%s\",\"stop\":%s,"
+           "\"final\":%s,\"model_hash\":\"%016llx\",\"seed\":%llu,\"shards\":%u,\"workers\":[",
+           (unsigned long long)jm->step, (unsigned long long)jm->epoch,
+           (unsigned long long)jm->samples, jm->wall_s,
+           config_consistency_name((ConfigConsistency)jm->consistency),
+           partition_name(jm->interleave), cut_kind(jm), jm->stop ? "true" : "false",
+           jm->final ? "true" : "false", (unsigned long long)jm->model_hash,
+           (unsigned long long)jm->seed, jm->shards);
+    for (uint32_t w = 0; w < jm->workers; w++) {
+        const WorkerCut *c = &v->cuts[w];
+        printf("%s{\"worker\":%u,\"epoch\":%llu,\"offset\":%llu,\"planned\":%s,\"steps\":%llu,"
+               "\"samples\":%llu,\"done\":%s}",
+               w ? "," : "", w, (unsigned long long)c->pos.epoch,
+               (unsigned long long)c->pos.offset, c->pos.planned ? "true" : "false",
+               (unsigned long long)c->steps, (unsigned long long)c->samples,
+               v->done[w] ? "true" : "false");
+    }
+    printf("],\"plan\":");
+    if (!v->plan) {
+        printf("null}");
+        return;
+    }
+    const ReaderPlan *pl = v->plan;
+    printf("{\"epoch\":%llu,\"samples\":%llu,\"parts\":[", (unsigned long long)pl->epoch,
+           (unsigned long long)pl->samples);
+    for (uint32_t i = 0; i < pl->nparts; i++) {
+        const ReaderPlanPart *pt = &pl->parts[i];
+        printf("%s{\"epoch\":%llu,\"remaining\":%llu,\"segments\":%u,\"base_workers\":%u,"
+               "\"base_partition\":\"%s\"}",
+               i ? "," : "", (unsigned long long)pt->epoch, (unsigned long long)pt->remaining,
+               pt->nseg, pt->base_world, partition_name(pt->base_interleave));
+    }
+    printf("]}}");
+}
+
+static void print_cut_text(const CutView *v)
+{
+    if (!v->present)
+        return;
+    const JobCutMeta *jm = &v->jm;
+    printf("  cut at step %llu: %s%s\n", (unsigned long long)jm->step, cut_kind(jm),
+           jm->final ? " (end of training)" : jm->stop ? " (preemption: the run stopped here)"
+                                                       : "");
+    printf("    %-12s %12llu  epoch of the slowest worker's next sample\n", "epoch",
+           (unsigned long long)jm->epoch);
+    printf("    %-12s %12llu  samples trained over the run's life up to the cut\n", "samples",
+           (unsigned long long)jm->samples);
+    printf("    %-12s %12.1f  wall seconds of the run's lives up to the cut\n", "wall_s",
+           jm->wall_s);
+    printf("    %-12s %12s  ps.consistency\n", "consistency",
+           config_consistency_name((ConfigConsistency)jm->consistency));
+    printf("    %-12s %12s  data.partition\n", "partition", partition_name(jm->interleave));
+    printf("    %-12s %016llx  hash of what shapes the model (resume checks it)\n",
+           "model_hash", (unsigned long long)jm->model_hash);
+    printf("    %-12s %12llu  train.seed\n", "seed", (unsigned long long)jm->seed);
+    printf("  workers at the cut (offset: samples of the epoch trained, in its order, or in its\n"
+           "  share of the plan when planned; steps: its clock; samples: trained in the life\n"
+           "  that wrote the cut):\n");
+    printf("    %6s %8s %12s %7s %10s %12s %5s\n", "worker", "epoch", "offset", "planned",
+           "steps", "samples", "done");
+    for (uint32_t w = 0; w < jm->workers; w++) {
+        const WorkerCut *c = &v->cuts[w];
+        printf("    %6u %8llu %12llu %7s %10llu %12llu %5s\n", w,
+               (unsigned long long)c->pos.epoch, (unsigned long long)c->pos.offset,
+               c->pos.planned ? "yes" : "no", (unsigned long long)c->steps,
+               (unsigned long long)c->samples, v->done[w] ? "yes" : "no");
+    }
+    if (!v->plan) {
+        printf("  re-partition plan: none (every epoch in the normal layout)\n");
+        return;
+    }
+    const ReaderPlan *pl = v->plan;
+    printf("  re-partition plan in effect from epoch %llu (%u epoch(s) re-partitioned):\n",
+           (unsigned long long)pl->epoch, pl->nparts);
+    for (uint32_t i = 0; i < pl->nparts; i++) {
+        const ReaderPlanPart *pt = &pl->parts[i];
+        printf("    epoch %llu: %llu samples left in %u segment(s) of the order of %u %s "
+               "worker(s)\n",
+               (unsigned long long)pt->epoch, (unsigned long long)pt->remaining, pt->nseg,
+               pt->base_world, partition_name(pt->base_interleave));
+    }
+}
+
 /* A verified step dir: its run meta, files, rows per table, job.ckpt sections. */
 static int inspect_step_dir(const char *step_dir, int json)
 {
@@ -202,6 +409,7 @@ static int inspect_step_dir(const char *step_dir, int json)
     char file[4400];
     TableRows tables[64];
     size_t ntables = 0;
+    CutView cut = {0};
     int rc = EXIT_FAIL;
     if (ckptdir_verify(step_dir, &man)) {
         fprintf(stderr, "psrec inspect: not a valid checkpoint: %s\n", psrec_errmsg());
@@ -209,7 +417,8 @@ static int inspect_step_dir(const char *step_dir, int json)
     }
     snprintf(file, sizeof file, "%s/shard-0.ckpt", step_dir);
     if (ckpt_reader_open(file, &r) || runmeta_read(r, file, &m) ||
-        sum_table_rows(step_dir, &m, tables, sizeof tables / sizeof tables[0], &ntables)) {
+        sum_table_rows(step_dir, &m, tables, sizeof tables / sizeof tables[0], &ntables) ||
+        cutview_load(step_dir, &m, &cut)) {
         fprintf(stderr, "psrec inspect: not a valid checkpoint: %s\n", psrec_errmsg());
         goto out;
     }
@@ -256,10 +465,15 @@ static int inspect_step_dir(const char *step_dir, int json)
                    tables[i].info.dense ? " (dense)" : "");
     }
     print_job_sections(step_dir, json);
-    if (json)
+    if (json) {
+        print_cut_json(&cut);
         printf("}\n");
+    } else {
+        print_cut_text(&cut);
+    }
     rc = EXIT_OK;
 out:
+    cutview_fini(&cut);
     ckpt_reader_free(&r);
     ckptdir_manifest_fini(&man);
     return rc;

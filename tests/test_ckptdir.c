@@ -2,12 +2,16 @@
  * no MANIFEST), fall back to the previous valid step with the skip logged, pruning that keeps
  * the newest N and always the just-committed one, the multi-writer
  * protocol (idempotent begin, failure notes, timeouts), a full disk leaving the previous
- * checkpoint valid, shard_clone bit for bit and independent, and re-hashed loads into other
- * shard counts keeping every row (values, optimizer state, steps) exactly once. */
+ * checkpoint valid, shard_clone bit for bit and independent, re-hashed loads into other
+ * shard counts keeping every row (values, optimizer state, steps) exactly once, and `psrec
+ * inspect` on fixtures and on the cuts of a real single-process run (stopping, periodic,
+ * final, with and without a re-partition plan). */
 #include "common/ckpt.h"
 #include "common/error.h"
 #include "common/keyrange.h"
+#include "common/runmeta.h"
 #include "launch/ckptdir.h"
+#include "launch/cut.h"
 #include "launch/run.h"
 #include "server/shard.h"
 #include "server/table.h"
@@ -681,6 +685,7 @@ static void test_inspect(void)
     CU_ASSERT(strstr(out, "\"optimizer\":\"adam\"") != NULL);
     CU_ASSERT(strstr(out, "\"name\":\"shard-0.ckpt\"") && strstr(out, "\"name\":\"job.ckpt\""));
     CU_ASSERT(strstr(out, "\"name\":\"test.job\",\"size\":8") != NULL);
+    CU_ASSERT(strstr(out, "\"cut\":null") != NULL); /* a job.ckpt without job.meta */
     /* Rows held per table add up to what the shard holds. */
     double sum = 0;
     const char *q = out;
@@ -707,6 +712,158 @@ static void test_inspect(void)
     shard_free(&s);
 }
 
+/* A cut's job.meta that does not decode, or speaks of another step than the shard files,
+ * makes the step dir invalid for inspect, as for resume, though every file matches the
+ * MANIFEST. */
+static void test_inspect_bad_cut(void)
+{
+    fresh_root();
+    RunMeta m = small_meta();
+    m.step = 4;
+    Shard *s = trained_shard(&m);
+    const uint64_t junk = 4;
+    const CkptdirSection sec = {"job.meta", &junk, sizeof junk};
+    CU_ASSERT_FATAL(ckptdir_save(root, &m, s, &sec, 1, 3) == 0);
+    char *out = NULL;
+    int rc = tu_run(&out, "%s inspect --json %s", TU_PSREC, root);
+    CU_ASSERT(rc == 1 && strstr(out, "not a valid checkpoint") && strstr(out, "job.meta is 8"));
+    if (rc != 1)
+        fprintf(stderr, "inspect: %s\n", out);
+    free(out);
+    /* A well-formed job.meta of another step than the shard files'. */
+    m.step = 5;
+    JobCutMeta jm = {.version = JOBCUT_VERSION, .size = sizeof jm, .step = 6, .workers = 1,
+                     .shards = 1};
+    const CkptdirSection sec2 = {"job.meta", &jm, sizeof jm};
+    CU_ASSERT_FATAL(ckptdir_save(root, &m, s, &sec2, 1, 3) == 0);
+    rc = tu_run(&out, "%s inspect --json %s", TU_PSREC, root);
+    CU_ASSERT(rc == 1 && strstr(out, "step 6 (shard files say 5)"));
+    if (rc != 1)
+        fprintf(stderr, "inspect: %s\n", out);
+    free(out);
+    shard_free(&s);
+}
+
+/* The number after "key": in the object that starts at the first `"obj":{` of json (or -1). */
+static double json_in(const char *json, const char *obj, const char *key)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":{", obj);
+    const char *at = strstr(json, pat);
+    double v = -1;
+    if (!at || !tu_json_number(at, key, &v))
+        return -1;
+    return v;
+}
+
+/* `psrec inspect --json DIR` of a real run; the caller frees. Exit code in *rc. */
+static char *inspect_json(const char *dir, int *rc)
+{
+    char *out = NULL;
+    *rc = tu_run(&out, "%s inspect --json %s 2>/dev/null", TU_PSREC, dir);
+    return out;
+}
+
+/* The cut of a real single-process run: a stopping cut, a periodic one, a cut while a
+ * re-partition plan is in effect (resumed with the other partition mode), the final one. */
+static void test_inspect_real_cut(void)
+{
+    fresh_root();
+    char *out = NULL, dir[4200], ckpt[4400], file[4600];
+    snprintf(dir, sizeof dir, "%s", parent);
+    CU_ASSERT_FATAL(tu_small_experiment(dir, 1, "[checkpoint]\nevery_steps = 100\n") == 0);
+    snprintf(ckpt, sizeof ckpt, "%s/run/ckpt", dir);
+    int rc = tu_run(&out, "%s inspect --json %s/train.db", TU_PSREC, dir);
+    double n = 0, v;
+    CU_ASSERT_FATAL(rc == 0 && tu_json_number(out, "samples", &n) && n > 0);
+    free(out);
+    const double B = 32;
+
+    /* Life 1: preempted after step 150 (a stopping cut; step 100 was periodic). */
+    rc = tu_run(&out, "PSREC_TEST_STOP_AT_STEP=150 %s train %s/exp.conf", TU_PSREC, dir);
+    CU_ASSERT_FATAL(rc == 75);
+    free(out);
+    out = inspect_json(ckpt, &rc);
+    CU_ASSERT(rc == 0);
+    CU_ASSERT(json_in(out, "cut", "step") == 150);
+    CU_ASSERT(json_in(out, "cut", "epoch") == 0);
+    CU_ASSERT(json_in(out, "cut", "samples") == 150 * B);
+    CU_ASSERT(json_in(out, "cut", "wall_s") > 0);
+    CU_ASSERT(json_in(out, "cut", "seed") == 1);
+    CU_ASSERT(json_in(out, "cut", "shards") == 1);
+    CU_ASSERT(strstr(out, "\"consistency\":\"bsp\",\"partition\":\"range\",\"kind\":\"stopping\","
+                          "\"stop\":true,\"final\":false") != NULL);
+    CU_ASSERT(strstr(out, "\"workers\":[{\"worker\":0,\"epoch\":0,\"offset\":4800,"
+                          "\"planned\":false,\"steps\":150,\"samples\":4800,\"done\":false}],"
+                          "\"plan\":null}") != NULL);
+    /* The model hash is the one resume checks, of the meta in the shard file. */
+    snprintf(file, sizeof file, "%s/step-0000000150/shard-0.ckpt", ckpt);
+    CkptReader *r = NULL;
+    RunMeta m;
+    CU_ASSERT_FATAL(ckpt_reader_open(file, &r) == 0 && runmeta_read(r, file, &m) == 0);
+    ckpt_reader_free(&r);
+    char hash[64];
+    snprintf(hash, sizeof hash, "\"model_hash\":\"%016llx\"",
+             (unsigned long long)cut_model_hash(&m));
+    CU_ASSERT(strstr(out, hash) != NULL);
+    if (!strstr(out, hash) || json_in(out, "cut", "step") != 150)
+        fprintf(stderr, "inspect: %s\n", out);
+    free(out);
+    snprintf(file, sizeof file, "%s/step-0000000100", ckpt);
+    out = inspect_json(file, &rc);
+    CU_ASSERT(rc == 0 && json_in(out, "cut", "step") == 100);
+    CU_ASSERT(strstr(out, "\"kind\":\"periodic\",\"stop\":false,\"final\":false") != NULL);
+    CU_ASSERT(strstr(out, "\"offset\":3200,\"planned\":false,\"steps\":100") != NULL);
+    free(out);
+
+    /* Life 2: the other partition mode needs a plan over the samples epoch 0 has left. */
+    rc = tu_run(&out, "PSREC_TEST_STOP_AT_STEP=200 %s train %s/exp.conf --resume "
+                      "--data.partition=interleave", TU_PSREC, dir);
+    CU_ASSERT_FATAL(rc == 75);
+    free(out);
+    out = inspect_json(ckpt, &rc);
+    CU_ASSERT(rc == 0 && json_in(out, "cut", "step") == 200);
+    CU_ASSERT(json_in(out, "cut", "samples") == 200 * B); /* over the run's life */
+    CU_ASSERT(strstr(out, "\"partition\":\"interleave\",\"kind\":\"stopping\"") != NULL);
+    /* The worker's offset counts within its share of the plan; its samples this life. */
+    CU_ASSERT(strstr(out, "{\"worker\":0,\"epoch\":0,\"offset\":1600,\"planned\":true,"
+                          "\"steps\":200,\"samples\":1600,\"done\":false}") != NULL);
+    CU_ASSERT(json_in(out, "plan", "epoch") == 0);
+    CU_ASSERT(json_in(out, "plan", "samples") == n);
+    const char *parts = strstr(out, "\"parts\":[");
+    CU_ASSERT_FATAL(parts != NULL);
+    CU_ASSERT(tu_json_number(parts, "remaining", &v) && v == n - 150 * B);
+    CU_ASSERT(strstr(parts, "\"segments\":1,\"base_workers\":1,\"base_partition\":\"range\"}]") !=
+              NULL);
+    free(out);
+
+    /* Life 3: to the end; the final cut, every sample of both epochs trained once. */
+    rc = tu_run(&out, "%s train %s/exp.conf --resume --data.partition=interleave", TU_PSREC,
+                dir);
+    CU_ASSERT_FATAL(rc == 0);
+    free(out);
+    out = inspect_json(ckpt, &rc);
+    CU_ASSERT(rc == 0);
+    CU_ASSERT(strstr(out, "\"kind\":\"final\",\"stop\":false,\"final\":true") != NULL);
+    CU_ASSERT(json_in(out, "cut", "samples") == 2 * n);
+    CU_ASSERT(json_in(out, "cut", "epoch") == 2);
+    const char *w = strstr(out, "\"workers\":[");
+    CU_ASSERT_FATAL(w != NULL);
+    CU_ASSERT(tu_json_number(w, "epoch", &v) && v == 2);
+    CU_ASSERT(tu_json_number(w, "steps", &v) && v == json_in(out, "cut", "step"));
+    CU_ASSERT(strstr(w, "\"done\":true}]") != NULL);
+    CU_ASSERT(json_in(out, "plan", "epoch") == 0); /* still the plan the worker followed */
+    free(out);
+    /* The text form says the same. */
+    rc = tu_run(&out, "%s inspect %s", TU_PSREC, ckpt);
+    CU_ASSERT(rc == 0 && strstr(out, ": final (end of training)") &&
+              strstr(out, "re-partition plan in effect from epoch 0") &&
+              strstr(out, "partition      interleave"));
+    if (rc || !strstr(out, ": final (end of training)"))
+        fprintf(stderr, "inspect: %s\n", out);
+    free(out);
+}
+
 int main(void)
 {
     static const TuTest tests[] = {{"commit and verify", test_commit_and_verify},
@@ -719,6 +876,10 @@ int main(void)
                                    {"table snapshot grows", test_table_snapshot_grows},
                                    {"re-hashed load into other shard counts", test_rehash_load},
                                    {"psrec inspect", test_inspect},
+                                   {"psrec inspect: a cut that does not decode",
+                                    test_inspect_bad_cut},
+                                   {"psrec inspect: the cuts of a real run",
+                                    test_inspect_real_cut},
                                    {NULL, NULL}};
     tu_add_suite("ckptdir", tests);
     int rc = tu_run_all();
