@@ -7,14 +7,19 @@
  * through the batches; the warm-up creates every sparse row the timed steps touch, so a
  * timed step is exactly what a training step costs in steady state.
  * Prep: generated (or given) MIND-format train split, prep_run into fresh outputs.
+ * Checkpoint: a shard with every key of every table pushed once (the largest state a shard of
+ * that shape can hold), copied, written, verified and loaded with the functions a run uses.
  * Invariants: nothing here changes the code it measures; the timed region holds only the
  * call being measured. Not here: argument parsing and printing (cmd_bench.c). */
 #include "launch/bench.h"
 
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "common/params.h"
 #include "common/rng.h"
 #include "common/timer.h"
+#include "launch/ckptdir.h"
+#include "launch/cut.h"
 #include "launch/inproc.h"
 #include "launch/prep.h"
 #include "launch/run.h"
@@ -24,12 +29,15 @@
 #include "worker/train.h"
 
 #include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -249,6 +257,31 @@ static void loopback_stop(Loopback *lb)
     memset(lb, 0, sizeof *lb);
 }
 
+/* The bench's model as a run meta (Adam with PyTorch's defaults, one shard, one worker), so
+ * the shard is set up by the same conversion train and eval use. */
+static RunMeta bench_meta(const ModelDims *d, uint32_t vocab, uint32_t categories,
+                          uint32_t users, uint64_t seed)
+{
+    return (RunMeta){.version = RUNMETA_VERSION,
+                     .size = sizeof(RunMeta),
+                     .E = (uint32_t)d->E,
+                     .H = (uint32_t)d->H,
+                     .title_len = (uint32_t)d->title_len,
+                     .his_len = (uint32_t)d->his_len,
+                     .K = (uint32_t)d->K,
+                     .optimizer = OPTIM_ADAM,
+                     .lr = 1e-3f,
+                     .beta1 = 0.9f,
+                     .beta2 = 0.999f,
+                     .eps = 1e-8f,
+                     .vocab_rows = vocab,
+                     .category_rows = categories,
+                     .user_rows = users,
+                     .seed = seed,
+                     .shards = 1,
+                     .workers = 1};
+}
+
 int bench_model(const BenchModelOptions *o, BenchModelResult *r)
 {
     memset(r, 0, sizeof *r);
@@ -286,24 +319,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
         news += (double)batches[i].news;
         tokens += (double)batches[i].news_tokens;
     }
-    /* The bench's model as a run meta (Adam with PyTorch's defaults), so the shard is set up
-     * by the same conversion train and eval use. */
-    const RunMeta meta = {.E = (uint32_t)d->E,
-                          .H = (uint32_t)d->H,
-                          .title_len = (uint32_t)d->title_len,
-                          .his_len = (uint32_t)d->his_len,
-                          .K = (uint32_t)d->K,
-                          .optimizer = OPTIM_ADAM,
-                          .lr = 1e-3f,
-                          .beta1 = 0.9f,
-                          .beta2 = 0.999f,
-                          .eps = 1e-8f,
-                          .vocab_rows = o->vocab,
-                          .category_rows = o->categories,
-                          .user_rows = o->users,
-                          .seed = o->seed,
-                          .shards = 1,
-                          .workers = 1};
+    const RunMeta meta = bench_meta(d, o->vocab, o->categories, o->users, o->seed);
     ShardOptions so;
     run_meta_shard_options(&meta, &so);
     {
@@ -497,5 +513,198 @@ out:;
     int rm = rmtree(root);
     if (!rc && rm)
         rc = psrec_errf(rm, "bench: removing %s: %s", root, strerror(rm));
+    return rc;
+}
+
+/* ------------------------------------------------------------------ checkpoint */
+
+void bench_checkpoint_defaults(BenchCheckpointOptions *o)
+{
+    *o = (BenchCheckpointOptions){.E = 128, .H = 128, .vocab = 50000, .categories = 20,
+                                  .users = 100000, .seed = 1, .repeat = 5};
+}
+
+/* Push one small random gradient to every key of every table, in chunks: every sparse row
+ * then exists, and every row has Adam moments and a step count, as after a long run. */
+static int populate(Shard *s, uint64_t seed)
+{
+    enum { CHUNK = 1024 };
+    uint64_t keys[CHUNK];
+    float *g = NULL;
+    Rng rng;
+    rng_seed(&rng, seed ^ 0x9e3779b97f4a7c15ULL);
+    int rc = 0;
+    for (uint32_t t = 0; t < PARAM_TABLES && !rc; t++) {
+        const uint64_t rows = shard_table_rows(s, t);
+        const size_t w = shard_table_width(s, t);
+        float *ng = realloc(g, CHUNK * w * sizeof *g);
+        if (!ng) {
+            rc = psrec_errf(PSREC_E_NOMEM, "bench: no memory for gradients");
+            break;
+        }
+        g = ng;
+        for (uint64_t k0 = 0; k0 < rows && !rc; k0 += CHUNK) {
+            const size_t n = rows - k0 < CHUNK ? (size_t)(rows - k0) : CHUNK;
+            for (size_t i = 0; i < n; i++)
+                keys[i] = k0 + i;
+            for (size_t i = 0; i < n * w; i++)
+                g[i] = (float)(0.02 * (rng_uniform(&rng) - 0.5));
+            rc = shard_push(s, t, keys, n, g);
+        }
+    }
+    free(g);
+    return rc;
+}
+
+/* Sum of the sizes of the plain files in dir. Returns 0 or an errno value with detail. */
+static int dir_bytes(const char *dir, uint64_t *bytes)
+{
+    *bytes = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return psrec_errf(errno, "bench: %s: %s", dir, strerror(errno));
+    struct dirent *e;
+    char path[4400 + sizeof e->d_name];
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (stat(path, &st))
+            rc = psrec_errf(errno, "bench: %s: %s", path, strerror(errno));
+        else if (S_ISREG(st.st_mode))
+            *bytes += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return rc;
+}
+
+/* 1: path does not exist or is an empty directory. */
+static int dir_new_or_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOENT;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d)))
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    return empty;
+}
+
+int bench_checkpoint(const BenchCheckpointOptions *o, BenchCheckpointResult *r)
+{
+    memset(r, 0, sizeof *r);
+    if (o->repeat < 1 || o->repeat > BENCH_MAX_REPEAT || o->E < 1 || o->H < 1 ||
+        o->vocab < 2 || o->categories < 1 || o->users < 2)
+        return psrec_errf(PSREC_E_USAGE, "bench: bad options (repeat %d, E %u, H %u, vocab %u, "
+                          "categories %u, users %u)", o->repeat, o->E, o->H, o->vocab,
+                          o->categories, o->users);
+    char root[4096], step_dir[4400];
+    if (o->dir) {
+        if (!dir_new_or_empty(o->dir))
+            return psrec_errf(PSREC_E_USAGE, "bench: --dir %s exists and is not empty (the "
+                              "bench prunes checkpoints there): give a new directory", o->dir);
+        snprintf(root, sizeof root, "%s", o->dir);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(root, sizeof root, "%s/psrec-bench-ckpt-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(root))
+            return psrec_errf(errno, "bench: mkdtemp %s: %s", root, strerror(errno));
+    }
+    Shard *s = NULL, *fresh = NULL, *loaded = NULL;
+    CutImage *img = NULL;
+    int rc = 0;
+    const ModelDims d = {.E = (int)o->E, .H = (int)o->H, .title_len = 30, .his_len = 50, .K = 4};
+    const RunMeta meta = bench_meta(&d, o->vocab, o->categories, o->users, o->seed);
+    ShardOptions so;
+    run_meta_shard_options(&meta, &so);
+    if ((rc = fs_mkdir_p(root)) || (rc = shard_new(&so, &s)) || (rc = populate(s, o->seed)))
+        goto out;
+    ShardStats st;
+    shard_stats(s, &st);
+    r->rows = st.rows_held;
+    /* The image the checkpoint thread would get: the copy plus one worker's position. */
+    if ((rc = cut_image_new(1, &img)))
+        goto out;
+    img->shards = 1;
+    const WorkerCut wc = {.pos = {.seed = o->seed, .world = 1}};
+    size_t len;
+    if ((rc = workercut_encode(&wc, img->cuts, SNAP_CUT_MAX, &len)))
+        goto out;
+    img->cut_len[0] = (uint32_t)len;
+    CutWriter cw = {.meta = meta,
+                    .config_text = "# psrec bench --checkpoint\n",
+                    .model_hash = cut_model_hash(&meta),
+                    .seed = o->seed,
+                    .keep = 1,
+                    .committer = 1,
+                    .wait_timeout = 60.0,
+                    .life_t0 = timer_now()};
+    snprintf(cw.root, sizeof cw.root, "%s", root);
+    /* The first cut's copy, into new memory (untimed here: timed below), then kept. */
+    if ((rc = shard_snapshot(s, &img->copy)))
+        goto out;
+    for (int rep = 0; rep < o->repeat; rep++) {
+        /* main() keeps freed blocks in the heap (mallopt): hand them back to the kernel, or
+         * this "fresh" copy would land in pages the previous repeat's copies faulted in. */
+        malloc_trim(0);
+        double t0 = timer_now();
+        rc = shard_clone(s, &fresh);
+        r->fresh_ms_runs[rep] = 1e3 * (timer_now() - t0);
+        shard_free(&fresh);
+        if (rc)
+            goto out;
+        t0 = timer_now();
+        rc = shard_snapshot(s, &img->copy);
+        r->reuse_ms_runs[rep] = 1e3 * (timer_now() - t0);
+        if (rc)
+            goto out;
+        img->step = (uint64_t)rep + 1;
+        img->finished[0] = img->step;
+        t0 = timer_now();
+        if ((rc = cut_write(&cw, img)))
+            goto out;
+        r->write_s_runs[rep] = timer_now() - t0;
+        snprintf(step_dir, sizeof step_dir, "%s/step-%010llu", root,
+                 (unsigned long long)img->step);
+        t0 = timer_now();
+        if ((rc = ckptdir_verify(step_dir, NULL)))
+            goto out;
+        r->verify_s_runs[rep] = timer_now() - t0;
+        RunMeta saved;
+        malloc_trim(0); /* a resume loads into a new process: fresh pages */
+        t0 = timer_now();
+        if ((rc = ckptdir_load_shard(step_dir, 0, 1, so.lazy_dense, &saved, &loaded)))
+            goto out;
+        r->load_s_runs[rep] = timer_now() - t0;
+        ShardStats ls;
+        shard_stats(loaded, &ls);
+        shard_free(&loaded);
+        if (ls.rows_held != r->rows) {
+            rc = psrec_errf(PSREC_E_STATE, "bench: %s loaded %llu rows, %llu were saved",
+                            step_dir, (unsigned long long)ls.rows_held,
+                            (unsigned long long)r->rows);
+            goto out;
+        }
+    }
+    if ((rc = dir_bytes(step_dir, &r->checkpoint_bytes)))
+        goto out;
+    r->repeat = o->repeat;
+    r->pause_ms_fresh = median(r->fresh_ms_runs, o->repeat);
+    r->pause_ms_reuse = median(r->reuse_ms_runs, o->repeat);
+    r->write_s = median(r->write_s_runs, o->repeat);
+    r->verify_s = median(r->verify_s_runs, o->repeat);
+    r->load_s = median(r->load_s_runs, o->repeat);
+out:
+    cut_image_free(&img);
+    shard_free(&loaded);
+    shard_free(&fresh);
+    shard_free(&s);
+    if (!o->dir) {
+        int rm = rmtree(root);
+        if (!rc && rm)
+            rc = psrec_errf(rm, "bench: removing %s: %s", root, strerror(rm));
+    }
     return rc;
 }

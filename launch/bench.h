@@ -1,6 +1,7 @@
 /* `psrec bench` as library calls: the throughput of training steps on random batches (the
  * peer's bench mode, shared/peers/torch_lstmnr.py), of OpenBLAS sgemm at an LSTM-like shape,
- * and of prep on MIND-small-sized generated data. Every figure is measured with
+ * of prep on MIND-small-sized generated data, and what a checkpoint costs (the training
+ * pause, writing, verifying and loading one) at a given model shape. Every figure is measured with
  * CLOCK_MONOTONIC and is the median of `repeat` runs, so one noisy run does not move it.
  * Timings are for reports (psrec bench), never for pass/fail tests. */
 #ifndef PSREC_LAUNCH_BENCH_H
@@ -97,5 +98,47 @@ void bench_prep_defaults(BenchPrepOptions *o);
  * temporary directory ($TMPDIR or /tmp), which is removed before returning (also on error).
  * Single-threaded: prep uses one core. Returns 0 or an error code (detail in psrec_errmsg()). */
 int bench_prep(const BenchPrepOptions *o, BenchPrepResult *r);
+
+typedef struct BenchCheckpointOptions {
+    uint32_t E, H;       /* word embedding and hidden sizes */
+    uint32_t vocab;      /* word rows */
+    uint32_t categories; /* category rows */
+    uint32_t users;      /* user rows */
+    uint64_t seed;       /* init seed and gradient values */
+    int repeat;          /* 1..BENCH_MAX_REPEAT */
+    const char *dir;     /* checkpoint root to write into: must not exist or be empty (the
+                            cuts prune step dirs there); the last cut is left in it, valid
+                            for `psrec inspect`. NULL: a temporary root under $TMPDIR (or
+                            /tmp), removed before returning (also on error). */
+} BenchCheckpointOptions;
+
+typedef struct BenchCheckpointResult {
+    int repeat;
+    uint64_t rows;             /* rows held over every table (every key of every table) */
+    uint64_t checkpoint_bytes; /* the files of one step dir: shard-0.ckpt, job.ckpt, MANIFEST */
+    /* Per repeat, in run order; the figures below are their medians. */
+    double fresh_ms_runs[BENCH_MAX_REPEAT], reuse_ms_runs[BENCH_MAX_REPEAT];
+    double write_s_runs[BENCH_MAX_REPEAT], verify_s_runs[BENCH_MAX_REPEAT];
+    double load_s_runs[BENCH_MAX_REPEAT];
+    double pause_ms_fresh;     /* shard_clone into new memory: the first cut of a life */
+    double pause_ms_reuse;     /* shard_snapshot refreshing the previous copy: later cuts */
+    double write_s;            /* cut_write (shard file, job.ckpt, MANIFEST commit with fsync,
+                                  LATEST, pruning the previous step dir) */
+    double verify_s;           /* ckptdir_verify of the step dir just written (page cache warm) */
+    double load_s;             /* ckptdir_load_shard of it into one shard (page cache warm,
+                                  fresh memory as in a resumed process) */
+} BenchCheckpointResult;
+
+/* The reference shape: E = H = 128, vocab 50000, 20 categories, 100000 users, 5 repeats. */
+void bench_checkpoint_defaults(BenchCheckpointOptions *o);
+
+/* One shard of the given shape (Adam, as the trainer makes it) with every row of every table
+ * present and pushed once (moments and step counts exist), then per repeat: a shard_clone
+ * into new memory, a shard_snapshot refreshing the previous copy, cut_write of that copy as
+ * step rep+1 of a one-shard, one-worker cut through the real checkpoint directory code (keep
+ * 1), ckptdir_verify and ckptdir_load_shard of the step dir. The loaded shard must hold every
+ * row, else PSREC_E_STATE. Single-threaded. Returns 0, PSREC_E_USAGE (an option out of range,
+ * or dir not empty) or the first error (detail in psrec_errmsg()). */
+int bench_checkpoint(const BenchCheckpointOptions *o, BenchCheckpointResult *r);
 
 #endif

@@ -2,7 +2,8 @@
  *
  * Model mode (default) times full training steps on random batches of a given shape (the
  * peer's bench mode) plus cblas_sgemm at an LSTM-like shape in the same process and thread
- * count; --prep times prep_run on MIND-small-sized generated data. Options are parsed
+ * count; --prep times prep_run on MIND-small-sized generated data; --checkpoint times what a
+ * checkpoint costs at a model shape (training pause, write, verify, load). Options are parsed
  * strictly (digits only, within range; unknown options, stray arguments, and options of the
  * other mode are usage errors, exit 2). With --json one JSON object goes to stdout, else a
  * readable summary; every speed claim in the README comes from this output. */
@@ -34,7 +35,8 @@ static void bench_usage(FILE *f)
     fprintf(f,
             "usage: psrec bench [--json] [model options] [--threads N] [--repeat R]\n"
             "       psrec bench --ps [--json] [model options] [--threads N] [--repeat R]\n"
-            "       psrec bench --prep [--json] [--data DIR | prep size options] [--repeat R]\n\n"
+            "       psrec bench --prep [--json] [--data DIR | prep size options] [--repeat R]\n"
+            "       psrec bench --checkpoint [--json] [shape options] [--dir DIR] [--repeat R]\n\n"
             "Model mode (default): time full training steps (dedup, pull, forward/backward,\n"
             "push with Adam through an in-process shard) on four random batches, cycled, and\n"
             "cblas_sgemm at an LSTM-like shape. Reports the median samples/s of R repeats,\n"
@@ -63,7 +65,18 @@ static void bench_usage(FILE *f)
             "  --prep-news N      news to generate (default %u)\n"
             "  --prep-users N     users to generate (default %u)\n"
             "  --prep-impressions N  train impressions to generate (default %u)\n"
-            "Both:\n"
+            "Checkpoint mode (--checkpoint): one shard of the shape (--word-dim, --hidden,\n"
+            "--vocab, --categories, --users, --seed; defaults as above) with every row of\n"
+            "every table present and pushed once (Adam moments and step counts), then per\n"
+            "repeat: pause_ms_fresh (copy into new memory: a life's first cut),\n"
+            "pause_ms_reuse (refresh the previous copy: every later cut), write_s (shard file,\n"
+            "job.ckpt, MANIFEST commit, fsync), verify_s and load_s (the step dir just\n"
+            "written: page cache warm); checkpoint_bytes is one step dir's files.\n"
+            "  --checkpoint       this mode\n"
+            "  --dir DIR          write the checkpoints into DIR (new or empty; the last one\n"
+            "                     is left there); default: a temporary dir under $TMPDIR,\n"
+            "                     removed afterwards\n"
+            "All modes:\n"
             "  --repeat R         repeats; figures are medians (default %d, max %d)\n"
             "  --json             one JSON object on stdout instead of the summary\n"
             "  -h, --help         this text\n",
@@ -227,9 +240,54 @@ static int run_prep(const BenchPrepOptions *o, int json)
     return EXIT_OK;
 }
 
+/* --checkpoint: what one checkpoint of a fully populated shard costs. */
+static int run_checkpoint(const BenchCheckpointOptions *o, int json)
+{
+    BenchCheckpointResult r;
+    int rc = bench_checkpoint(o, &r);
+    if (rc) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return rc == PSREC_E_USAGE ? EXIT_USAGE : EXIT_FAIL;
+    }
+    if (json) {
+        printf("{\"mode\": \"checkpoint\", \"word_dim\": %u, \"hidden\": %u, \"vocab\": %u, "
+               "\"categories\": %u, \"users\": %u, \"repeat\": %d, \"rows\": %llu, "
+               "\"checkpoint_bytes\": %llu, \"pause_ms_fresh\": %.4f, \"pause_ms_reuse\": %.4f, "
+               "\"write_s\": %.6f, \"verify_s\": %.6f, \"load_s\": %.6f, "
+               "\"write_mb_per_s\": %.1f, \"pause_ms_fresh_runs\": [",
+               o->E, o->H, o->vocab, o->categories, o->users, r.repeat,
+               (unsigned long long)r.rows, (unsigned long long)r.checkpoint_bytes,
+               r.pause_ms_fresh, r.pause_ms_reuse, r.write_s, r.verify_s, r.load_s,
+               (double)r.checkpoint_bytes / 1e6 / r.write_s);
+        print_runs(r.fresh_ms_runs, r.repeat, 4, ", ");
+        printf("], \"pause_ms_reuse_runs\": [");
+        print_runs(r.reuse_ms_runs, r.repeat, 4, ", ");
+        printf("], \"write_s_runs\": [");
+        print_runs(r.write_s_runs, r.repeat, 6, ", ");
+        printf("], \"verify_s_runs\": [");
+        print_runs(r.verify_s_runs, r.repeat, 6, ", ");
+        printf("], \"load_s_runs\": [");
+        print_runs(r.load_s_runs, r.repeat, 6, ", ");
+        printf("]}\n");
+        return EXIT_OK;
+    }
+    printf("psrec bench --checkpoint: one shard, E=%u H=%u, %u words, %u categories, %u users; "
+           "%d repeats (medians)\n",
+           o->E, o->H, o->vocab, o->categories, o->users, r.repeat);
+    printf("  checkpoint      %.1f MB (%llu rows with Adam state)\n",
+           (double)r.checkpoint_bytes / 1e6, (unsigned long long)r.rows);
+    printf("  pause           %.2f ms first cut (new memory), %.2f ms later cuts (reused copy)\n",
+           r.pause_ms_fresh, r.pause_ms_reuse);
+    printf("  write           %.3f s (%.0f MB/s, fsync and commit included)\n", r.write_s,
+           (double)r.checkpoint_bytes / 1e6 / r.write_s);
+    printf("  verify          %.4g s\n  load            %.4g s\n", r.verify_s, r.load_s);
+    return EXIT_OK;
+}
+
 enum {
     O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
-    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_ASP, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP
+    O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_ASP, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP,
+    O_CKPT, O_DIR
 };
 
 int cmd_bench(int argc, char **argv)
@@ -257,14 +315,19 @@ int cmd_bench(int argc, char **argv)
         {"prep-news", required_argument, NULL, O_PNEWS},
         {"prep-users", required_argument, NULL, O_PUSERS},
         {"prep-impressions", required_argument, NULL, O_PIMP},
+        {"checkpoint", no_argument, NULL, O_CKPT},
+        {"dir", required_argument, NULL, O_DIR},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
     BenchModelOptions mo;
     BenchPrepOptions po;
+    BenchCheckpointOptions co;
     bench_model_defaults(&mo);
     bench_prep_defaults(&po);
-    int json = 0, prep = 0, ps = 0, threads = default_threads(), repeat = mo.repeat;
+    bench_checkpoint_defaults(&co);
+    int json = 0, prep = 0, ps = 0, ckpt = 0, threads = default_threads(), repeat = mo.repeat;
     const char *model_opt = NULL, *prep_opt = NULL; /* an option of each mode seen */
+    const char *step_opt = NULL; /* a model option that is not about the shape */
     int c, li, bad = 0;
     opterr = 1;
     optind = 1;
@@ -274,6 +337,9 @@ int cmd_bench(int argc, char **argv)
             model_opt = name;
         if (c >= O_DATA && c <= O_PIMP)
             prep_opt = name;
+        if (c == O_BATCH || c == O_TITLE || c == O_HIS || c == O_NEG || c == O_STEPS ||
+            c == O_WARMUP || c == O_THREADS)
+            step_opt = name;
         switch (c) {
         case O_JSON: json = 1; break;
         case O_BATCH: bad = cli_int("bench", name, optarg, 1, 1 << 16, &mo.batch); break;
@@ -291,6 +357,8 @@ int cmd_bench(int argc, char **argv)
         case O_THREADS: bad = cli_int("bench", name, optarg, 1, 1024, &threads); break;
         case O_REPEAT: bad = cli_int("bench", name, optarg, 1, BENCH_MAX_REPEAT, &repeat); break;
         case O_PREP: prep = 1; break;
+        case O_CKPT: ckpt = 1; break;
+        case O_DIR: co.dir = optarg; break;
         case O_PS: ps = 1; break;
         case O_ASP: mo.ps_asp = 1; break;
         case O_DATA: po.data = optarg; break;
@@ -315,6 +383,26 @@ int cmd_bench(int argc, char **argv)
     if (optind != argc) {
         fprintf(stderr, "psrec bench: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
+    }
+    if (ckpt && (prep || ps || mo.ps_asp || prep_opt || step_opt)) {
+        fprintf(stderr, "psrec bench: --checkpoint does not take --%s\n",
+                prep ? "prep" : ps ? "ps" : mo.ps_asp ? "asp" : prep_opt ? prep_opt : step_opt);
+        return EXIT_USAGE;
+    }
+    if (co.dir && !ckpt) {
+        fprintf(stderr, "psrec bench: --dir needs --checkpoint\n");
+        return EXIT_USAGE;
+    }
+    if (ckpt) {
+        log_set_identity("bench", -1);
+        co.E = (uint32_t)mo.dims.E;
+        co.H = (uint32_t)mo.dims.H;
+        co.vocab = mo.vocab;
+        co.categories = mo.categories;
+        co.users = mo.users;
+        co.seed = mo.seed;
+        co.repeat = repeat;
+        return run_checkpoint(&co, json);
     }
     if (prep && model_opt) {
         fprintf(stderr, "psrec bench: --%s is a model-mode option; --prep does not take it\n",

@@ -1,7 +1,8 @@
 /* Tests of `psrec bench` (launch/bench.c, launch/cmd_bench.c) at tiny sizes: the model mode
  * runs real training steps and reports positive figures of the shape asked for; the FLOP
  * formula is the documented one; prep mode counts the generated impressions, reuses --data
- * untouched and leaves no temporary files; bad options are usage errors. No timing
+ * untouched and leaves no temporary files; checkpoint mode writes a real, valid checkpoint of
+ * every row and reports its size and positive timings; bad options are usage errors. No timing
  * thresholds: speed is what the benchmark reports, not what a test asserts. */
 #include "common/error.h"
 #include "launch/bench.h"
@@ -202,6 +203,126 @@ static void test_ps_mode(void)
     CU_ASSERT(tu_run(NULL, "%s bench --ps --prep 2>/dev/null", TU_PSREC) == 2);
 }
 
+/* Rows of the checkpoint bench's shard: every key of the sparse tables (V, C, U) and the
+ * dense rows (E + H + 1 for the news LSTM, H + H + 1 for the user LSTM). */
+static double ckpt_rows(int E, int H, int V, int C, int U)
+{
+    return (double)V + C + U + (E + H + 1) + (H + H + 1);
+}
+
+/* Floats of parameters over every row; the file holds them and two Adam moments. */
+static double ckpt_floats(int E, int H, int V, int C, int U)
+{
+    return (double)V * E + (double)C * H + (double)U * H + (E + 3.0 * H + 2) * 4 * H;
+}
+
+/* Bytes of the plain files in dir; -1 when it cannot be opened. */
+static double files_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    double n = 0;
+    struct dirent *e;
+    char path[8192];
+    while ((e = readdir(d))) {
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (!stat(path, &st) && S_ISREG(st.st_mode))
+            n += (double)st.st_size;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_checkpoint_json(void)
+{
+    char tmp[4096], ck[4200], step[4300], *out = NULL;
+    snprintf(tmp, sizeof tmp, "%s", tu_mkdtemp("bench-ckpt"));
+    /* Default dir: a temporary one under $TMPDIR, gone afterwards. */
+    CU_ASSERT_EQUAL(tu_run(&out, "TMPDIR=%s %s bench --checkpoint --json --word-dim 4 --hidden 4 "
+                                 "--vocab 50 --categories 3 --users 20 --repeat 2 2>/dev/null",
+                           tmp, TU_PSREC),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"mode\": \"checkpoint\""));
+    CU_ASSERT_EQUAL(json_get(out, "word_dim"), 4);
+    CU_ASSERT_EQUAL(json_get(out, "users"), 20);
+    CU_ASSERT_EQUAL(json_get(out, "repeat"), 2);
+    CU_ASSERT_EQUAL(json_get(out, "rows"), ckpt_rows(4, 4, 50, 3, 20));
+    const double small = json_get(out, "checkpoint_bytes");
+    /* Parameters and both Adam moments are in the file. */
+    CU_ASSERT(small >= 12 * ckpt_floats(4, 4, 50, 3, 20));
+    CU_ASSERT(json_get(out, "pause_ms_fresh") > 0);
+    CU_ASSERT(json_get(out, "pause_ms_reuse") > 0);
+    CU_ASSERT(json_get(out, "write_s") > 0);
+    CU_ASSERT(json_get(out, "verify_s") > 0);
+    CU_ASSERT(json_get(out, "load_s") > 0);
+    CU_ASSERT(json_get(out, "write_mb_per_s") > 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"write_s_runs\": ["));
+    free(out);
+    CU_ASSERT_EQUAL(dir_entries(tmp), 0);
+
+    /* A larger shape into --dir: more rows and bytes, by at least its extra floats (x3); the
+     * step dir left there is a valid checkpoint of exactly checkpoint_bytes. */
+    snprintf(ck, sizeof ck, "%s/ck", tmp);
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --checkpoint --json --word-dim 8 --hidden 8 --vocab 500 "
+                                 "--categories 3 --users 200 --repeat 3 --dir %s 2>/dev/null",
+                           TU_PSREC, ck),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_EQUAL(json_get(out, "rows"), ckpt_rows(8, 8, 500, 3, 200));
+    const double big = json_get(out, "checkpoint_bytes");
+    CU_ASSERT(big - small >= 12 * (ckpt_floats(8, 8, 500, 3, 200) - ckpt_floats(4, 4, 50, 3, 20)));
+    /* keep 1: only the last repeat's step (3) remains, with LATEST. */
+    CU_ASSERT_EQUAL(dir_entries(ck), 2);
+    snprintf(step, sizeof step, "%s/step-0000000003", ck);
+    CU_ASSERT_EQUAL(files_bytes(step), big);
+    free(out);
+    CU_ASSERT_EQUAL(tu_run(&out, "%s inspect %s", TU_PSREC, ck), 0);
+    CU_ASSERT(out && strstr(out, "500 / 500") != NULL); /* every word row is there */
+    free(out);
+    /* It refuses a dir that holds something: the cuts prune step dirs there. */
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --checkpoint --dir %s", TU_PSREC, ck), 2);
+    CU_ASSERT(out && strstr(out, "not empty") != NULL);
+    free(out);
+    CU_ASSERT_EQUAL(dir_entries(step), 3);
+    tu_rmtree(tmp);
+}
+
+static void test_checkpoint_library(void)
+{
+    BenchCheckpointOptions o;
+    bench_checkpoint_defaults(&o);
+    CU_ASSERT_EQUAL(o.E, 128);
+    CU_ASSERT_EQUAL(o.H, 128);
+    CU_ASSERT_EQUAL(o.vocab, 50000);
+    CU_ASSERT_EQUAL(o.users, 100000);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", tu_mkdtemp("bench-ckpt-lib"));
+    o = (BenchCheckpointOptions){.E = 6, .H = 5, .vocab = 30, .categories = 2, .users = 11,
+                                 .seed = 3, .repeat = 3, .dir = tmp};
+    BenchCheckpointResult r;
+    CU_ASSERT_EQUAL_FATAL(bench_checkpoint(&o, &r), 0);
+    CU_ASSERT_EQUAL(r.repeat, 3);
+    CU_ASSERT_EQUAL(r.rows, (uint64_t)ckpt_rows(6, 5, 30, 2, 11));
+    int is_run = 0;
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT(r.fresh_ms_runs[i] > 0 && r.reuse_ms_runs[i] > 0);
+        CU_ASSERT(r.write_s_runs[i] > 0 && r.verify_s_runs[i] > 0 && r.load_s_runs[i] > 0);
+        is_run |= r.write_s == r.write_s_runs[i];
+    }
+    CU_ASSERT(is_run); /* an odd count's median is one of the runs */
+    char step[4200];
+    snprintf(step, sizeof step, "%s/step-0000000003", tmp);
+    CU_ASSERT_EQUAL(files_bytes(step), (double)r.checkpoint_bytes);
+    o.repeat = 0;
+    CU_ASSERT_EQUAL(bench_checkpoint(&o, &r), PSREC_E_USAGE);
+    o.repeat = 1;
+    CU_ASSERT_EQUAL(bench_checkpoint(&o, &r), PSREC_E_USAGE); /* tmp is not empty now */
+    tu_rmtree(tmp);
+}
+
 static void test_bad_options(void)
 {
     static const char *const bad[] = {
@@ -221,6 +342,14 @@ static void test_bad_options(void)
         "--prep-news 100",
         "--prep --prep-news 5",
         "--prep --prep-impressions 0",
+        "--checkpoint --batch 4",
+        "--checkpoint --steps 2",
+        "--checkpoint --threads 1",
+        "--checkpoint --prep",
+        "--checkpoint --ps",
+        "--checkpoint --repeat 0",
+        "--checkpoint --dir",
+        "--dir /tmp",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *out = NULL;
@@ -251,6 +380,8 @@ int main(void)
         {"prep_data", test_prep_data},
         {"bad_options", test_bad_options},
         {"ps_mode", test_ps_mode},
+        {"checkpoint_json", test_checkpoint_json},
+        {"checkpoint_library", test_checkpoint_library},
         {NULL, NULL},
     };
     tu_add_suite("bench", tests);
