@@ -81,6 +81,13 @@ static void *writer_main(void *arg)
         int rc = w->fn(w->ctx, img);
         double dt = timer_now() - t0;
 
+        /* Loudly, when it happens: a full disk must not wait for the end of training to be
+         * noticed (the owner only counts failures). */
+        if (rc)
+            LOG_ERROR("%sCHECKPOINT FAILED at step %llu (shard %u): %s; the newest valid "
+                      "checkpoint is unchanged",
+                      img->final ? "FINAL " : "", (unsigned long long)img->step, img->shard,
+                      psrec_errmsg());
         pthread_mutex_lock(&w->mu);
         w->st.last_rc = rc;
         if (rc) {
