@@ -6,6 +6,7 @@
 #include "common/error.h"
 #include "common/wire.h"
 #include "server/loop.h"
+#include "server/snapshot.h"
 #include "server/table.h"
 #include "testutil/testutil.h"
 
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #define NO_MESSAGE 12345 /* recv_within: nothing arrived in time */
@@ -509,9 +511,12 @@ static void test_shutdown_ends_loop(void)
     for (int i = 0; i < 3; i++)
         CU_ASSERT(now[i] == old[i] - g[i]);
     char why[WIRE_ERROR_TEXT_MAX];
-    WireHeader hb = req(WIRE_OP_HEARTBEAT, 1, 0);
+    WireHeader hb = req(WIRE_OP_CLOCK, 1, 1);
     CU_ASSERT(rpc(c1, &hb, NULL, NULL, why, sizeof why) == WIRE_OP_ERROR);
     CU_ASSERT_PTR_NOT_NULL(strstr(why, "after its SHUTDOWN"));
+    /* A done worker's heartbeat actor may still beat until it is stopped: answered. */
+    hb = req(WIRE_OP_HEARTBEAT, 1, 0);
+    CU_ASSERT(rpc(c1, &hb, NULL, NULL, NULL, 0) == WIRE_OP_HEARTBEAT);
     hb = req(WIRE_OP_HEARTBEAT, 0, 0);
     CU_ASSERT(rpc(c0, &hb, NULL, NULL, NULL, 0) == WIRE_OP_HEARTBEAT);
     shutdown_worker(c0, 0);
@@ -540,6 +545,244 @@ static void test_stop_answers_waiting_pulls(void)
 }
 
 /* Options are checked; a bind failure is reported, not fatal. */
+/* ---- cuts and liveness ------------------------------------------------------------------ */
+
+/* What the checkpoint thread saw: the images' fields and the value of one row of the copy,
+ * read after a delay (the loop trains on meanwhile: the copy must not move). */
+typedef struct Seen {
+    pthread_mutex_t mu;
+    int n;
+    uint64_t step[8];
+    int stop[8], final[8];
+    uint64_t finished[8][2];
+    char pos[8][2][8];
+    float row[8][3];
+} Seen;
+static Seen seen = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static int snap_capture(void *unused, const CutImage *img)
+{
+    (void)unused;
+    struct timespec ts = {0, 300 * 1000000L};
+    nanosleep(&ts, NULL);
+    pthread_mutex_lock(&seen.mu);
+    int i = seen.n < 8 ? seen.n++ : 7;
+    seen.step[i] = img->step;
+    seen.stop[i] = img->stop;
+    seen.final[i] = img->final;
+    for (uint32_t w = 0; w < 2 && w < img->workers; w++) {
+        seen.finished[i][w] = img->finished[w];
+        memcpy(seen.pos[i][w], img->cuts + (size_t)w * SNAP_CUT_MAX, 8);
+    }
+    uint64_t k = 2;
+    shard_pull(img->copy, PARAM_CAT, &k, 1, seen.row[i]);
+    pthread_mutex_unlock(&seen.mu);
+    return 0;
+}
+
+static int seen_count(void)
+{
+    for (int t = 0; t < 300; t++) {
+        pthread_mutex_lock(&seen.mu);
+        int n = seen.n;
+        pthread_mutex_unlock(&seen.mu);
+        if (n)
+            return n;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void srv_start_cuts(Srv *s, ServerConsistency c, double hb_timeout)
+{
+    static int n;
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://server-cut-%d", n++);
+    ServerLoopOptions o = {
+        .shard = {.shape = shape, .optim = {.kind = OPTIM_SGD, .lr = 1.0f}, .seed = seed,
+                  .lazy_dense = 1},
+        .shard_index = 0,
+        .shard_count = 1,
+        .workers = 2,
+        .consistency = c,
+        .endpoint = ep,
+        .zmq_ctx = ctx,
+        .snap_fn = snap_capture,
+        .final_image = 1,
+        .heartbeat_timeout = hb_timeout};
+    memset(s, 0, sizeof *s);
+    pthread_mutex_lock(&seen.mu);
+    seen.n = 0;
+    pthread_mutex_unlock(&seen.mu);
+    CU_ASSERT_FATAL(server_loop_new(&o, &s->loop) == 0);
+    CU_ASSERT_FATAL(server_loop_start(s->loop) == 0);
+    s->running = 1;
+}
+
+/* A request carrying a position (CLOCK, CUT, SHUTDOWN); returns the reply's header. */
+static WireHeader rpc_pos(void *sock, WireOp op, uint32_t w, uint64_t clock, const char *pos,
+                          uint32_t flags)
+{
+    WireHeader h = req(op, w, clock);
+    h.cut_len = 8;
+    memcpy(h.cut, pos, 8);
+    h.flags = flags;
+    CU_ASSERT_FATAL(wire_send(sock, NULL, 0, &h, NULL, NULL) == 0);
+    WireMsg m;
+    CU_ASSERT_FATAL(recv_within(sock, WAIT_MS, &m) == 0);
+    WireHeader r = m.h;
+    wire_msg_close(&m);
+    return r;
+}
+
+/* A CUT at S is answered only once every live worker sent CUT S; only a worker that has
+ * clocked exactly S steps may send it; the image holds the state at S (every push below S,
+ * nothing later, even while the loop trains on) and each worker's position of its CUT. */
+static void test_cut_is_consistent(void)
+{
+    Srv s;
+    srv_start_cuts(&s, SERVER_BSP, 0);
+    void *c0 = client(&s), *c1 = client(&s);
+    uint64_t k = 2;
+    float old[3], g0[3] = {2, 4, 8}, g1[3] = {4, 4, 4};
+    pull(c0, 0, 0, PARAM_CAT, &k, 1, old);
+    CU_ASSERT(push(c0, 0, 0, PARAM_CAT, &k, 1, g0) == WIRE_OP_PUSH);
+    CU_ASSERT(push(c1, 1, 0, PARAM_CAT, &k, 1, g1) == WIRE_OP_PUSH);
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_CLOCK, 0, 0, "pos-a-1", 0).op == WIRE_OP_CLOCK);
+    CU_ASSERT(rpc_pos(c1, WIRE_OP_CLOCK, 1, 0, "pos-b-1", 0).op == WIRE_OP_CLOCK);
+    /* Worker 0 at the cut alone: no answer yet. */
+    WireHeader cut0 = req(WIRE_OP_CUT, 0, 1);
+    cut0.cut_len = 8;
+    memcpy(cut0.cut, "cut-a-1", 8);
+    CU_ASSERT_FATAL(wire_send(c0, NULL, 0, &cut0, NULL, NULL) == 0);
+    WireMsg m;
+    CU_ASSERT(recv_within(c0, QUIET_MS, &m) == NO_MESSAGE);
+    wire_msg_close(&m);
+    /* A CUT at a step the worker has not reached is refused. */
+    WireHeader bad = rpc_pos(c1, WIRE_OP_CUT, 1, 2, "cut-b-2", 0);
+    CU_ASSERT(bad.op == WIRE_OP_ERROR && strstr(bad.error_text, "has finished 1 steps"));
+    /* The second CUT completes the cut: both are answered, without STOP. */
+    WireHeader r1 = rpc_pos(c1, WIRE_OP_CUT, 1, 1, "cut-b-1", 0);
+    CU_ASSERT(r1.op == WIRE_OP_CUT && !(r1.flags & WIRE_FLAG_STOP));
+    CU_ASSERT_FATAL(recv_within(c0, WAIT_MS, &m) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_CUT && m.h.request_id == cut0.request_id);
+    wire_msg_close(&m);
+    /* Train on while the thread writes: step 1's update must not reach the copy. */
+    CU_ASSERT(push(c0, 0, 1, PARAM_CAT, &k, 1, g0) == WIRE_OP_PUSH);
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_CLOCK, 0, 1, "pos-a-2", 0).op == WIRE_OP_CLOCK);
+    CU_ASSERT(rpc_pos(c1, WIRE_OP_CLOCK, 1, 1, "pos-b-2", 0).op == WIRE_OP_CLOCK);
+    CU_ASSERT_FATAL(seen_count() >= 1);
+    pthread_mutex_lock(&seen.mu);
+    CU_ASSERT_EQUAL(seen.step[0], 1);
+    CU_ASSERT(!seen.stop[0] && !seen.final[0]);
+    CU_ASSERT(seen.finished[0][0] == 1 && seen.finished[0][1] == 1);
+    CU_ASSERT(!memcmp(seen.pos[0][0], "cut-a-1", 8) && !memcmp(seen.pos[0][1], "cut-b-1", 8));
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT(seen.row[0][i] == old[i] - (g0[i] + g1[i]) / 2);
+    pthread_mutex_unlock(&seen.mu);
+    shutdown_worker(c0, 0);
+    shutdown_worker(c1, 1);
+    zmq_close(c0);
+    zmq_close(c1);
+    CU_ASSERT(srv_end(&s, 0) == 0);
+    /* Every worker done: one more image, the final one, at the last step. */
+    pthread_mutex_lock(&seen.mu);
+    CU_ASSERT_EQUAL_FATAL(seen.n, 2);
+    CU_ASSERT(seen.final[1] && seen.step[1] == 2);
+    pthread_mutex_unlock(&seen.mu);
+}
+
+/* A stop request on shard 0 is announced at 1 + the largest step clocked, in every reply; the
+ * cut there answers STOP; after workers stop there is no final image. A worker's WANT flag
+ * announces a cut too. */
+static void test_cut_announced_and_stop(void)
+{
+    Srv s;
+    srv_start_cuts(&s, SERVER_ASP, 0);
+    void *c0 = client(&s), *c1 = client(&s);
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_CLOCK, 0, 0, "a1aaaaa", 0).cut_step == 0);
+    WireHeader r = rpc_pos(c0, WIRE_OP_CLOCK, 0, 1, "a2aaaaa", WIRE_FLAG_WANT_CUT);
+    CU_ASSERT_EQUAL(r.cut_step, 3); /* worker 0 has clocked 2 steps */
+    CU_ASSERT(!(r.flags & WIRE_FLAG_STOP));
+    /* Worker 1 catches up, then both cut at 3. */
+    for (uint64_t t = 0; t < 3; t++)
+        CU_ASSERT(rpc_pos(c1, WIRE_OP_CLOCK, 1, t, "b......", 0).cut_step == 3);
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_CLOCK, 0, 2, "a3aaaaa", 0).op == WIRE_OP_CLOCK);
+    WireHeader cut0 = req(WIRE_OP_CUT, 0, 3);
+    CU_ASSERT_FATAL(wire_send(c0, NULL, 0, &cut0, NULL, NULL) == 0);
+    CU_ASSERT(rpc_pos(c1, WIRE_OP_CUT, 1, 3, "b3bbbbb", 0).op == WIRE_OP_CUT);
+    WireMsg m;
+    CU_ASSERT_FATAL(recv_within(c0, WAIT_MS, &m) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_CUT);
+    wire_msg_close(&m);
+    /* The announcement is over; a stop request makes a new one, with STOP. */
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_CLOCK, 0, 3, "a4aaaaa", 0).cut_step == 0);
+    server_loop_request_cut(s.loop, 1);
+    struct timespec ts = {0, 250 * 1000000L}; /* the loop looks every 100 ms */
+    nanosleep(&ts, NULL);
+    r = rpc_pos(c1, WIRE_OP_CLOCK, 1, 3, "b4bbbbb", 0);
+    CU_ASSERT(r.cut_step == 5 && (r.flags & WIRE_FLAG_STOP));
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_CLOCK, 0, 4, "a5aaaaa", 0).cut_step == 5);
+    CU_ASSERT(rpc_pos(c1, WIRE_OP_CLOCK, 1, 4, "b5bbbbb", 0).cut_step == 5);
+    cut0 = req(WIRE_OP_CUT, 0, 5);
+    CU_ASSERT_FATAL(wire_send(c0, NULL, 0, &cut0, NULL, NULL) == 0);
+    r = rpc_pos(c1, WIRE_OP_CUT, 1, 5, "b5bbbbb", 0);
+    CU_ASSERT(r.op == WIRE_OP_CUT && (r.flags & WIRE_FLAG_STOP));
+    CU_ASSERT_FATAL(recv_within(c0, WAIT_MS, &m) == 0);
+    CU_ASSERT(m.h.op == WIRE_OP_CUT && (m.h.flags & WIRE_FLAG_STOP));
+    wire_msg_close(&m);
+    CU_ASSERT(rpc_pos(c0, WIRE_OP_SHUTDOWN, 0, 5, "a5aaaaa", WIRE_FLAG_STOP).op ==
+              WIRE_OP_SHUTDOWN);
+    CU_ASSERT(rpc_pos(c1, WIRE_OP_SHUTDOWN, 1, 5, "b5bbbbb", WIRE_FLAG_STOP).op ==
+              WIRE_OP_SHUTDOWN);
+    zmq_close(c0);
+    zmq_close(c1);
+    server_loop_join(s.loop, -1, &s.rc);
+    CU_ASSERT(server_loop_stopped(s.loop));
+    CU_ASSERT(srv_end(&s, 0) == 0);
+    for (int t = 0; t < 100 && seen_count() < 2; t++)
+        nanosleep(&ts, NULL);
+    pthread_mutex_lock(&seen.mu);
+    CU_ASSERT_EQUAL(seen.n, 2); /* the cuts at 3 and 5; no final image after a stop */
+    CU_ASSERT(seen.step[0] == 3 && !seen.stop[0]);
+    CU_ASSERT(seen.step[1] == 5 && seen.stop[1]);
+    pthread_mutex_unlock(&seen.mu);
+}
+
+/* A worker silent for the heartbeat timeout is declared dead and fenced; a heartbeating one
+ * is not, however long it takes. The job then ends: the others are refused. */
+static void test_liveness_and_fencing(void)
+{
+    Srv s;
+    srv_start_cuts(&s, SERVER_ASP, 0.6);
+    void *c0 = client(&s), *c1 = client(&s);
+    char why[WIRE_ERROR_TEXT_MAX];
+    for (int i = 0; i < 12; i++) { /* 1.2 s of heartbeats from worker 0 only */
+        WireHeader hb = req(WIRE_OP_HEARTBEAT, 0, 0);
+        CU_ASSERT(rpc(c0, &hb, NULL, NULL, why, sizeof why) == WIRE_OP_HEARTBEAT);
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    WireHeader h = req(WIRE_OP_CLOCK, 1, 0);
+    CU_ASSERT(rpc(c1, &h, NULL, NULL, why, sizeof why) == WIRE_OP_ERROR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "declared worker 1 dead"));
+    h = req(WIRE_OP_HEARTBEAT, 1, 0); /* its heartbeat actor hears it is fenced */
+    CU_ASSERT(rpc(c1, &h, NULL, NULL, why, sizeof why) == WIRE_OP_ERROR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "fenced"));
+    h = req(WIRE_OP_CLOCK, 0, 0);
+    CU_ASSERT(rpc(c0, &h, NULL, NULL, why, sizeof why) == WIRE_OP_ERROR);
+    CU_ASSERT_PTR_NOT_NULL(strstr(why, "the job is ending"));
+    shutdown_worker(c0, 0);
+    zmq_close(c0);
+    zmq_close(c1);
+    server_loop_join(s.loop, -1, &s.rc);
+    uint32_t lost[4];
+    CU_ASSERT_EQUAL(server_loop_lost(s.loop, lost, 4), 1);
+    CU_ASSERT_EQUAL(lost[0], 1);
+    CU_ASSERT(srv_end(&s, 0) == 0);
+}
+
 static void test_bad_options(void)
 {
     ServerLoopOptions o = {.shard = {.shape = shape, .optim = {.kind = OPTIM_SGD, .lr = 1}},
@@ -571,6 +814,9 @@ int main(void)
         {"SHUTDOWN of every worker ends the loop", test_shutdown_ends_loop},
         {"stop answers waiting pulls", test_stop_answers_waiting_pulls},
         {"bad options", test_bad_options},
+        {"a cut is consistent and complete", test_cut_is_consistent},
+        {"cuts announced by shard 0, stopping cut", test_cut_announced_and_stop},
+        {"liveness: silent worker declared dead and fenced", test_liveness_and_fencing},
         {NULL, NULL},
     };
     tu_add_suite("server", tests);
