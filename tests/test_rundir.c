@@ -323,6 +323,7 @@ static void test_summary_round_trip(void)
         "{\"checkpoint\":\"c\\/d\",\"dev\":{\"ndcg10\":4,\"ndcg5\":3,\"mrr\":2,\"auc\":1e0},"
         "\"lost_workers\":[ ],\"resumed_from_step\":0,\"restarts\":0,\"samples_per_s\":0,"
         "\"wall_s\":-0.5,\"samples\":0,\"epochs\":0,\"steps\":0,\"status\":\"failed\","
+        "\"checkpoint_failures\":2,"
         "\"run_name\":\"\\u00e9\\ud83d\\ude00\"}"), 0);
     CU_ASSERT_EQUAL_FATAL(rundir_read_summary(dir, &b), 0);
     CU_ASSERT_STRING_EQUAL(b.run_name, "\xc3\xa9\xf0\x9f\x98\x80");
@@ -331,6 +332,7 @@ static void test_summary_round_trip(void)
     CU_ASSERT_EQUAL(b.dev.ndcg10, 4.0);
     CU_ASSERT_EQUAL(b.status, RUN_STATUS_FAILED);
     CU_ASSERT_EQUAL(b.resumed_from_step, 0);
+    CU_ASSERT_EQUAL(b.checkpoint_failures, 2);
     tu_rmtree(dir);
 }
 
