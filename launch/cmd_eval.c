@@ -19,7 +19,7 @@ static void eval_usage(FILE *f)
 {
     fprintf(f, "usage: psrec eval --ckpt DIR --data DB [--predictions FILE] [--json] [--threads N]\n\n"
                "Score every candidate of every impression of DB with the model in DIR.\n"
-               "  --ckpt DIR          a run's checkpoint directory (uses LATEST) or a step-N dir\n"
+               "  --ckpt DIR          a run's checkpoint directory (its newest valid step) or a step-N dir\n"
                "  --data DB           a dataset made by psrec prep --vocab-from <the train set>\n"
                "  --predictions FILE  write MIND's submission format: \"impid [r1,r2,...]\" per\n"
                "                      impression, 1-based ranks in candidate order\n"

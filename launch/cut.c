@@ -34,12 +34,26 @@ uint64_t cut_model_hash(const RunMeta *m)
     return h;
 }
 
+/* The epoch of the slowest worker's next sample (0 when no position decodes). */
+static uint64_t cut_epoch(const CutImage *img)
+{
+    uint64_t e = UINT64_MAX;
+    for (uint32_t w = 0; w < img->workers; w++) {
+        WorkerCut wc;
+        if (workercut_decode(img->cuts + (size_t)w * SNAP_CUT_MAX, img->cut_len[w], &wc) == 0 &&
+            wc.pos.epoch < e)
+            e = wc.pos.epoch;
+    }
+    return e == UINT64_MAX ? 0 : e;
+}
+
 static int write_shard_file(const CutWriter *cw, const CutImage *img, const char *tmpdir)
 {
     char file[4600];
     snprintf(file, sizeof file, "%s/shard-%u.ckpt", tmpdir, img->shard);
     RunMeta m = cw->meta;
     m.step = img->step;
+    m.epoch = cut_epoch(img);
     m.shards = img->shards;
     m.shard = img->shard;
     m.workers = img->workers;
@@ -47,8 +61,8 @@ static int write_shard_file(const CutWriter *cw, const CutImage *img, const char
     int rc;
     if ((rc = ckpt_writer_new(file, &w)) || (rc = runmeta_write(w, &m)) ||
         (rc = shard_save(img->copy, w)) || (rc = ckpt_writer_finish(&w))) {
-        ckpt_writer_abort(&w);
-        return psrec_errf(rc, "%s: %s", file, psrec_errmsg());
+        ckpt_writer_abort(&w); /* the writer's message names the file already */
+        return rc;
     }
     return 0;
 }
@@ -102,8 +116,7 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
         (rc = ckpt_write_section(wr, "job.config", cfg, strlen(cfg))) ||
         (cw->plan_len && (rc = ckpt_write_section(wr, "job.plan", cw->plan, cw->plan_len))) ||
         (rc = ckpt_writer_finish(&wr))) {
-        ckpt_writer_abort(&wr);
-        rc = psrec_errf(rc, "%s: %s", file, psrec_errmsg());
+        ckpt_writer_abort(&wr); /* the writer's message names the file already */
     }
 out:
     free(cuts);

@@ -489,6 +489,8 @@ static int run_worker(Job *j)
     TrainResult res;
     rc = train_run(&to, &res);
     j->samples_life = res.samples;
+    if (res.last.pos.epoch > j->epochs_done) /* a resumed life: the epochs before it count */
+        j->epochs_done = res.last.pos.epoch;
     if (rc == TRAIN_STOPPED) {
         j->stopped = 1;
         LOG_WARN("stopped at the cut at step %llu (preemption)",

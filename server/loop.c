@@ -528,6 +528,8 @@ static int cut_if_complete(ServerLoop *l)
         l->announced = 0;
         l->announced_stop = 0;
     }
+    if (l->next_timed_cut >= 0) /* every_seconds counts from the last cut, whatever made it */
+        l->next_timed_cut = timer_now() + l->opt.cut_every_seconds;
     if (stop) {
         l->stopped = 1;
         atomic_fetch_and(&l->want, ~(int)WIRE_FLAG_WANT_STOP);

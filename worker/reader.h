@@ -76,7 +76,8 @@ typedef struct ReaderPosition {
 typedef struct WorkerCut {
     ReaderPosition pos;            /* the next sample not yet trained (not: handed out) */
     uint64_t steps;                /* steps this worker finished (its clock) */
-    uint64_t samples;              /* samples it trained over the run's life, across resumes */
+    uint64_t samples;              /* samples it trained in this life of the run (earlier
+                                      lives' are in the cut's job-wide count) */
 } WorkerCut;
 
 /* Encoded WorkerCut, little-endian: u32 magic "PWCT", u32 version, u32 size (= the total),
