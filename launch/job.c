@@ -324,16 +324,28 @@ static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
     /* Workers finish their epochs within a step or so of each other; a generous deadline
      * covers their evaluation time too. */
     int ok = wait_all(req, n, timer_now() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout);
-    if (ok)
+    char missing[512] = "";
+    size_t len = 0;
+    if (ok) {
         for (int i = 0; i < n; i++)
             metrics_acc_merge(acc, &parts[i]);
-    else
-        for (int i = 0; i < n; i++)
-            MPI_Cancel(&req[i]);
+    } else {
+        for (int i = 0; i < n; i++) {
+            int flag = 0;
+            MPI_Test(&req[i], &flag, MPI_STATUS_IGNORE);
+            if (!flag) {
+                if (len < sizeof missing - 16)
+                    len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%d",
+                                            len ? ", " : "", j->first_worker_rank + i + 1);
+                MPI_Cancel(&req[i]);
+            }
+        }
+    }
     free(parts);
     free(req);
     if (!ok)
-        return psrec_errf(PSREC_E_STATE, "evaluation: some workers never reported");
+        return psrec_errf(PSREC_E_STATE, "evaluation of epoch %llu: rank(s) %s never sent their "
+                          "sums", (unsigned long long)epoch, missing);
     return 0;
 }
 
