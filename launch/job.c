@@ -323,7 +323,11 @@ static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
                   MPI_COMM_WORLD, &req[w - 1]);
     /* Workers finish their epochs within a step or so of each other; a generous deadline
      * covers their evaluation time too. */
-    int ok = wait_all(req, n, timer_now() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout);
+    const double deadline = timer_now() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout;
+    int ok = 0;
+    while (!(ok = wait_all(req, n, timer_now() + 0.2)) && timer_now() < deadline)
+        if (j->heartbeat && heartbeat_job_ending(j->heartbeat))
+            break; /* a peer failed or died: its sums will never come */
     char missing[512] = "";
     size_t len = 0;
     if (ok) {

@@ -657,8 +657,19 @@ static int on_request(ServerLoop *l, const WireMsg *m)
         return refuse(l, m->identity, m->id_len, h, PSREC_E_FENCED, why);
     }
     l->last_seen[h->worker_rank] = timer_now();
-    if (h->op == WIRE_OP_HEARTBEAT)
-        return ack(l, m->identity, m->id_len, h); /* alive, whatever it is doing */
+    if (h->op == WIRE_OP_HEARTBEAT) {
+        if (!atomic_load(&l->failed))
+            return ack(l, m->identity, m->id_len, h); /* alive, whatever it is doing */
+        /* The job is ending: say so to a worker busy elsewhere (an evaluation waiting for its
+         * peers' sums), without counting it as a bad message. */
+        WireHeader r;
+        reply_header(l, &r, h);
+        r.op = WIRE_OP_ERROR;
+        r.error_code = PSREC_E_STATE;
+        snprintf(r.error_text, sizeof r.error_text, "shard %u: a worker failed, the job is "
+                 "ending", l->opt.shard_index);
+        return reply(l, m->identity, m->id_len, &r, NULL, NULL);
+    }
     if (atomic_load(&l->failed) && h->op != WIRE_OP_SHUTDOWN) {
         snprintf(why, sizeof why, "shard %u: a worker failed, the job is ending",
                  l->opt.shard_index);

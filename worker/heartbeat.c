@@ -32,6 +32,7 @@ struct Heartbeat {
     double t0;
     _Atomic double *last;   /* (S) timer_now() of the latest reply, t0 before any */
     atomic_int fenced;
+    atomic_int ending;
     WireLimits lim;
 };
 
@@ -59,6 +60,9 @@ static void take_reply(Heartbeat *hb, uint32_t k)
         } else if (m.h.op == WIRE_OP_ERROR && m.h.error_code == PSREC_E_FENCED) {
             if (!atomic_exchange(&hb->fenced, 1))
                 LOG_ERROR("shard %u: %s", k, m.h.error_text);
+        } else if (m.h.op == WIRE_OP_ERROR) {
+            atomic_store(&hb->last[k], timer_now()); /* an answer is a sign of life too */
+            atomic_store(&hb->ending, 1);
         }
     }
     wire_msg_close(&m);
@@ -139,6 +143,7 @@ int heartbeat_start(const HeartbeatOptions *o, Heartbeat **out)
     for (uint32_t k = 0; k < S; k++)
         atomic_init(&hb->last[k], hb->t0);
     atomic_init(&hb->fenced, 0);
+    atomic_init(&hb->ending, 0);
     char pipe_ep[64], id[48], who[64];
     snprintf(pipe_ep, sizeof pipe_ep, "inproc://psrec-heartbeat-%p", (void *)hb);
     if (!(hb->pipe_actor = zmq_socket(o->zmq_ctx, ZMQ_PAIR)) ||
@@ -196,6 +201,11 @@ double heartbeat_silence(const Heartbeat *hb, uint32_t k)
 int heartbeat_fenced(const Heartbeat *hb)
 {
     return atomic_load(&((Heartbeat *)hb)->fenced);
+}
+
+int heartbeat_job_ending(const Heartbeat *hb)
+{
+    return atomic_load(&((Heartbeat *)hb)->ending);
 }
 
 void heartbeat_stop(Heartbeat **hbp)

@@ -42,6 +42,10 @@ double heartbeat_silence(const Heartbeat *hb, uint32_t k);
 /* 1 once a shard answered with a fencing error (this worker was declared dead). */
 int heartbeat_fenced(const Heartbeat *hb);
 
+/* 1 once a shard answered that the job is ending (a worker failed or was declared dead):
+ * whatever this worker waits for outside the PS (an MPI exchange) will not come. */
+int heartbeat_job_ending(const Heartbeat *hb);
+
 /* Stop the actor, close its sockets (linger 0), free; *hb = NULL. NULL is fine. */
 void heartbeat_stop(Heartbeat **hb);
 
