@@ -514,7 +514,14 @@ static int cut_if_complete(ServerLoop *l)
     int stop = (l->cut_flags & WIRE_FLAG_STOP) ||
                (l->announced == step && l->announced_stop);
     double t0 = timer_now();
-    if (take_image(l, step, stop, 0)) {
+    if (atomic_load(&l->failed)) {
+        /* A worker failed or died: what it pushed of its unfinished step may be in the sums,
+         * so no cut of this job is consistent any more. The previous checkpoint stays the
+         * newest; the CUTs get the job-is-ending error below. */
+        l->cuts_failed++;
+        LOG_ERROR("shard %u: no checkpoint at step %" PRIu64 ": a worker failed",
+                  l->opt.shard_index, step);
+    } else if (take_image(l, step, stop, 0)) {
         l->cuts_failed++;
         LOG_ERROR("shard %u: CHECKPOINT FAILED at step %" PRIu64 ": %s", l->opt.shard_index,
                   step, psrec_errmsg());
@@ -543,6 +550,12 @@ static int cut_if_complete(ServerLoop *l)
         const GatesPull *q = &l->cut_req[w];
         WireHeader r;
         wire_header_init(&r, WIRE_OP_CUT);
+        if (atomic_load(&l->failed)) {
+            r.op = WIRE_OP_ERROR;
+            r.error_code = PSREC_E_STATE;
+            snprintf(r.error_text, sizeof r.error_text,
+                     "shard %u: a worker failed, the job is ending", l->opt.shard_index);
+        }
         r.reply = 1;
         r.worker_rank = w;
         r.clock = step;
