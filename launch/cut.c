@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 uint64_t cut_model_hash(const RunMeta *m)
 {
@@ -126,6 +127,15 @@ out:
 int cut_write(void *ctx, const CutImage *img)
 {
     const CutWriter *cw = ctx;
+    /* Fault injection for tests: PSREC_TEST_CKPT_SLOW_STOP=s makes a stopping cut's write
+     * take s seconds longer (room for a second signal while it is written). */
+    const char *slow = getenv("PSREC_TEST_CKPT_SLOW_STOP");
+    if (slow && img->stop) {
+        double sec = atof(slow);
+        struct timespec ts = {(time_t)sec, (long)((sec - (double)(time_t)sec) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0) {
+        }
+    }
     char tmpdir[4400];
     int rc = ckptdir_begin(cw->root, img->step, tmpdir, sizeof tmpdir);
     if (rc)

@@ -816,6 +816,69 @@ static void test_full_disk(void)
     end();
 }
 
+/* ------------------------------------------------------------------ 9: second signal, every_seconds */
+
+/* A second signal while the stopping checkpoint is written exits at once with 75, and the
+ * previous checkpoint stays the newest valid one; a signal that arrives twice at once (within
+ * 2 s) counts once. checkpoint.every_seconds takes cuts by time alone. */
+static void test_second_signal_and_every_seconds(void)
+{
+    char run[4200];
+    snprintf(run, sizeof run, "%s/sig2", dir);
+    char *out = NULL;
+    int rc = run_expect(
+        &out, 0,
+        "cd %s; (PSREC_TEST_CKPT_SLOW_STOP=30 timeout 90 %s train exp.conf --run.dir=%s "
+        "--train.epochs=50 --checkpoint.every_steps=50 > sig2.log 2>&1; echo $? > sig2.rc) & "
+        "for i in $(seq 300); do [ -f %s/ckpt/step-0000000100/MANIFEST ] && break; sleep 0.1; "
+        "done; PID=$(for p in $(pgrep -x psrec); do tr '\\0' ' ' < /proc/$p/cmdline | "
+        "grep -q 'run.dir=%s ' && echo $p; done | head -1); "
+        "kill -USR1 $PID; kill -USR1 $PID; sleep 3; T0=$(date +%%s.%%N); kill -USR1 $PID; "
+        "while kill -0 $PID 2>/dev/null; do sleep 0.05; done; T1=$(date +%%s.%%N); "
+        "for i in $(seq 100); do [ -s sig2.rc ] && break; sleep 0.1; done; "
+        "echo \"rc $(cat sig2.rc) exit_after $(awk \"BEGIN { print $T1 - $T0 }\")\"",
+        dir, TU_PSREC, run, run, run);
+    CU_ASSERT_FATAL(rc == 0 && out);
+    int code = -1;
+    double after = 99;
+    const char *p = strstr(out, "rc ");
+    CU_ASSERT_FATAL(p && sscanf(p, "rc %d exit_after %lf", &code, &after) == 2);
+    fprintf(stderr, "\n  second signal: exit %d, %.2f s after it", code, after);
+    CU_ASSERT_EQUAL(code, 75);
+    CU_ASSERT(after < 2.0); /* at once, not after the 30 s write */
+    free(out);
+    char log[4400];
+    snprintf(log, sizeof log, "%s/sig2.log", dir);
+    char *text = tu_read_file(log, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "second signal: exiting now"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "(stopping)"));
+    /* The two signals sent together were one request: one stopping cut was started. */
+    const char *first = strstr(text, "(stopping)");
+    CU_ASSERT(first != NULL && strstr(first + 1, "(stopping)") == NULL);
+    free(text);
+    /* The stopping cut never committed: the newest valid checkpoint is a periodic one. */
+    double step = -1;
+    char ck[4400];
+    snprintf(ck, sizeof ck, "%s/ckpt", run);
+    CU_ASSERT(inspect(ck, &step, NULL) == 0);
+    CU_ASSERT(step >= 100 && (long long)step % 50 == 0);
+    fprintf(stderr, "\n  newest valid checkpoint after the second signal: step %.0f", step);
+
+    /* every_seconds alone (every_steps off): several cuts at no step multiple in particular. */
+    snprintf(run, sizeof run, "%s/secs", dir);
+    rc = run_expect(NULL, 0, "timeout 120 %s train %s/exp.conf --run.dir=%s --train.epochs=4 "
+                    "--checkpoint.every_steps=0 --checkpoint.every_seconds=0.3 "
+                    "--checkpoint.keep=100", TU_PSREC, dir, run);
+    CU_ASSERT_FATAL(rc == 0);
+    rc = run_expect(&out, 0, "ls %s/ckpt | grep -c '^step-[0-9]*$'", run);
+    int n = out ? atoi(out) : 0;
+    free(out);
+    fprintf(stderr, "\n  every_seconds = 0.3: %d step dirs\n", n);
+    CU_ASSERT(n >= 3); /* a few timed cuts plus the final one */
+}
+
+
 int main(void)
 {
     static const TuTest tests[] = {
@@ -828,6 +891,7 @@ int main(void)
         {"6 supervise around a SIGKILLed rank", test_supervise_sigkill},
         {"7 run dir: refusal, --force, lock, fewer epochs", test_run_dir},
         {"8 full disk under mpirun", test_full_disk},
+        {"9 second signal; every_seconds", test_second_signal_and_every_seconds},
         {NULL, NULL}};
     /* PSREC_RESUME_ONLY=3,5 registers only those numbered tests (and the dataset): for
      * checking one test against a mutated production line without the whole suite. */
