@@ -162,7 +162,7 @@ static const Key keys[] = {
 
     K_STR("run", "dir", run.dir, "runs/demo", KF_NONEMPTY,
           "output directory: log, metrics.jsonl, effective config, checkpoints"),
-    K_STR("run", "name", run.name, "", 0, "label of this run in logs and metrics; optional"),
+    K_STR("run", "name", run.name, "", 0, "label of this run in the start-up log and summary.json (run_name); optional"),
     K_INT("run", "log_every", run.log_every, "50", 1, INT_MAX,
           "log the training loss every N steps"),
 };

@@ -262,8 +262,8 @@ int cmd_train(int argc, char **argv)
         free(plan_bytes);
         goto out;
     }
-    LOG_INFO("training %s: %llu samples, %llu users, vocab %llu; E=%d H=%d B=%d K=%d, %s lr %g%s",
-             cfg.data.train, (unsigned long long)tm->samples, (unsigned long long)tm->user_rows,
+    LOG_INFO("training %s%s%s: %llu samples, %llu users, vocab %llu; E=%d H=%d B=%d K=%d, %s lr %g%s",
+             cfg.run.name[0] ? cfg.run.name : "", cfg.run.name[0] ? " on " : "", cfg.data.train, (unsigned long long)tm->samples, (unsigned long long)tm->user_rows,
              (unsigned long long)tm->vocab_rows, c.dims.E, c.dims.H, cfg.train.batch_size,
              c.dims.K, config_optimizer_name(cfg.train.optimizer), cfg.train.lr,
              lf.resumed ? " (resumed)" : "");

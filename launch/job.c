@@ -766,7 +766,9 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
                    run_prepare_dir(cfg, flags->resume, &m) == 0;
             if (m)
                 fclose(m);
-            LOG_INFO("%s: %d ranks: %d shard(s), %d worker(s)%s, %s", config_path, j.size,
+            LOG_INFO("%s%s%s: %d ranks: %d shard(s), %d worker(s)%s, %s",
+                     cfg->run.name[0] ? cfg->run.name : "", cfg->run.name[0] ? " from " : "",
+                     config_path, j.size,
                      j.shards, j.workers, cfg->ps.colocate ? " colocated" : "",
                      config_consistency_name(cfg->ps.consistency));
         }
