@@ -22,6 +22,7 @@ const char *psrec_strerror(int code)
     case PSREC_E_STATE: return "call in the wrong state";
     case PSREC_E_STOPPED: return "stopped at a checkpoint (preempted)";
     case PSREC_E_FENCED: return "declared dead by the job (fenced)";
+    case PSREC_E_REPLAN: return "a worker was lost: the survivors re-partition its samples";
     default: break;
     }
     if (code > 0)

@@ -19,6 +19,7 @@ enum {
     PSREC_E_STATE = -7,    /* call made in the wrong state (closed reader, finished writer) */
     PSREC_E_STOPPED = -8,  /* the job stopped at a checkpoint on purpose (preemption) */
     PSREC_E_FENCED = -9,   /* a shard declared this worker dead: it must exit, not retry */
+    PSREC_E_REPLAN = -10,  /* not an error: a worker was lost, re-partition the samples left */
 };
 
 /* Text for any code: 0, errno values, PSREC_E*, and LMDB's MDB_* codes.

@@ -38,7 +38,8 @@ _Static_assert(SAME_OP(WIRE_OP_PULL, PSREC__PS_OP__PS_OP_PULL) &&
                    SAME_OP(WIRE_OP_CUT, PSREC__PS_OP__PS_OP_CUT) &&
                    SAME_OP(WIRE_FLAG_WANT_CUT, PSREC__PS_FLAG__PS_FLAG_WANT_CUT) &&
                    SAME_OP(WIRE_FLAG_WANT_STOP, PSREC__PS_FLAG__PS_FLAG_WANT_STOP) &&
-                   SAME_OP(WIRE_FLAG_STOP, PSREC__PS_FLAG__PS_FLAG_STOP),
+                   SAME_OP(WIRE_FLAG_STOP, PSREC__PS_FLAG__PS_FLAG_STOP) &&
+                   SAME_OP(WIRE_FLAG_REPLAN, PSREC__PS_FLAG__PS_FLAG_REPLAN),
                "WireOp must mirror PsOp");
 #undef SAME_OP
 
@@ -114,6 +115,7 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
         ph->cut.len = h->cut_len <= WIRE_CUT_MAX ? h->cut_len : WIRE_CUT_MAX;
     }
     ph->cut_step = h->cut_step;
+    ph->lost_mask = h->lost_mask;
     ph->flags = h->flags;
 }
 
@@ -148,6 +150,7 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
     if (ph->cut.len <= WIRE_CUT_MAX && ph->cut.len)
         memcpy(h->cut, ph->cut.data, ph->cut.len);
     h->cut_step = ph->cut_step;
+    h->lost_mask = ph->lost_mask;
     h->flags = ph->flags;
 }
 

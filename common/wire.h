@@ -47,7 +47,8 @@ enum {
     WIRE_FLAG_WANT_CUT = 1,
     WIRE_FLAG_WANT_STOP = 2,
     WIRE_FLAG_STOP = 4,
-    WIRE_FLAG_ALL = 7,
+    WIRE_FLAG_REPLAN = 8,
+    WIRE_FLAG_ALL = 15,
 };
 
 #define WIRE_CUT_MAX 256 /* largest opaque worker position a header carries */
@@ -82,6 +83,7 @@ typedef struct WireHeader {
     unsigned char cut[WIRE_CUT_MAX];
     uint64_t cut_step;     /* replies: announced cut step, 0 = none */
     uint32_t flags;        /* WIRE_FLAG_* bits */
+    uint64_t lost_mask;    /* replies: workers 0..63 declared dead (bit w) */
 } WireHeader;
 
 /* What wire_recv accepts: per-table key range and row width (from params_specs), and caps on

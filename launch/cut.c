@@ -72,10 +72,21 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
 {
     char file[4600];
     snprintf(file, sizeof file, "%s/job.ckpt", tmpdir);
-    const uint32_t W = img->workers;
+    /* The positions of the current layout only (after a takeover the lost workers' and the
+     * old layout's are gone), in the order of their ranks. */
+    const uint32_t W = cw->world ? cw->world : img->workers;
     unsigned char *cuts = calloc(W ? W : 1, WORKERCUT_BYTES);
-    if (!cuts)
+    uint64_t *finished = calloc(W ? W : 1, sizeof *finished);
+    unsigned char *done = calloc(W ? W : 1, 1), *lost = calloc(W ? W : 1, 1);
+    unsigned char *seen = calloc(W ? W : 1, 1);
+    if (!cuts || !finished || !done || !lost || !seen) {
+        free(cuts);
+        free(finished);
+        free(done);
+        free(lost);
+        free(seen);
         return PSREC_E_NOMEM;
+    }
     JobCutMeta jm = {.version = JOBCUT_VERSION,
                      .size = sizeof jm,
                      .step = img->step,
@@ -91,7 +102,7 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
                      .wall_s = cw->base_wall + (timer_now() - cw->life_t0)};
     int rc = 0;
     jm.epoch = UINT64_MAX;
-    for (uint32_t w = 0; w < W; w++) {
+    for (uint32_t w = 0; w < img->workers; w++) {
         const unsigned char *b = img->cuts + (size_t)w * SNAP_CUT_MAX;
         WorkerCut wc;
         if ((rc = workercut_decode(b, img->cut_len[w], &wc))) {
@@ -99,11 +110,29 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
                             (unsigned long long)img->step, w, psrec_errmsg());
             goto out;
         }
-        memcpy(cuts + (size_t)w * WORKERCUT_BYTES, b, WORKERCUT_BYTES);
+        if (wc.pos.world != W)
+            continue; /* lost in an earlier takeover: its samples went to the others */
+        const uint32_t r = wc.pos.rank;
+        if (r >= W || seen[r]) {
+            rc = psrec_errf(PSREC_E_STATE, "cut at step %llu: two workers at rank %u of %u",
+                            (unsigned long long)img->step, r, W);
+            goto out;
+        }
+        seen[r] = 1;
+        memcpy(cuts + (size_t)r * WORKERCUT_BYTES, b, WORKERCUT_BYTES);
+        finished[r] = img->finished[w];
+        done[r] = img->done[w];
+        lost[r] = img->lost[w];
         jm.samples += wc.samples;
         if (wc.pos.epoch < jm.epoch)
             jm.epoch = wc.pos.epoch;
     }
+    for (uint32_t r = 0; r < W; r++)
+        if (!seen[r]) {
+            rc = psrec_errf(PSREC_E_STATE, "cut at step %llu: no worker at rank %u of %u",
+                            (unsigned long long)img->step, r, W);
+            goto out;
+        }
     if (jm.epoch == UINT64_MAX)
         jm.epoch = 0;
     CkptWriter *wr = NULL;
@@ -111,9 +140,9 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
     if ((rc = ckpt_writer_new(file, &wr)) ||
         (rc = ckpt_write_section(wr, "job.meta", &jm, sizeof jm)) ||
         (rc = ckpt_write_section(wr, "cut.pos", cuts, (size_t)W * WORKERCUT_BYTES)) ||
-        (rc = ckpt_write_section(wr, "cut.finished", img->finished,
-                                 (size_t)W * sizeof *img->finished)) ||
-        (rc = ckpt_write_section(wr, "cut.done", img->done, W)) ||
+        (rc = ckpt_write_section(wr, "cut.finished", finished, (size_t)W * sizeof *finished)) ||
+        (rc = ckpt_write_section(wr, "cut.done", done, W)) ||
+        (rc = ckpt_write_section(wr, "cut.lost", lost, W)) ||
         (rc = ckpt_write_section(wr, "job.config", cfg, strlen(cfg))) ||
         (cw->plan_len && (rc = ckpt_write_section(wr, "job.plan", cw->plan, cw->plan_len))) ||
         (rc = ckpt_writer_finish(&wr))) {
@@ -121,6 +150,47 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
     }
 out:
     free(cuts);
+    free(finished);
+    free(done);
+    free(lost);
+    free(seen);
+    return rc;
+}
+
+/* After a REPLAN cut is committed, later cuts record the survivors' layout: the plan they
+ * follow (the same cut_takeover_plan they compute from this cut), their count, and the lost
+ * workers' samples, which no later position carries. Runs on the committer's thread, the
+ * only one that reads these fields once training runs. */
+static int adopt_takeover(CutWriter *cw)
+{
+    ResumeState rs;
+    int rc = cut_resume_load(cw->root, &rs);
+    if (rc)
+        return rc;
+    ReaderPlan *plan = NULL;
+    uint32_t world = 0, vrank;
+    void *bytes = NULL;
+    size_t len = 0;
+    if (!(rc = cut_takeover_plan(&rs, cw->samples_n, 0, &plan, &world, &vrank))) {
+        size_t n = reader_plan_encoded_size(plan);
+        if (!(bytes = malloc(n)))
+            rc = PSREC_E_NOMEM;
+        else
+            rc = reader_plan_encode(plan, bytes, n, &len);
+    }
+    if (!rc) {
+        for (uint32_t r = 0; r < rs.job.workers; r++)
+            if (rs.lost && rs.lost[r])
+                cw->base_samples += rs.cuts[r].samples;
+        free(cw->plan);
+        cw->plan = bytes;
+        cw->plan_len = len;
+        cw->world = world;
+        bytes = NULL;
+    }
+    free(bytes);
+    reader_plan_free(&plan);
+    cut_resume_fini(&rs);
     return rc;
 }
 
@@ -173,6 +243,8 @@ int cut_write(void *ctx, const CutImage *img)
     rc = ckptdir_wait_files(tmpdir, files, nfiles, cw->wait_timeout);
     if (!rc)
         rc = ckptdir_commit(cw->root, img->step, files, nfiles, cw->keep);
+    if (!rc && img->replan)
+        rc = adopt_takeover((CutWriter *)cw);
     if (rc) {
         char why[600];
         snprintf(why, sizeof why, "%s", psrec_errmsg());
@@ -190,6 +262,7 @@ void cut_resume_fini(ResumeState *rs)
 {
     free(rs->cuts);
     free(rs->done);
+    free(rs->lost);
     free(rs->plan);
     free(rs->config_text);
     memset(rs, 0, sizeof *rs);
@@ -260,6 +333,12 @@ int cut_resume_load(const char *root, ResumeState *rs)
         goto out;
     const void *p;
     size_t n;
+    if (!(rs->lost = calloc(W, 1))) {
+        rc = PSREC_E_NOMEM;
+        goto out;
+    }
+    if (ckpt_section(r, "cut.lost", &p, &n) == 0 && n == W)
+        memcpy(rs->lost, p, W);
     if (ckpt_section(r, "job.config", &p, &n) == 0 && (rs->config_text = malloc(n + 1))) {
         memcpy(rs->config_text, p, n);
         rs->config_text[n] = '\0';
@@ -307,6 +386,40 @@ int cut_resume_start(const ResumeState *rs, uint32_t rank, uint32_t world, int i
                         rs->step_dir, W, world, psrec_errmsg());
     else
         reader_start_position(*plan, rs->job.seed, rank, world, interleave, start);
+    free(pos);
+    reader_plan_free(&cur);
+    return rc;
+}
+
+int cut_takeover_plan(const ResumeState *rs, uint64_t n, uint32_t rank, ReaderPlan **plan,
+                      uint32_t *world, uint32_t *vrank)
+{
+    *plan = NULL;
+    *world = 0;
+    *vrank = UINT32_MAX;
+    const uint32_t W = rs->job.workers;
+    ReaderPlan *cur = NULL;
+    int rc = 0;
+    if (rs->plan_len && (rc = reader_plan_decode(rs->plan, rs->plan_len, &cur)))
+        return psrec_errf(rc, "%s/job.ckpt: job.plan: %s", rs->step_dir, psrec_errmsg());
+    ReaderPosition *pos = calloc(W, sizeof *pos);
+    if (!pos) {
+        reader_plan_free(&cur);
+        return PSREC_E_NOMEM;
+    }
+    for (uint32_t w = 0; w < W; w++) {
+        pos[w] = rs->cuts[w].pos;
+        if (!rs->lost[w] && !rs->done[w]) {
+            if (w == rank)
+                *vrank = *world;
+            (*world)++;
+        }
+    }
+    if (!*world)
+        rc = psrec_errf(PSREC_E_STATE, "%s: no worker left to take over the lost ones",
+                        rs->step_dir);
+    else if ((rc = reader_plan_build(n, pos, W, cur, plan)))
+        rc = psrec_errf(rc, "%s: the takeover plan: %s", rs->step_dir, psrec_errmsg());
     free(pos);
     reader_plan_free(&cur);
     return rc;

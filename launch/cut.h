@@ -53,8 +53,12 @@ typedef struct CutWriter {
     int keep;
     int committer;          /* 1: shard 0 / single process: writes job.ckpt and commits */
     double wait_timeout;    /* committer: seconds to wait for the other shards' files */
-    const void *plan;       /* re-partition plan bytes in effect (reader_plan_encode), or NULL */
+    void *plan;             /* re-partition plan bytes in effect (reader_plan_encode), or
+                               NULL; owned (malloc'ed): a REPLAN cut replaces them */
     size_t plan_len;
+    uint32_t world;         /* the workers of the current layout (W, fewer after a takeover):
+                               job.ckpt holds the positions of this layout only */
+    uint64_t samples_n;     /* the dataset's samples (for the takeover plan) */
     uint64_t base_samples;  /* samples of earlier lives not in the images' positions */
     double life_t0;         /* timer_now() at this life's start */
     double base_wall;       /* wall seconds of earlier lives */
@@ -75,6 +79,7 @@ typedef struct ResumeState {
     JobCutMeta job;
     WorkerCut *cuts;        /* (job.workers) each old worker's position */
     unsigned char *done;    /* (job.workers) it had finished every epoch */
+    unsigned char *lost;    /* (job.workers) it was declared dead (its samples go to others) */
     void *plan;             /* plan bytes in effect at the cut, or NULL */
     size_t plan_len;
     char *config_text;      /* the cut's effective config */
@@ -90,5 +95,13 @@ void cut_resume_fini(ResumeState *rs);
  * positions carry over unchanged: same world and mode). Returns 0 or an error. */
 int cut_resume_start(const ResumeState *rs, uint32_t rank, uint32_t world, int interleave,
                      uint64_t n, ReaderPosition *start, ReaderPlan **plan);
+
+/* The takeover at a REPLAN cut rs: the plan of the samples left (every old position, the lost
+ * workers' included) over the survivors (neither lost nor done), in the order of their
+ * current ranks. *plan (free with reader_plan_free); *world = survivors; for a survivor whose
+ * current rank is `rank`, *vrank = its new rank (UINT32_MAX when it is not a survivor).
+ * Returns 0 or an error. */
+int cut_takeover_plan(const ResumeState *rs, uint64_t n, uint32_t rank, ReaderPlan **plan,
+                      uint32_t *world, uint32_t *vrank);
 
 #endif

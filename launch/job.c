@@ -55,7 +55,7 @@
 #include <zmq.h>
 
 #define ENDPOINT_MAX 256
-enum { TAG_HELLO = 1, TAG_GO = 2, TAG_FAILED = 3, TAG_EVAL = 1000 };
+enum { TAG_HELLO = 1, TAG_GO = 2, TAG_FAILED = 3, TAG_END = 4, TAG_CODE = 5, TAG_EVAL = 1000 };
 
 typedef struct Job {
     const Config *cfg;
@@ -67,6 +67,14 @@ typedef struct Job {
     void *plan_bytes;
     size_t plan_len;
     CutWriter cw;                /* this shard's checkpoint writer context */
+    /* The layout the workers train in: at first every worker at its own index; after a
+     * takeover (a worker lost) the survivors, re-ranked. live[v] = the worker index (its
+     * wire rank) of the worker at rank v of vworld. */
+    uint32_t vrank, vworld;
+    uint32_t *live;              /* (workers) */
+    uint64_t replan_step;        /* the REPLAN cut this worker stopped at, to read back */
+    int replanned;               /* this life re-partitioned after a lost worker */
+    int lost_any;                /* the life ended with a worker lost */
     int stopped;                 /* this worker stopped at a cut (preemption) */
     uint64_t samples_life;       /* samples this worker trained in this life */
     uint64_t epochs_done;
@@ -259,14 +267,22 @@ static int start_server(Job *j)
     cw->keep = j->cfg->checkpoint.keep;
     cw->committer = j->shard_index == 0;
     cw->wait_timeout = 600.0 + j->cfg->ps.rendezvous_timeout;
-    cw->plan = j->plan_bytes;
-    cw->plan_len = j->plan_len;
+    cw->plan = NULL;
+    cw->plan_len = 0;
+    if (j->plan_len && (cw->plan = malloc(j->plan_len))) { /* the writer owns its copy */
+        memcpy(cw->plan, j->plan_bytes, j->plan_len);
+        cw->plan_len = j->plan_len;
+    }
+    cw->world = (uint32_t)j->workers;
+    cw->samples_n = dataset_meta(j->train)->samples;
     cw->base_samples = j->lf.base_samples;
     cw->life_t0 = j->lf.t0;
     cw->base_wall = j->lf.base_wall;
     lo.snap_fn = cut_write;
     lo.snap_ctx = cw;
     lo.final_image = 1;
+    /* One shard alone knows every worker's last committed step: survivors can take over. */
+    lo.takeover = j->shards == 1 && !j->cfg->ps.colocate;
     lo.cut_every_seconds = j->cfg->checkpoint.every_seconds;
     lo.heartbeat_timeout = j->cfg->ps.heartbeat_timeout;
     switch (j->cfg->ps.consistency) {
@@ -306,31 +322,76 @@ static int exchange_endpoints(Job *j)
 /* ------------------------------------------------------------------ worker side */
 
 /* Worker 0 collects the other workers' sums (point-to-point, with a deadline). */
+/* Evaluate the dev impressions of rank v of vworld (this worker's own share, or a lost
+ * worker's that the gatherer takes over) into acc. */
+static int eval_share(Job *j, uint32_t v, MetricsAcc *acc)
+{
+    uint64_t begin, end;
+    reader_partition(dataset_meta(j->dev)->impressions, v, j->vworld, &begin, &end);
+    EvalOptions eo = {.dims = j->dims, .data = j->dev, .ps = &j->ps, .begin = begin, .end = end};
+    EvalStats st;
+    return eval_run(&eo, acc, &st);
+}
+
+/* The lost workers the shards told of (bit = worker index). */
+static uint64_t lost_mask(const Job *j)
+{
+    return (j->client ? ps_zmq_lost_mask(j->client) : 0) |
+           (j->heartbeat ? heartbeat_lost_mask(j->heartbeat) : 0);
+}
+
+/* The first worker of the layout collects the others' sums (point-to-point, with a deadline).
+ * A worker lost before it sent them has its share evaluated by the collector instead. */
 static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
 {
     const int tag = TAG_EVAL + (int)(epoch % 100000);
-    if (j->worker_index != 0) {
-        MPI_Send(acc, (int)sizeof *acc, MPI_BYTE, j->first_worker_rank, tag, MPI_COMM_WORLD);
+    if (j->vrank != 0) {
+        MPI_Send(acc, (int)sizeof *acc, MPI_BYTE, j->first_worker_rank + (int)j->live[0], tag,
+                 MPI_COMM_WORLD);
         return 0;
     }
-    int n = j->workers - 1;
+    int n = (int)j->vworld - 1;
     if (n == 0)
         return 0;
     MetricsAcc *parts = calloc((size_t)n, sizeof *parts);
     MPI_Request *req = calloc((size_t)n, sizeof *req);
-    for (int w = 1; w < j->workers; w++)
-        MPI_Irecv(&parts[w - 1], (int)sizeof *parts, MPI_BYTE, j->first_worker_rank + w, tag,
-                  MPI_COMM_WORLD, &req[w - 1]);
+    unsigned char *taken = calloc((size_t)n, 1);
+    if (!parts || !req || !taken) {
+        free(parts);
+        free(req);
+        free(taken);
+        return PSREC_E_NOMEM;
+    }
+    for (int v = 1; v <= n; v++)
+        MPI_Irecv(&parts[v - 1], (int)sizeof *parts, MPI_BYTE,
+                  j->first_worker_rank + (int)j->live[v], tag, MPI_COMM_WORLD, &req[v - 1]);
     /* Workers finish their epochs within a step or so of each other; a generous deadline
      * covers their evaluation time too. */
     const double deadline = timer_now() + 600.0 + 10.0 * j->cfg->ps.rendezvous_timeout;
-    int ok = 0;
-    while (!(ok = wait_all(req, n, timer_now() + 0.2)) && timer_now() < deadline)
+    int ok = 0, rc = 0;
+    while (!rc && !(ok = wait_all(req, n, timer_now() + 0.2)) && timer_now() < deadline) {
         if (j->heartbeat && heartbeat_job_ending(j->heartbeat))
-            break; /* a peer failed or died: its sums will never come */
+            break; /* a peer failed: its sums will never come */
+        const uint64_t lost = lost_mask(j);
+        for (int v = 1; v <= n && !rc; v++) {
+            int flag = 0;
+            if (taken[v - 1] || j->live[v] >= 64 || !(lost >> j->live[v] & 1))
+                continue;
+            MPI_Test(&req[v - 1], &flag, MPI_STATUS_IGNORE);
+            if (flag)
+                continue; /* it sent them before it was lost */
+            MPI_Cancel(&req[v - 1]);
+            MPI_Wait(&req[v - 1], MPI_STATUS_IGNORE);
+            LOG_WARN("evaluation of epoch %llu: worker %u was lost; evaluating its share here",
+                     (unsigned long long)epoch, j->live[v]);
+            metrics_acc_init(&parts[v - 1]);
+            rc = eval_share(j, (uint32_t)v, &parts[v - 1]);
+            taken[v - 1] = 1;
+        }
+    }
     char missing[512] = "";
     size_t len = 0;
-    if (ok) {
+    if (ok && !rc) {
         for (int i = 0; i < n; i++)
             metrics_acc_merge(acc, &parts[i]);
     } else {
@@ -340,13 +401,17 @@ static int reduce_eval(Job *j, uint64_t epoch, MetricsAcc *acc)
             if (!flag) {
                 if (len < sizeof missing - 16)
                     len += (size_t)snprintf(missing + len, sizeof missing - len, "%s%d",
-                                            len ? ", " : "", j->first_worker_rank + i + 1);
+                                            len ? ", " : "",
+                                            j->first_worker_rank + (int)j->live[i + 1]);
                 MPI_Cancel(&req[i]);
             }
         }
     }
     free(parts);
     free(req);
+    free(taken);
+    if (rc)
+        return rc;
     if (!ok)
         return psrec_errf(PSREC_E_STATE, "evaluation of epoch %llu: rank(s) %s never sent their "
                           "sums", (unsigned long long)epoch, missing);
@@ -359,17 +424,12 @@ static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
     j->epochs_done = epoch + 1;
     if (!j->dev)
         return 0;
-    uint64_t begin, end;
-    reader_partition(dataset_meta(j->dev)->impressions, (uint32_t)j->worker_index,
-                     (uint32_t)j->workers, &begin, &end);
-    EvalOptions eo = {.dims = j->dims, .data = j->dev, .ps = &j->ps, .begin = begin, .end = end};
     MetricsAcc acc;
     metrics_acc_init(&acc);
-    EvalStats st;
-    int rc = eval_run(&eo, &acc, &st);
+    int rc = eval_share(j, j->vrank, &acc);
     if (rc || (rc = reduce_eval(j, epoch, &acc)))
         return rc;
-    if (j->worker_index == 0) {
+    if (j->vrank == 0) {
         metrics_result(&acc, &j->last_eval);
         j->evaluated = 1;
         run_write_eval(j->metrics, epoch, step, &j->last_eval);
@@ -377,7 +437,7 @@ static int worker_after_epoch(void *ctx, uint64_t epoch, uint64_t step)
                  "over %d workers)",
                  (unsigned long long)epoch, j->last_eval.auc, j->last_eval.mrr,
                  j->last_eval.ndcg5, j->last_eval.ndcg10,
-                 (unsigned long long)j->last_eval.impressions, j->workers);
+                 (unsigned long long)j->last_eval.impressions, j->vworld);
     }
     return 0;
 }
@@ -436,7 +496,79 @@ static int worker_checkpoint(void *ctx, const WorkerCut *cut, int final)
         ps_zmq_set_stopping(j->client);
         return TRAIN_STOPPED;
     }
+    if (ps_zmq_cut_flags(j->client) & WIRE_FLAG_REPLAN) {
+        j->replan_step = cut->steps;
+        return TRAIN_REPLAN;
+    }
     return 0;
+}
+
+/* A worker was lost at the REPLAN cut just taken: read it back once shard 0 committed it, and
+ * go on with this worker's share of every sample left (the lost one's included), re-ranked
+ * among the survivors (launch/cut.h cut_takeover_plan; shard 0 records the same plan). */
+static int worker_replan(void *ctx, ReaderOptions *ro)
+{
+    Job *j = ctx;
+    const double deadline = timer_now() + 120.0 + 2.0 * j->cfg->ps.heartbeat_timeout;
+    uint64_t step = 0;
+    char dir[4400];
+    while (ckptdir_newest(j->lf.ckpt_root, &step, dir, sizeof dir) || step < j->replan_step) {
+        if (timer_now() > deadline)
+            return psrec_errf(ETIMEDOUT, "takeover: the cut at step %llu was not committed "
+                              "under %s in time", (unsigned long long)j->replan_step,
+                              j->lf.ckpt_root);
+        usleep(20000);
+    }
+    ResumeState rs;
+    int rc = cut_resume_load(j->lf.ckpt_root, &rs);
+    if (rc)
+        return rc;
+    ReaderPlan *plan = NULL;
+    uint32_t world = 0, vrank = UINT32_MAX;
+    if (rs.job.step != j->replan_step)
+        rc = psrec_errf(PSREC_E_STATE, "takeover: expected the cut at step %llu, found %llu",
+                        (unsigned long long)j->replan_step, (unsigned long long)rs.job.step);
+    else
+        rc = cut_takeover_plan(&rs, dataset_meta(j->train)->samples, j->vrank, &plan, &world,
+                               &vrank);
+    if (!rc && vrank == UINT32_MAX)
+        rc = psrec_errf(PSREC_E_FENCED, "takeover: this worker is not among the survivors");
+    if (!rc) {
+        /* The survivors' worker indices, in their new order (rs is in the old ranks'). */
+        uint32_t n = 0, *live = calloc(world, sizeof *live);
+        if (!live) {
+            rc = PSREC_E_NOMEM;
+        } else {
+            for (uint32_t r = 0; r < rs.job.workers; r++) {
+                if (rs.lost[r])
+                    LOG_WARN("takeover: worker %u (rank %d) was lost after %llu steps; %u "
+                             "survivor(s) take over its samples from epoch %llu, offset %llu "
+                             "of its share on", j->live[r], j->first_worker_rank + (int)j->live[r],
+                             (unsigned long long)rs.cuts[r].steps, world,
+                             (unsigned long long)rs.cuts[r].pos.epoch,
+                             (unsigned long long)rs.cuts[r].pos.offset);
+                else if (!rs.done[r])
+                    live[n++] = j->live[r];
+            }
+            free(j->live);
+            j->live = live;
+            reader_plan_free(&j->plan);
+            j->plan = plan;
+            plan = NULL;
+            j->vrank = vrank;
+            j->vworld = world;
+            j->replanned = 1;
+            reader_start_position(j->plan, j->cfg->train.seed, vrank, world,
+                                  j->cfg->data.partition == PARTITION_INTERLEAVE, &j->start);
+            ro->start = &j->start;
+            ro->plan = j->plan;
+            ro->rank = vrank;
+            ro->world = world;
+        }
+    }
+    reader_plan_free(&plan);
+    cut_resume_fini(&rs);
+    return rc;
 }
 
 static int run_worker(Job *j)
@@ -501,10 +633,19 @@ static int run_worker(Job *j)
                                  .after_epoch = worker_after_epoch,
                                  .step_pushed = worker_step_pushed,
                                  .cut_due = worker_cut_due,
-                                 .checkpoint = worker_checkpoint}};
+                                 .checkpoint = worker_checkpoint,
+                                 .replan = worker_replan}};
     TrainResult res;
     rc = train_run(&to, &res);
     j->samples_life = res.samples;
+    if (rc == PSREC_E_FENCED || (j->heartbeat && heartbeat_fenced(j->heartbeat))) {
+        /* Declared dead while it was away (stopped, swapped out): the survivors took over its
+         * samples, and nothing it sends is applied. It must not report a failure (that would
+         * end the job it no longer belongs to) nor wait at the end for ranks that moved on. */
+        LOG_ERROR("this worker was declared dead and fenced (its samples were taken over by "
+                  "the others); exiting without touching the job");
+        _exit(1);
+    }
     if (res.last.pos.epoch > j->epochs_done) /* a resumed life: the epochs before it count */
         j->epochs_done = res.last.pos.epoch;
     if (rc == TRAIN_STOPPED) {
@@ -625,6 +766,13 @@ static void startup_watchdog(double seconds)
 static int prepare_life(Job *j)
 {
     const Config *cfg = j->cfg;
+    /* The layout: every worker at its own index until a takeover re-ranks the survivors. */
+    if (!(j->live = calloc((size_t)j->workers, sizeof *j->live)))
+        return -1;
+    for (int w = 0; w < j->workers; w++)
+        j->live[w] = (uint32_t)w;
+    j->vrank = j->is_worker ? (uint32_t)j->worker_index : 0;
+    j->vworld = (uint32_t)j->workers;
     if (life_load_resume(cfg, j->flags, &j->meta, &j->lf))
         return -1;
     FILE *mf = open_memstream(&j->config_text, &(size_t){0});
@@ -703,6 +851,136 @@ static int finish_life(Job *j, int mine)
     return !ok ? 1 : preempted ? EXIT_PREEMPTED : 0;
 }
 
+/* The end of a life that lost a worker (taken over by the survivors): a collective would
+ * wait for the lost rank forever, so every live rank reports to rank 0 (the shard, which knows
+ * who was lost) point to point, rank 0 writes summary.json and answers each with the exit
+ * code. Every wait has a deadline. */
+typedef struct EndReport {
+    uint64_t samples, failures, steps, epochs;
+    int32_t ok, stopped, evaluated, reserved;
+    double dev[4];
+} EndReport;
+
+static int finish_life_p2p(Job *j, int mine)
+{
+    EndReport me = {.samples = j->samples_life,
+                    .steps = j->steps,
+                    .epochs = j->is_worker ? j->epochs_done : UINT64_MAX,
+                    .ok = mine,
+                    .stopped = j->stopped || (j->loop && server_loop_stopped(j->loop)),
+                    .evaluated = j->evaluated,
+                    .dev = {j->last_eval.auc, j->last_eval.mrr, j->last_eval.ndcg5,
+                            j->last_eval.ndcg10}};
+    if (j->loop) {
+        server_loop_flush(j->loop);
+        SnapStatus ss;
+        server_loop_snap_status(j->loop, &ss);
+        me.failures = ss.failed;
+        if (ss.last_rc)
+            me.ok = 0;
+    }
+    const double deadline = timer_now() + 120.0 + 2.0 * j->cfg->ps.heartbeat_timeout;
+    int code = 1;
+    if (j->rank != 0) {
+        MPI_Request req[2];
+        MPI_Isend(&me, (int)sizeof me, MPI_BYTE, 0, TAG_END, MPI_COMM_WORLD, &req[0]);
+        MPI_Irecv(&code, 1, MPI_INT, 0, TAG_CODE, MPI_COMM_WORLD, &req[1]);
+        if (!wait_all(req, 2, deadline)) {
+            LOG_ERROR("rank 0 did not answer at the end of the job; exiting with 1");
+            return 1;
+        }
+        if (code == 0 && j->evaluated && j->is_worker && j->vrank == 0)
+            run_print_eval(stdout, &j->last_eval);
+        return code;
+    }
+    /* Rank 0: who is alive (every rank but the lost workers'). */
+    uint32_t lost[RUNDIR_LOST_MAX];
+    uint32_t nlost = j->loop ? server_loop_lost(j->loop, lost, RUNDIR_LOST_MAX) : 0;
+    if (nlost > RUNDIR_LOST_MAX)
+        nlost = RUNDIR_LOST_MAX;
+    unsigned char *gone = calloc((size_t)j->size, 1);
+    EndReport *rep = calloc((size_t)j->size, sizeof *rep);
+    MPI_Request *req = calloc((size_t)j->size, sizeof *req);
+    int ranks[RUNDIR_LOST_MAX];
+    if (!gone || !rep || !req) {
+        free(gone);
+        free(rep);
+        free(req);
+        return 1;
+    }
+    uint64_t lost_samples = 0;
+    for (uint32_t i = 0; i < nlost; i++) {
+        ranks[i] = j->first_worker_rank + (int)lost[i];
+        gone[ranks[i]] = 1;
+        unsigned char buf[SNAP_CUT_MAX];
+        WorkerCut wc;
+        uint32_t len = server_loop_position(j->loop, lost[i], buf);
+        if (len && workercut_decode(buf, len, &wc) == 0)
+            lost_samples += wc.samples; /* committed before it was lost: in the model */
+    }
+    int n = 0;
+    for (int r = 1; r < j->size; r++)
+        if (!gone[r])
+            MPI_Irecv(&rep[r], (int)sizeof *rep, MPI_BYTE, r, TAG_END, MPI_COMM_WORLD, &req[n++]);
+    int all = wait_all(req, n, deadline);
+    if (!all) {
+        LOG_ERROR("the end of the job: some ranks did not report within the deadline");
+        for (int i = 0; i < n; i++) {
+            int flag = 0;
+            MPI_Test(&req[i], &flag, MPI_STATUS_IGNORE);
+            if (!flag)
+                MPI_Cancel(&req[i]);
+        }
+    }
+    rep[0] = me;
+    EndReport sum = {.ok = all, .epochs = UINT64_MAX};
+    const EndReport *dev = NULL;
+    for (int r = 0; r < j->size; r++) {
+        if (gone[r])
+            continue;
+        sum.samples += rep[r].samples;
+        sum.failures += rep[r].failures;
+        sum.steps = rep[r].steps > sum.steps ? rep[r].steps : sum.steps;
+        sum.epochs = rep[r].epochs < sum.epochs ? rep[r].epochs : sum.epochs;
+        sum.ok &= rep[r].ok != 0;
+        sum.stopped |= rep[r].stopped;
+        if (rep[r].evaluated)
+            dev = &rep[r];
+    }
+    if (j->loop && server_loop_fastest(j->loop) > sum.steps)
+        sum.steps = server_loop_fastest(j->loop);
+    const int preempted = sum.ok && sum.stopped;
+    RunStatus status = !sum.ok ? RUN_STATUS_FAILED : preempted ? RUN_STATUS_PREEMPTED
+                                                               : RUN_STATUS_COMPLETED;
+    MetricsResult m = {0};
+    if (dev)
+        m = (MetricsResult){.auc = dev->dev[0], .mrr = dev->dev[1], .ndcg5 = dev->dev[2],
+                            .ndcg10 = dev->dev[3]};
+    life_write_summary(j->cfg, &j->lf, status, sum.steps,
+                       status == RUN_STATUS_COMPLETED ? (uint64_t)j->cfg->train.epochs
+                                                      : sum.epochs,
+                       sum.samples + lost_samples, dev ? &m : NULL, (uint32_t)sum.failures,
+                       ranks, nlost);
+    code = !sum.ok ? 1 : preempted ? EXIT_PREEMPTED : 0;
+    LOG_INFO("the job %s with %u worker(s) lost and taken over (lost_workers in summary.json)",
+             status == RUN_STATUS_COMPLETED ? "completed" : rundir_status_name(status), nlost);
+    for (int r = 1; r < j->size; r++)
+        if (!gone[r])
+            MPI_Send(&code, 1, MPI_INT, r, TAG_CODE, MPI_COMM_WORLD);
+    free(gone);
+    free(rep);
+    free(req);
+    return code;
+}
+
+/* MPI_Finalize after a lost rank may wait for it: bound it, then leave with the code. */
+static volatile sig_atomic_t final_code;
+static void finalize_alarm(int sig)
+{
+    (void)sig;
+    _exit(final_code);
+}
+
 /* A failed life: no collective, since a rank may be dead or stopped (a collective with it
  * would never return). Rank 0 writes summary.json and ends the job with MPI_Abort; the other
  * ranks give it time to, then end it themselves (rank 0 may be the one that is gone). */
@@ -717,15 +995,41 @@ static int fail_job(Job *j)
         for (uint32_t i = 0; i < nlost; i++)
             ranks[i] = j->cfg->ps.colocate ? (int)lost[i] : j->first_worker_rank + (int)lost[i];
         SnapStatus ss = {0};
-        if (j->loop)
+        uint64_t steps = j->steps, samples = j->samples_life;
+        if (j->loop) {
             server_loop_snap_status(j->loop, &ss);
-        life_write_summary(j->cfg, &j->lf, RUN_STATUS_FAILED, j->steps, j->epochs_done,
-                           j->samples_life, NULL, (uint32_t)ss.failed, ranks, nlost);
+            /* A pure shard trains nothing itself: the workers' clocks and positions say how
+             * far the job got (samples whose steps were committed). */
+            if (server_loop_fastest(j->loop) > steps)
+                steps = server_loop_fastest(j->loop);
+            uint64_t sum = 0;
+            for (uint32_t w = 0; w < (uint32_t)j->workers; w++) {
+                unsigned char buf[SNAP_CUT_MAX];
+                WorkerCut wc;
+                uint32_t len = server_loop_position(j->loop, w, buf);
+                if (len && workercut_decode(buf, len, &wc) == 0)
+                    sum += wc.samples;
+            }
+            if (!j->is_worker)
+                samples = sum;
+        }
+        life_write_summary(j->cfg, &j->lf, RUN_STATUS_FAILED, steps, j->epochs_done, samples,
+                           NULL, (uint32_t)ss.failed, ranks, nlost);
         LOG_ERROR("the job failed; ending every rank (the newest checkpoint is what --resume "
                   "and psrec supervise continue from)");
         MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    double until = timer_now() + 10.0 + j->cfg->ps.heartbeat_timeout;
+    /* Rank 0 is shard 0: when it is the one that is gone, no one else would write the
+     * summary; the first worker does, and nobody waits for rank 0. */
+    const int rank0_gone = j->heartbeat && !j->cfg->ps.colocate &&
+                           heartbeat_silence(j->heartbeat, 0) > j->cfg->ps.heartbeat_timeout;
+    if (rank0_gone && j->worker_index == 0) {
+        life_write_summary(j->cfg, &j->lf, RUN_STATUS_FAILED, j->steps, j->epochs_done,
+                           j->samples_life, NULL, 0, NULL, 0);
+        LOG_ERROR("shard 0 (rank 0) is gone: the job failed; ending every rank");
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    double until = timer_now() + (rank0_gone ? 1.0 : 10.0 + j->cfg->ps.heartbeat_timeout);
     while (timer_now() < until)
         usleep(100000);
     LOG_ERROR("rank 0 did not end the failed job; ending it from rank %d", j->rank);
@@ -805,9 +1109,18 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
                 mine = 0;
             }
         }
+        /* A lost worker the survivors took over (the shard's loop, or the shards' replies,
+         * say so): a collective would wait for it forever. */
         uint32_t lost1;
-        if (!mine || (j.loop && server_loop_lost(j.loop, &lost1, 1)))
+        const int lost = (j.loop && server_loop_lost(j.loop, &lost1, 1)) ||
+                         (j.is_worker && lost_mask(&j));
+        const int takeover = j.shards == 1 && !cfg->ps.colocate;
+        if (!mine || (lost && !takeover))
             code = fail_job(&j); /* does not return: MPI_Abort */
+        else if (lost) {
+            code = finish_life_p2p(&j, mine);
+            j.lost_any = 1;
+        }
         else
             code = finish_life(&j, mine);
     }
@@ -826,6 +1139,12 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
     free(j.plan_bytes);
     reader_plan_free(&j.plan);
     life_close(&j.lf);
+    free(j.live);
+    if (j.lost_any) {
+        final_code = ok ? code : 1;
+        signal(SIGALRM, finalize_alarm);
+        alarm(10);
+    }
     MPI_Finalize();
     return ok ? code : 1;
 }

@@ -22,6 +22,8 @@
  * liveness by heartbeat timeouts, the checkpoint's file layout (snap_fn's). */
 #include "server/loop.h"
 
+#include "server/stage.h"
+
 #include "common/error.h"
 #include "common/log.h"
 #include "common/timer.h"
@@ -81,6 +83,10 @@ struct ServerLoop {
     unsigned char *dead;    /* (W) declared dead by heartbeat timeout (fenced) */
     double *dead_at;        /* (W) when */
     double next_wait_log;   /* the "waiting for worker w" line, every WAIT_LOG_S */
+    Stage *stages;          /* (W) each worker's pushes of its current step, until CLOCK */
+    int announced_replan;   /* the announced cut is where survivors take over */
+    int replan_due;         /* a worker died: the next cut taken is a REPLAN one */
+    uint64_t lost_mask;     /* dead workers 0..63 (bit w), told in every reply */
 
     pthread_t thread;       /* server_loop_start's */
     int started;
@@ -137,8 +143,9 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->last_seen = calloc(opts->workers, sizeof *l->last_seen);
     l->dead = calloc(opts->workers, 1);
     l->dead_at = calloc(opts->workers, sizeof *l->dead_at);
+    l->stages = calloc(opts->workers, sizeof *l->stages);
     if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req ||
-        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at)
+        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages)
         goto fail;
     l->opt.endpoint = l->bind_to;
     wire_limits_init(&l->lim, &opts->shard.shape);
@@ -225,6 +232,9 @@ void server_loop_free(ServerLoop **lp)
     free(l->last_seen);
     free(l->dead);
     free(l->dead_at);
+    for (uint32_t w = 0; l->stages && w < l->opt.workers; w++)
+        stage_fini(&l->stages[w]);
+    free(l->stages);
     gates_free(&l->gates);
     free(l->rows);
     free((void *)l->failed_worker);
@@ -256,6 +266,7 @@ static int reply(ServerLoop *l, const unsigned char *id, size_t id_len, const Wi
 static void cut_news(const ServerLoop *l, WireHeader *r)
 {
     r->cut_step = l->announced;
+    r->lost_mask = l->lost_mask;
     if (l->announced && l->announced_stop)
         r->flags |= WIRE_FLAG_STOP;
     if (l->opt.shard_index != 0)
@@ -413,21 +424,48 @@ static int gates_changed(ServerLoop *l)
 
 /* ---- requests --------------------------------------------------------------------------- */
 
+/* With takeover, a push is held (server/stage.h) until its worker's CLOCK commits the step,
+ * so a worker that dies half-way through a step leaves nothing of it in the model (under SSP
+ * and ASP a step's pushes then become visible at its CLOCK instead of one by one). */
 static int on_push(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
-    if (l->opt.consistency == SERVER_BSP) {
-        int rc = gates_bsp_accept_push(l->gates, h->clock, h->table, m->keys,
-                                       (size_t)h->key_count, m->vals, h->value_width);
+    char why[160];
+    if (l->opt.consistency == SERVER_BSP && h->clock != gates_bsp_clock(l->gates)) {
+        snprintf(why, sizeof why,
+                 "BSP push of clock %" PRIu64 ", the shard is at clock %" PRIu64, h->clock,
+                 gates_bsp_clock(l->gates));
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
+    }
+    if (!l->opt.takeover) { /* nobody takes over a dead worker: apply (or sum) at once */
+        int rc = l->opt.consistency == SERVER_BSP
+                     ? gates_bsp_accept_push(l->gates, h->clock, h->table, m->keys,
+                                             (size_t)h->key_count, m->vals, h->value_width)
+                     : shard_push(l->shard, h->table, m->keys, (size_t)h->key_count, m->vals);
         if (rc)
             return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
-    } else {
-        int rc = shard_push(l->shard, h->table, m->keys, (size_t)h->key_count, m->vals);
-        if (rc)
-            return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
+    } else if (stage_add(&l->stages[h->worker_rank], h->table, m->keys, (size_t)h->key_count,
+                         m->vals, h->value_width)) {
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_NOMEM,
+                      "shard out of memory for a push");
     }
     l->stats.pushes++;
     return ack(l, m->identity, m->id_len, h);
+}
+
+typedef struct Commit {
+    ServerLoop *l;
+    uint64_t clock;
+} Commit;
+
+/* A committed step's held push: BSP sums it for its clock, SSP and ASP apply it now. */
+static int commit_push(void *ctx, uint32_t table, const uint64_t *keys, size_t n,
+                       const float *vals, uint32_t width)
+{
+    Commit *c = ctx;
+    if (c->l->opt.consistency == SERVER_BSP)
+        return gates_bsp_accept_push(c->l->gates, c->clock, table, keys, n, vals, width);
+    return shard_push(c->l->shard, table, keys, n, vals);
 }
 
 /* ---- cuts ------------------------------------------------------------------------------- */
@@ -484,9 +522,11 @@ static int take_image(ServerLoop *l, uint64_t step, int stop, int final)
     img->shards = l->opt.shard_count;
     img->stop = stop;
     img->final = final;
+    img->replan = !final && l->replan_due;
     for (uint32_t w = 0; w < l->opt.workers; w++) {
         img->finished[w] = gates_finished(l->gates, w);
         img->done[w] = gates_worker_state(l->gates, w) == GATES_DONE;
+        img->lost[w] = l->dead[w];
         img->cut_len[w] = l->pos_len[w];
         memcpy(img->cuts + (size_t)w * SNAP_CUT_MAX, l->pos + (size_t)w * SNAP_CUT_MAX,
                SNAP_CUT_MAX);
@@ -531,9 +571,12 @@ static int cut_if_complete(ServerLoop *l)
                  l->opt.shard_index, step, stop ? " (stopping)" : "",
                  (timer_now() - t0) * 1e3);
     }
+    const int replan = l->replan_due;
+    l->replan_due = 0;
     if (l->announced == step) {
         l->announced = 0;
         l->announced_stop = 0;
+        l->announced_replan = 0;
     }
     if (l->next_timed_cut >= 0) /* every_seconds counts from the last cut, whatever made it */
         l->next_timed_cut = timer_now() + l->opt.cut_every_seconds;
@@ -565,6 +608,8 @@ static int cut_if_complete(ServerLoop *l)
         r.flags &= ~(uint32_t)WIRE_FLAG_STOP;
         if (stop)
             r.flags |= WIRE_FLAG_STOP;
+        if (replan)
+            r.flags |= WIRE_FLAG_REPLAN;
         if (!rc)
             rc = reply(l, q->id, q->id_len, &r, NULL, NULL);
     }
@@ -611,7 +656,19 @@ static int on_cut(ServerLoop *l, const WireMsg *m)
 static int on_clock(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
-    int rc = gates_on_clock(l->gates, h->worker_rank, h->clock);
+    int rc = 0;
+    /* The step is complete: its held pushes go in first (a CLOCK the gates would refuse,
+     * going backwards, commits nothing). */
+    if (h->clock >= gates_finished(l->gates, h->worker_rank) && h->clock != UINT64_MAX) {
+        Commit c = {l, h->clock};
+        if ((rc = stage_apply(&l->stages[h->worker_rank], commit_push, &c))) {
+            psrec_errf(rc, "shard %u: committing worker %u's step %" PRIu64 ": %s",
+                       l->opt.shard_index, h->worker_rank, h->clock, psrec_errmsg());
+            LOG_ERROR("%s", psrec_errmsg());
+            return rc; /* the model would miss part of a step: end the loop */
+        }
+    }
+    rc = gates_on_clock(l->gates, h->worker_rank, h->clock);
     if (rc)
         return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
     note_position(l, h);
@@ -798,23 +855,67 @@ static int take_failures(ServerLoop *l)
  * data cannot be taken over by the survivors yet, so the job ends (as for a reported
  * failure: every other request is refused) and `psrec supervise` resumes it from the newest
  * checkpoint. Also names, every WAIT_LOG_S, the worker a gate waits for. */
-static int check_liveness(ServerLoop *l, double t)
+/* A dead worker the survivors can take over: nothing of its unfinished step is in the model
+ * (its pushes were held), its position is the one after its last committed step, and the next
+ * cut (announced now, unless one is being gathered) tells the survivors to re-partition its
+ * remaining samples over themselves. Not when a worker has finished its epochs already (it
+ * cannot take a share any more) or none is left. Returns 0 or an error ending the loop. */
+static int take_over(ServerLoop *l, uint32_t w)
+{
+    int rc = gates_changed(l); /* the gates stop waiting for it */
+    if (!rc && !l->cut_step && !l->stopped) {
+        if (!l->announced)
+            l->announced = gates_fastest(l->gates) + 1;
+        l->announced_replan = 1;
+    }
+    LOG_WARN("shard %u: the survivors take over worker %u's samples from its last committed "
+             "step (%" PRIu64 ") at the cut at step %" PRIu64, l->opt.shard_index, w,
+             gates_finished(l->gates, w), l->cut_step ? l->cut_step : l->announced);
+    l->replan_due = 1;
+    return rc ? rc : cut_if_complete(l);
+}
+
+static int can_take_over(const ServerLoop *l)
+{
+    if (!l->opt.takeover || atomic_load(&((ServerLoop *)l)->failed))
+        return 0;
+    uint32_t live = 0;
+    for (uint32_t w = 0; w < l->opt.workers; w++) {
+        GatesWorkerState s = gates_worker_state(l->gates, w);
+        if (s == GATES_DONE)
+            return 0;
+        live += s == GATES_LIVE;
+    }
+    return live > 0;
+}
+
+static int check_liveness(ServerLoop *l, double t, int *rc)
 {
     int any = 0;
     if (l->opt.heartbeat_timeout > 0)
-        for (uint32_t w = 0; w < l->opt.workers; w++) {
+        for (uint32_t w = 0; w < l->opt.workers && !*rc; w++) {
             if (gates_worker_state(l->gates, w) != GATES_LIVE ||
                 t - l->last_seen[w] <= l->opt.heartbeat_timeout)
                 continue;
             l->dead[w] = 1;
             l->dead_at[w] = t;
+            if (w < 64)
+                l->lost_mask |= 1ULL << w;
+            stage_drop(&l->stages[w]); /* its unfinished step never happened */
             gates_on_failed(l->gates, w);
+            LOG_ERROR("shard %u: worker %u silent for %.1f s (ps.heartbeat_timeout = %g s): "
+                      "declared dead and fenced", l->opt.shard_index, w, t - l->last_seen[w],
+                      l->opt.heartbeat_timeout);
+            if (can_take_over(l)) {
+                *rc = take_over(l, w);
+                continue;
+            }
             atomic_store(&l->failed, 1);
             any = 1;
-            LOG_ERROR("shard %u: worker %u silent for %.1f s (ps.heartbeat_timeout = %g s): "
-                      "declared dead and fenced; its data cannot be taken over, so the job "
+            LOG_ERROR("shard %u: worker %u's samples cannot be taken over (%s), so the job "
                       "ends (psrec supervise resumes it from the newest checkpoint)",
-                      l->opt.shard_index, w, t - l->last_seen[w], l->opt.heartbeat_timeout);
+                      l->opt.shard_index, w,
+                      !l->opt.takeover ? "a job of several shards" : "no worker can take them");
         }
     if (t >= l->next_wait_log) {
         l->next_wait_log = t + WAIT_LOG_S;
@@ -888,7 +989,7 @@ int server_loop_run(ServerLoop *l)
         } else if (n > 0) {
             rc = drain(l);
         }
-        if (!rc && (take_failures(l) | check_liveness(l, timer_now()))) {
+        if (!rc && (take_failures(l) | check_liveness(l, timer_now(), &rc)) && !rc) {
             int frc = fail_deferred(l);
             if (!rc)
                 rc = frc;
@@ -1027,4 +1128,17 @@ uint32_t server_loop_lost(const ServerLoop *l, uint32_t *out, uint32_t n)
             k++;
         }
     return k;
+}
+
+uint32_t server_loop_position(const ServerLoop *l, uint32_t w, void *buf)
+{
+    if (w >= l->opt.workers)
+        return 0;
+    memcpy(buf, l->pos + (size_t)w * SNAP_CUT_MAX, l->pos_len[w]);
+    return l->pos_len[w];
+}
+
+uint64_t server_loop_fastest(const ServerLoop *l)
+{
+    return gates_fastest(l->gates);
 }

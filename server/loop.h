@@ -38,9 +38,12 @@ typedef struct ServerLoopOptions {
                                   write one more image with final = 1 */
     double heartbeat_timeout;  /* a live worker silent this long (no message at all, its
                                   heartbeat actor's included) is declared dead: dropped from
-                                  the gates and fenced (its requests get PSREC_E_FENCED);
-                                  since its data cannot be taken over yet, the job then ends.
-                                  0: never */
+                                  the gates and fenced (its requests get PSREC_E_FENCED).
+                                  With takeover, the survivors take over its samples at a
+                                  cut the shard announces (REPLAN); else the job ends. 0:
+                                  never */
+    int takeover;              /* 1: survivors take over a dead worker (a one-shard job: its
+                                  last committed step is this shard's alone to know) */
     Shard *initial;            /* a resumed shard to serve (ownership moves to the loop, also
                                   on error); NULL: a fresh one from `shard` */
 } ServerLoopOptions;
@@ -98,6 +101,13 @@ void server_loop_snap_status(ServerLoop *l, SnapStatus *out);
 
 /* 1 once the loop took a stopping cut (the job is being preempted). Only while not running. */
 int server_loop_stopped(const ServerLoop *l);
+
+/* Worker w's latest position (the opaque bytes its CLOCK, CUT or SHUTDOWN carried) into buf
+ * (at least SNAP_CUT_MAX bytes); returns its length, 0 when none arrived. Not while running. */
+uint32_t server_loop_position(const ServerLoop *l, uint32_t w, void *buf);
+
+/* The largest step count any worker has clocked. Not while running. */
+uint64_t server_loop_fastest(const ServerLoop *l);
 
 /* Workers declared dead by heartbeat timeout: fills up to n ranks into out, returns how many
  * there are. Only while not running. */

@@ -38,9 +38,10 @@ int cut_image_new(uint32_t workers, CutImage **out)
     img->workers = workers;
     img->finished = calloc(w, sizeof *img->finished);
     img->done = calloc(w, sizeof *img->done);
+    img->lost = calloc(w, sizeof *img->lost);
     img->cut_len = calloc(w, sizeof *img->cut_len);
     img->cuts = calloc(w, SNAP_CUT_MAX);
-    if (!img->finished || !img->done || !img->cut_len || !img->cuts) {
+    if (!img->finished || !img->done || !img->lost || !img->cut_len || !img->cuts) {
         cut_image_free(&img);
         return PSREC_E_NOMEM;
     }
@@ -56,6 +57,7 @@ void cut_image_free(CutImage **imgp)
     shard_free(&img->copy);
     free(img->finished);
     free(img->done);
+    free(img->lost);
     free(img->cut_len);
     free(img->cuts);
     free(img);

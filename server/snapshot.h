@@ -28,6 +28,9 @@ typedef struct CutImage {
     Shard *copy;            /* owned: the shard's tables and optimizer state at the cut */
     uint64_t *finished;     /* (W) steps each worker had clocked */
     unsigned char *done;    /* (W) 1: the worker had said SHUTDOWN (finished its epochs) */
+    unsigned char *lost;    /* (W) 1: the worker was declared dead; its position is the one
+                               after its last committed step, the survivors take it over */
+    int replan;             /* this cut is where the survivors take over lost workers */
     uint32_t *cut_len;      /* (W) bytes of cuts[w] */
     unsigned char *cuts;    /* (W, SNAP_CUT_MAX) opaque positions */
 } CutImage;

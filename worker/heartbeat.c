@@ -33,6 +33,7 @@ struct Heartbeat {
     _Atomic double *last;   /* (S) timer_now() of the latest reply, t0 before any */
     atomic_int fenced;
     atomic_int ending;
+    _Atomic uint64_t lost;
     WireLimits lim;
 };
 
@@ -55,6 +56,7 @@ static void take_reply(Heartbeat *hb, uint32_t k)
     char why[WIRE_ERROR_TEXT_MAX];
     int rc = wire_recv(hb->socks[k], 0, &m, &hb->lim, why, sizeof why);
     if (rc == 0 && m.h.reply) {
+        atomic_fetch_or(&hb->lost, m.h.lost_mask);
         if (m.h.op == WIRE_OP_HEARTBEAT) {
             atomic_store(&hb->last[k], timer_now());
         } else if (m.h.op == WIRE_OP_ERROR && m.h.error_code == PSREC_E_FENCED) {
@@ -144,6 +146,7 @@ int heartbeat_start(const HeartbeatOptions *o, Heartbeat **out)
         atomic_init(&hb->last[k], hb->t0);
     atomic_init(&hb->fenced, 0);
     atomic_init(&hb->ending, 0);
+    atomic_init(&hb->lost, 0);
     char pipe_ep[64], id[48], who[64];
     snprintf(pipe_ep, sizeof pipe_ep, "inproc://psrec-heartbeat-%p", (void *)hb);
     if (!(hb->pipe_actor = zmq_socket(o->zmq_ctx, ZMQ_PAIR)) ||
@@ -201,6 +204,11 @@ double heartbeat_silence(const Heartbeat *hb, uint32_t k)
 int heartbeat_fenced(const Heartbeat *hb)
 {
     return atomic_load(&((Heartbeat *)hb)->fenced);
+}
+
+uint64_t heartbeat_lost_mask(const Heartbeat *hb)
+{
+    return atomic_load(&((Heartbeat *)hb)->lost);
 }
 
 int heartbeat_job_ending(const Heartbeat *hb)

@@ -46,6 +46,9 @@ int heartbeat_fenced(const Heartbeat *hb);
  * whatever this worker waits for outside the PS (an MPI exchange) will not come. */
 int heartbeat_job_ending(const Heartbeat *hb);
 
+/* Workers 0..63 a shard said it declared dead (bit w). */
+uint64_t heartbeat_lost_mask(const Heartbeat *hb);
+
 /* Stop the actor, close its sockets (linger 0), free; *hb = NULL. NULL is fine. */
 void heartbeat_stop(Heartbeat **hb);
 

@@ -41,6 +41,7 @@
 #define SLOT_BITS 6
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 #define ERR_MAX (WIRE_ERROR_TEXT_MAX + 96)
+#define SILENCE_GRACE_S 0.5 /* see pump */
 #define BAD_LOG_MAX 5 /* bad replies logged per client; later ones are only counted */
 
 _Static_assert((1u << SLOT_BITS) == PS_ZMQ_MAX_TICKETS, "slot bits must match the table");
@@ -75,6 +76,7 @@ struct PsZmq {
     WireLimits lim;
     TableSpec specs[PARAM_TABLES];
     const Heartbeat *hb;    /* liveness of the shards, or NULL (then `timeout` rules) */
+    double quiet_since;     /* when a shard waited for was first seen silent (0: none) */
     double dead_after;
     uint64_t clock;         /* carried by pulls and pushes */
     uint64_t seq;           /* requests issued */
@@ -105,6 +107,8 @@ struct PsZmq {
     uint64_t announced;     /* largest cut step announced, 0 = none */
     int announced_stop;     /* that cut stops the job */
     int stopping;           /* this worker stops at a cut: SHUTDOWN says so */
+    uint32_t cut_flags;     /* of the last CUT's replies */
+    uint64_t lost_mask;     /* dead workers the shards told of */
 };
 
 static int shard_rank(const PsZmq *c, uint32_t k)
@@ -355,6 +359,7 @@ static void note_announcement(PsZmq *c, uint32_t k, const WireHeader *h)
         (h->flags & WIRE_FLAG_STOP))
         c->announced_stop = 1;
     c->shard_want |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+    c->lost_mask |= h->lost_mask;
 }
 
 /* A valid reply m from shard k to p: check it answers what was asked, then apply it. */
@@ -455,7 +460,20 @@ static void pump(PsZmq *c, Pending *p)
                            "job (silent for longer than ps.heartbeat_timeout); exiting");
                 return;
             }
-            for (uint32_t k = 0; k < c->S; k++) {
+            /* A silence seen first is given a short grace: when this process itself was
+             * stopped (SIGSTOP, swapping), every shard looks silent at once, and the actor's
+             * first beat after it runs again brings the truth (an answer, or "fenced"). */
+            int silent = 0;
+            for (uint32_t k = 0; k < c->S; k++)
+                silent |= p->due[k] && heartbeat_silence(c->hb, k) > c->dead_after;
+            /* The grace is the client's, not this wait's: once over, every later wait on a
+             * silent shard fails at once (not after one grace per outstanding ticket). */
+            if (!silent)
+                c->quiet_since = 0;
+            else if (!c->quiet_since)
+                c->quiet_since = timer_now();
+            for (uint32_t k = 0; silent && timer_now() - c->quiet_since > SILENCE_GRACE_S &&
+                                 k < c->S; k++) {
                 double quiet = p->due[k] ? heartbeat_silence(c->hb, k) : 0;
                 if (quiet > c->dead_after)
                     settle(c, p, k, ETIMEDOUT, "no heartbeat reply for %.1f s (more than "
@@ -837,6 +855,7 @@ int ps_zmq_cut(PsZmq *c, uint64_t step, int *stop)
     uint32_t flags = 0;
     const uint32_t sent = c->want | c->shard_want;
     int rc = control(c, WIRE_OP_CUT, step, c->S, NULL, &flags);
+    c->cut_flags = rc ? 0 : flags;
     if (!rc) {
         *stop = (flags & WIRE_FLAG_STOP) != 0;
         c->want &= ~sent;
@@ -848,4 +867,14 @@ int ps_zmq_cut(PsZmq *c, uint64_t step, int *stop)
 void ps_zmq_set_stopping(PsZmq *c)
 {
     c->stopping = 1;
+}
+
+uint32_t ps_zmq_cut_flags(const PsZmq *c)
+{
+    return c->cut_flags;
+}
+
+uint64_t ps_zmq_lost_mask(const PsZmq *c)
+{
+    return c->lost_mask;
 }

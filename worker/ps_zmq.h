@@ -108,6 +108,12 @@ void ps_zmq_announced(const PsZmq *c, uint64_t *cut_step, int *stop);
  * its state). *stop = 1 when the job stops at this cut. Returns 0 or an error as ps_wait. */
 int ps_zmq_cut(PsZmq *c, uint64_t step, int *stop);
 
+/* The flags of the last CUT's replies (WIRE_FLAG_STOP, WIRE_FLAG_REPLAN), or'ed. */
+uint32_t ps_zmq_cut_flags(const PsZmq *c);
+
+/* Workers 0..63 the shards said they declared dead (bit w). */
+uint64_t ps_zmq_lost_mask(const PsZmq *c);
+
 /* This worker stops at a cut (preemption), not because its epochs are done: its SHUTDOWN
  * says so, and the shards then write no end-of-training checkpoint. */
 void ps_zmq_set_stopping(PsZmq *c);

@@ -128,6 +128,18 @@ int train_step_pending(const TrainStep *ts)
     return ts->pending;
 }
 
+/* Drop the oldest batch in flight: wait for its pulls (the replies own no caller buffer
+ * after that) and forget it. */
+static int train_step_discard(TrainStep *ts)
+{
+    if (ts->pending == 0)
+        return 0;
+    StepSlot *s = &ts->slots[ts->first];
+    ts->first = (ts->first + 1) % 2;
+    ts->pending--;
+    return params_wait(&ts->io, s->tickets, 3 + PARAMS_DENSE_TABLES);
+}
+
 int train_step_issue(TrainStep *ts, int B, const uint32_t *users, const uint32_t *his,
                      const int *his_n, const uint32_t *cand, BatchNewsFn news_fn, void *ctx)
 {
@@ -349,7 +361,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     lp.cut.steps = opt->start_step;
     lp.cut.samples = opt->start_samples;
     uint64_t epoch = opt->start ? opt->start->epoch : opt->plan ? opt->plan->epoch : 0;
-    for (; epoch < (uint64_t)opt->epochs; epoch++) {
+    while (epoch < (uint64_t)opt->epochs) {
         const ReaderBatch *rb;
         for (;;) {
             if ((rc = reader_next(reader, &rb)))
@@ -394,16 +406,36 @@ int train_run(const TrainOptions *opt, TrainResult *res)
              * so its pulls travel while this one computes. */
             if (train_step_pending(ts) == (overlap ? 2 : 1) &&
                 (rc = complete_step(&lp, ts, epoch)))
-                goto out;
+                goto stepped;
         }
         while (train_step_pending(ts))
             if ((rc = complete_step(&lp, ts, epoch)))
-                goto out;
+                goto stepped;
         if (lp.loss_n)
             res->last_loss = lp.loss_sum / (double)lp.loss_n;
         if (opt->hooks.after_epoch &&
             (rc = opt->hooks.after_epoch(opt->hooks.ctx, epoch, lp.step)))
             goto out;
+        epoch++;
+        continue;
+    stepped:
+        if (rc != TRAIN_REPLAN || !opt->hooks.replan)
+            goto out;
+        /* A worker was lost: drop what is in flight (its samples are in the new plan), read
+         * on from the survivors' re-partition of everything left. */
+        rc = 0;
+        while (train_step_pending(ts)) {
+            lp.issued--;
+            if ((rc = train_step_discard(ts)))
+                goto out;
+        }
+        train_step_set_clock(ts, lp.step);
+        reader_free(&reader);
+        if ((rc = opt->hooks.replan(opt->hooks.ctx, &ro)) ||
+            (rc = reader_new(opt->train, &ro, &reader)))
+            goto out;
+        epoch = ro.start ? ro.start->epoch : ro.plan ? ro.plan->epoch : epoch;
+        reader_position(reader, &lp.cut.pos);
     }
     res->steps = lp.step;
     res->seconds = timer_now() - lp.t0;

@@ -47,6 +47,9 @@ void train_step_bytes(const TrainStep *ts, uint64_t *pulled, uint64_t *pushed);
 
 /* TRAIN_STOPPED: what train_run returns when a cut hook said the job stops there. */
 #define TRAIN_STOPPED PSREC_E_STOPPED
+/* TRAIN_REPLAN: what a cut hook returns when the job lost a worker and this one must read on
+ * from the re-partitioned plan (TrainHooks.replan gives it). */
+#define TRAIN_REPLAN PSREC_E_REPLAN
 
 /* Called by train_run at epoch ends and step boundaries; any may be NULL. A non-zero return
  * stops training with that code. */
@@ -64,6 +67,10 @@ typedef struct TrainHooks {
      * (train_run then returns TRAIN_STOPPED), or an error. final is 1 for the end of
      * training (every epoch done). */
     int (*checkpoint)(void *ctx, const WorkerCut *cut, int final);
+    /* After a cut hook returned TRAIN_REPLAN: fill ro's start, plan, rank and world (the
+     * pointers must stay valid until the next replan or the end of train_run). The batch
+     * in flight is dropped (its samples are in the new plan) and reading goes on from there. */
+    int (*replan)(void *ctx, ReaderOptions *ro);
 } TrainHooks;
 
 typedef struct TrainOptions {
