@@ -11,6 +11,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 
 /* Exit codes shared by all subcommands. */

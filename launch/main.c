@@ -19,6 +19,7 @@ static const Command commands[] = {
     {"bench", cmd_bench, "time training steps, sgemm and prep; JSON for the README's speed claims"},
     {"inspect", cmd_inspect, "print a dataset's or checkpoint's meta and counts (--json)"},
     {"supervise", cmd_supervise, "run a training command; on failure run it again with --resume"},
+    {"plot", cmd_plot, "draw runs' loss and dev AUC/nDCG@10 curves into one PNG (gnuplot)"},
 };
 
 static void usage(FILE *f)

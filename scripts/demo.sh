@@ -2,7 +2,8 @@
 # The demo: install what is missing, build, generate a synthetic MIND-format set, prepare it
 # into LMDB, train LSTM-NR on it under mpirun (a parameter-server shard and two workers),
 # evaluate the trained model on the dev split and print
-# MIND's metrics next to the oracle's (the best any model can do on this data).
+# MIND's metrics next to the oracle's (the best any model can do on this data), and plot the
+# run's curves into runs/demo/plot.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -23,3 +24,5 @@ mpirun --oversubscribe -np 3 $PSREC train configs/demo.conf --force --ps.host=12
 echo "== dev metrics of the trained model (psrec eval):"
 $PSREC eval --ckpt runs/demo/ckpt --data data/demo/dev.db --predictions runs/demo/dev.predictions
 echo "== oracle (ranking by the true click probability): $(cat data/demo/oracle.json)"
+echo "== training loss, dev AUC and nDCG@10 curves (psrec plot):"
+$PSREC plot runs/demo
