@@ -115,6 +115,7 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
     }
     ph->cut_step = h->cut_step;
     ph->flags = h->flags;
+    ph->slowest = h->slowest;
 }
 
 static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
@@ -149,6 +150,7 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
         memcpy(h->cut, ph->cut.data, ph->cut.len);
     h->cut_step = ph->cut_step;
     h->flags = ph->flags;
+    h->slowest = ph->slowest;
 }
 
 int wire_encode_header(const WireHeader *h, void *buf, size_t cap, size_t *len)

@@ -82,6 +82,7 @@ typedef struct WireHeader {
     unsigned char cut[WIRE_CUT_MAX];
     uint64_t cut_step;     /* replies: announced cut step, 0 = none */
     uint32_t flags;        /* WIRE_FLAG_* bits */
+    uint64_t slowest;      /* CLOCK replies: finished steps of the slowest live worker */
 } WireHeader;
 
 /* What wire_recv accepts: per-table key range and row width (from params_specs), and caps on

@@ -6,6 +6,7 @@
 
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "common/rng.h"
 #include "worker/batch.h"
 #include "worker/model.h"
@@ -64,6 +65,9 @@ typedef struct TrainHooks {
      * (train_run then returns TRAIN_STOPPED), or an error. final is 1 for the end of
      * training (every epoch done). */
     int (*checkpoint)(void *ctx, const WorkerCut *cut, int final);
+    /* For the progress line, when one is due: *lag = this worker's finished steps (steps)
+     * minus the slowest worker's; return 1, or 0 when there is no such figure (one process). */
+    int (*lag)(void *ctx, uint64_t steps, uint64_t *lag);
 } TrainHooks;
 
 typedef struct TrainOptions {
@@ -81,6 +85,8 @@ typedef struct TrainOptions {
     const ReaderPlan *plan;   /* re-partition plan of a resume with another layout, or NULL */
     uint64_t start_step;
     uint64_t start_samples;   /* samples trained before start (earlier lives of the run) */
+    ProgressMode progress;    /* progress line on stderr (PROGRESS_OFF = none; 0) */
+    double progress_interval; /* seconds between PROGRESS_PLAIN lines (run.log_every_seconds) */
     TrainHooks hooks;
 } TrainOptions;
 
