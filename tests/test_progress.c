@@ -254,7 +254,7 @@ static void test_plain_lines(void)
             lo > 1 ? lo : 1, hi);
     CU_ASSERT(n >= (lo > 1 ? lo : 1));
     CU_ASSERT(n <= hi);
-    unsigned long long last_epoch = 0, last_step = 0, steps0 = 0;
+    unsigned long long last_epoch = 0, last_step = 0;
     for (int i = 0; i < n; i++) {
         Parsed p;
         int ok = parse_line(lines[i], &p);
@@ -269,8 +269,6 @@ static void test_plain_lines(void)
         CU_ASSERT(p.loss > 0 && p.loss < 10);
         CU_ASSERT(p.eta >= p.eta_epoch);
         /* 7674 samples in batches of 32: 240 steps an epoch, every epoch. */
-        if (!steps0)
-            steps0 = p.steps;
         CU_ASSERT_EQUAL(p.steps, 240);
         CU_ASSERT(p.epoch > last_epoch || (p.epoch == last_epoch && p.step > last_step));
         last_epoch = p.epoch;
