@@ -165,6 +165,8 @@ static const Key keys[] = {
     K_STR("run", "name", run.name, "", 0, "label of this run in the start-up log and summary.json (run_name); optional"),
     K_INT("run", "log_every", run.log_every, "50", 1, INT_MAX,
           "log the training loss every N steps"),
+    K_DBL("run", "log_every_seconds", run.log_every_seconds, "10", 0, 86400, KF_MIN_OPEN,
+          "seconds between progress lines when stderr is not a terminal (key=value pairs)"),
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -89,6 +89,7 @@ typedef struct Config {
         char dir[CONFIG_STR_MAX]; /* never empty */
         char name[CONFIG_STR_MAX];
         int log_every; /* steps */
+        double log_every_seconds; /* progress line interval when stderr is not a TTY */
     } run;
 } Config;
 

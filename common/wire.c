@@ -117,6 +117,7 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
     ph->cut_step = h->cut_step;
     ph->lost_mask = h->lost_mask;
     ph->flags = h->flags;
+    ph->slowest = h->slowest;
 }
 
 static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
@@ -152,6 +153,7 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
     h->cut_step = ph->cut_step;
     h->lost_mask = ph->lost_mask;
     h->flags = ph->flags;
+    h->slowest = ph->slowest;
 }
 
 int wire_encode_header(const WireHeader *h, void *buf, size_t cap, size_t *len)

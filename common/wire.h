@@ -84,6 +84,7 @@ typedef struct WireHeader {
     uint64_t cut_step;     /* replies: announced cut step, 0 = none */
     uint32_t flags;        /* WIRE_FLAG_* bits */
     uint64_t lost_mask;    /* replies: workers 0..63 declared dead (bit w) */
+    uint64_t slowest;      /* CLOCK replies: finished steps of the slowest live worker */
 } WireHeader;
 
 /* What wire_recv accepts: per-table key range and row width (from params_specs), and caps on

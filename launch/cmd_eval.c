@@ -91,7 +91,8 @@ int cmd_eval(int argc, char **argv)
     }
     PsClient ps;
     inproc_client_init(&ps, shard);
-    EvalOptions eo = {.data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX, .predictions = pf};
+    EvalOptions eo = {.data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX, .predictions = pf,
+                      .progress = 1};
     run_meta_dims(&meta, &eo.dims);
     MetricsAcc acc;
     metrics_acc_init(&acc);

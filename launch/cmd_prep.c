@@ -80,6 +80,7 @@ int cmd_prep(int argc, char **argv)
         return EXIT_USAGE;
     }
     log_set_identity("prep", -1);
+    po.progress = 1;
     const double t0 = timer_now();
     DatasetMeta m;
     int rc = prep_run(&po, &m);

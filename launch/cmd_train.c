@@ -33,8 +33,12 @@ static void train_usage(FILE *f)
 {
     fprintf(f, "usage: psrec train CONFIG [--resume | --force] [--section.key=value ...]\n\n"
                "Train LSTM-NR as the config says; evaluate on data.dev after each epoch.\n"
-               "Writes into run.dir: config.effective, metrics.jsonl, summary.json, log lines\n"
-               "on stderr, and checkpoints under checkpoint.dir (default run.dir/ckpt).\n"
+               "Writes into run.dir: config.effective, metrics.jsonl, summary.json, log (every\n"
+               "log line of every rank, appended across resumes), and checkpoints under\n"
+               "checkpoint.dir (default run.dir/ckpt).\n"
+               "Progress on stderr: on a terminal one line redrawn in place; otherwise a line\n"
+               "\"progress epoch=E/N step=S/T samples_per_s=R loss=L eta_epoch_s=X eta_s=Y\n"
+               "[lag=G]\" every run.log_every_seconds (PSREC_PROGRESS=tty|plain|off overrides).\n"
                "  --resume  continue the run in run.dir from its newest valid checkpoint (with\n"
                "            any number of workers and shards; none yet: start from scratch)\n"
                "  --force   delete the run in run.dir (each file is named) and start over\n"
@@ -201,6 +205,7 @@ int cmd_train(int argc, char **argv)
     if (run_open_datasets(&cfg, &train, &c.dev) || life_open_dir(&cfg, &flags, &lf))
         goto out;
     opened = 1;
+    run_open_log(&cfg); /* the run dir is this run's now: every later line goes to its log */
     run_set_threads(cfg.train.threads);
     const DatasetMeta *tm = dataset_meta(train);
     run_meta_from_config(&cfg, tm, &c.meta);
@@ -281,6 +286,8 @@ int cmd_train(int argc, char **argv)
                        .start = lf.resumed ? &start : NULL,
                        .plan = plan,
                        .start_step = lf.resumed ? lf.rs.job.step : 0,
+                       .progress = run_progress_setup(1),
+                       .progress_interval = cfg.run.log_every_seconds,
                        .hooks = {.ctx = &c,
                                  .after_epoch = after_epoch,
                                  .cut_due = cut_due,
@@ -334,5 +341,6 @@ out:
     dataset_free(&train);
     dataset_free(&c.dev);
     life_close(&lf);
+    log_close_file();
     return rc;
 }

@@ -571,6 +571,15 @@ static int worker_replan(void *ctx, ReaderOptions *ro)
     return rc;
 }
 
+/* The lag behind the slowest worker, from the shards' CLOCK acks (no extra message). */
+static int worker_lag(void *ctx, uint64_t steps, uint64_t *lag)
+{
+    const Job *j = ctx;
+    uint64_t slow = ps_zmq_slowest(j->client);
+    *lag = steps > slow ? steps - slow : 0;
+    return 1;
+}
+
 static int run_worker(Job *j)
 {
     /* Fault injection for tests: PSREC_TEST_FAIL_WORKER=w makes worker w fail at once, before
@@ -629,7 +638,10 @@ static int run_worker(Job *j)
                        .start = j->lf.resumed ? &j->start : NULL,
                        .plan = j->plan,
                        .start_step = j->lf.resumed ? j->lf.rs.job.step : 0,
+                       .progress = run_progress_setup(j->worker_index == 0),
+                       .progress_interval = c->run.log_every_seconds,
                        .hooks = {.ctx = j,
+                                 .lag = worker_lag,
                                  .after_epoch = worker_after_epoch,
                                  .step_pushed = worker_step_pushed,
                                  .cut_due = worker_cut_due,
@@ -1068,6 +1080,8 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
             FILE *m = NULL;
             mine = life_open_dir(cfg, flags, &j.lf) == 0 &&
                    run_prepare_dir(cfg, flags->resume, &m) == 0;
+            if (mine) /* the run dir is this run's: its log gets the start line on */
+                run_open_log(cfg);
             if (m)
                 fclose(m);
             LOG_INFO("%s%s%s: %d ranks: %d shard(s), %d worker(s)%s, %s",
@@ -1077,6 +1091,8 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
                      config_consistency_name(cfg->ps.consistency));
         }
         ok = agree(mine);
+        if (ok && j.rank != 0) /* rank 0 made the run dir this run's: all append to its log */
+            run_open_log(cfg);
     }
     if (ok && !(cfg->ps.heartbeat_timeout >= 2.0 * cfg->ps.heartbeat_interval)) {
         if (j.rank == 0)
@@ -1145,6 +1161,7 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
         signal(SIGALRM, finalize_alarm);
         alarm(10);
     }
+    log_close_file();
     MPI_Finalize();
     return ok ? code : 1;
 }

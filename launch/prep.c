@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "common/progress.h"
 #include "common/strmap.h"
 #include "common/tokenize.h"
 #include "common/tsv.h"
@@ -55,7 +56,18 @@ typedef struct Prep {
     uint32_t *his, *cand, *neg; /* behaviors scratch */
     uint8_t *labels;
     size_t cand_cap, his_cap;
+    ProgressMeter meter;  /* MB of both TSV files read (opt->progress) */
+    uint64_t bytes_before; /* bytes of the files read before the current one */
+    uint64_t bytes_total;
 } Prep;
+
+/* The progress line, every 4096 lines of the file lr reads. */
+static void prep_progress(Prep *p, const LineReader *lr)
+{
+    if (p->meter.on && (lr_lineno(lr) & 4095) == 0)
+        progress_meter_update(&p->meter, (p->bytes_before + lr_bytes(lr)) >> 20,
+                              p->bytes_total >> 20);
+}
 
 static int grow(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -202,6 +214,7 @@ static int read_news(Prep *p)
     char reason[256];
     uint32_t rows = 1; /* row 0 = padding news */
     while ((rc = lr_next(lr, &line, &len)) == 0) {
+        prep_progress(p, lr);
         NewsRow nr;
         if (tsv_parse_news(line, len, &nr, reason, sizeof reason)) {
             if ((rc = bad_line(p, path, lr_lineno(lr), reason)))
@@ -372,6 +385,7 @@ static int read_behaviors(Prep *p)
     char reason[256];
     const int shared = p->opt->vocab_from != NULL;
     while ((rc = lr_next(lr, &line, &len)) == 0) {
+        prep_progress(p, lr);
         BehaviorRow br;
         if (tsv_parse_behavior(line, len, &br, reason, sizeof reason)) {
             if ((rc = bad_line(p, path, lr_lineno(lr), reason)))
@@ -539,8 +553,15 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     }
     p.meta.title_len = p.title_len;
     p.meta.his_len = p.his_len;
+    if (opt->progress) {
+        progress_meter_init(&p.meter, "prep", "MB");
+        struct stat sn, sb;
+        if (stat(opt->news_path, &sn) == 0 && stat(opt->behaviors_path, &sb) == 0)
+            p.bytes_total = (uint64_t)sn.st_size + (uint64_t)sb.st_size;
+    }
     if ((rc = read_news(&p)))
         goto out;
+    p.bytes_before = p.meta.tsv_bytes;
     if (!opt->vocab_from) {
         if ((rc = build_vocab(&p)) ||
             (rc = write_own_names(&p, p.cats, "<none>", dataset_put_category,
@@ -561,6 +582,7 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     if (meta_out)
         *meta_out = p.meta;
 out:
+    progress_meter_end(&p.meter);
     prep_fini(&p);
     return rc;
 }

@@ -16,6 +16,8 @@ typedef struct PrepOptions {
     uint32_t min_count;         /* vocabulary min count (>= 1); ignored with vocab_from */
     int skip_bad_lines;         /* count and skip malformed lines instead of stopping */
     int force;                  /* replace an existing dataset at out_path */
+    int progress;               /* a progress line on stderr when it is a terminal and the
+                                   run takes over ~2 s (psrec prep) */
 } PrepOptions;
 
 /* Build the dataset under a temporary name next to out_path and rename it into place only

@@ -61,6 +61,24 @@ int run_prepare_dir(const Config *cfg, int append, FILE **metrics)
     return 0;
 }
 
+int run_open_log(const Config *cfg)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/log", cfg->run.dir);
+    if (log_open_file(path)) {
+        LOG_WARN("run.dir: %s; logging to stderr only", psrec_errmsg());
+        return -1;
+    }
+    return 0;
+}
+
+ProgressMode run_progress_setup(int reporting)
+{
+    ProgressMode mode = reporting ? progress_mode_auto() : PROGRESS_OFF;
+    log_set_detail_stderr(reporting && mode != PROGRESS_TTY);
+    return mode;
+}
+
 void run_set_threads(int n)
 {
     if (n <= 0) {

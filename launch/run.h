@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "common/dataset.h"
 #include "common/metrics.h"
+#include "common/progress.h"
 #include "common/runmeta.h"
 #include "server/shard.h"
 #include "worker/model.h"
@@ -21,6 +22,19 @@ int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev);
  * resumed run keeps its earlier lives' lines) into *metrics.
  * Returns 0 or -1 (logged). */
 int run_prepare_dir(const Config *cfg, int append, FILE **metrics);
+
+/* Append every later log line of this process to run.dir/log (created when missing; lines of
+ * earlier lives and of other ranks stay). Call once the run dir is this run's (after the
+ * refusal / --force / --resume checks). Returns 0 or -1 (logged, to stderr: the run goes on
+ * without the file). */
+int run_open_log(const Config *cfg);
+
+/* Progress on stderr for one rank: reporting = this rank shows the job's progress (the only
+ * process, or the first worker under mpirun). Returns the mode (progress_mode_auto(), or
+ * PROGRESS_OFF when not reporting) and routes the per-step detail lines: on stderr only for
+ * the reporting rank when its stderr is not a terminal (cluster logs keep them, as before);
+ * under a redrawn progress line, and on every other rank, they go to run.dir/log only. */
+ProgressMode run_progress_setup(int reporting);
 
 /* OpenBLAS threads: n, or every core when n == 0. */
 void run_set_threads(int n);

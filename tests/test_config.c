@@ -96,6 +96,7 @@ static void assert_config_equal(const Config *a, const Config *b)
     CU_ASSERT_STRING_EQUAL(a->run.dir, b->run.dir);
     CU_ASSERT_STRING_EQUAL(a->run.name, b->run.name);
     CU_ASSERT_EQUAL(a->run.log_every, b->run.log_every);
+    CU_ASSERT(a->run.log_every_seconds == b->run.log_every_seconds);
 }
 
 static void test_defaults(void)
@@ -128,6 +129,7 @@ static void test_defaults(void)
     CU_ASSERT_EQUAL(cfg.ps.port, 0);
     CU_ASSERT(cfg.ps.rendezvous_timeout == 30.0);
     CU_ASSERT(cfg.checkpoint.every_seconds == 0.0);
+    CU_ASSERT(cfg.run.log_every_seconds == 10.0);
     CU_ASSERT(cfg.ps.heartbeat_interval == 1.0);
     CU_ASSERT(cfg.ps.heartbeat_timeout == 10.0);
     CU_ASSERT_EQUAL(cfg.checkpoint.every_steps, 0);
@@ -190,7 +192,8 @@ static const char full_file[] =
     "[run]\n"
     "dir = out/x\n"
     "name = exp one\n"
-    "log_every = 1\n";
+    "log_every = 1\n"
+    "log_every_seconds = 0.25\n";
 
 static void check_full(const Config *cfg)
 {
@@ -223,6 +226,7 @@ static void check_full(const Config *cfg)
     CU_ASSERT_EQUAL(cfg->checkpoint.keep, 1000);
     CU_ASSERT_STRING_EQUAL(cfg->checkpoint.dir, "/ckpt/here");
     CU_ASSERT_STRING_EQUAL(cfg->run.dir, "out/x");
+    CU_ASSERT(cfg->run.log_every_seconds == 0.25);
     CU_ASSERT_STRING_EQUAL(cfg->run.name, "exp one");
     CU_ASSERT_EQUAL(cfg->run.log_every, 1);
 }
@@ -375,6 +379,10 @@ static void test_error_out_of_range(void)
                       ":2: train.batch_size: 1048577 is out of range [1, 1048576]");
     expect_file_error("[ps]\nport = -1\n", PSREC_E_RANGE,
                       ":2: ps.port: -1 is out of range [0, 65535]");
+    expect_file_error("[run]\nlog_every_seconds = 0\n", PSREC_E_RANGE,
+                      ":2: run.log_every_seconds: 0 is out of range (0, 86400]");
+    expect_file_error("[run]\nlog_every_seconds = 86401\n", PSREC_E_RANGE,
+                      ":2: run.log_every_seconds: 86401 is out of range (0, 86400]");
     expect_file_error("[train]\nepochs = 99999999999999999999\n", PSREC_E_RANGE,
                       ":2: train.epochs: 99999999999999999999 is out of range [1, 100000]");
     expect_file_error("[train]\nseed = 18446744073709551616\n", PSREC_E_RANGE,
@@ -720,7 +728,7 @@ static void test_reference(void)
             !strncmp(p + 1, "train.", 6) || !strncmp(p + 1, "ps.", 3) ||
             !strncmp(p + 1, "checkpoint.", 11) || !strncmp(p + 1, "run.", 4))
             keys++;
-    CU_ASSERT_EQUAL(keys, 35);
+    CU_ASSERT_EQUAL(keys, 36);
     free(text);
 }
 

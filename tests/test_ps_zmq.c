@@ -629,6 +629,30 @@ static void test_shutdown_ends_loops(void)
     CU_ASSERT_EQUAL(cluster_end(&cl), 0); /* ended by themselves */
 }
 
+/* Every CLOCK ack carries the finished steps of the shard's slowest live worker: a worker
+ * ahead of the others learns its lag from the acks alone (ASP: nobody waits). */
+static void test_clock_ack_slowest(void)
+{
+    Cluster cl;
+    cluster_start(&cl, SERVER_ASP, 2);
+    PsZmq *z0 = client(&cl, 0), *z1 = client(&cl, 1);
+    PsClient p0, p1;
+    ps_zmq_client(z0, &p0);
+    ps_zmq_client(z1, &p1);
+    CU_ASSERT_EQUAL(ps_zmq_slowest(z0), 0); /* no ack yet */
+    for (uint64_t t = 0; t < 5; t++)
+        CU_ASSERT(check_rc(ps_clock(&p0, t), 0));
+    CU_ASSERT_EQUAL(ps_zmq_slowest(z0), 0); /* worker 1 finished nothing */
+    CU_ASSERT(check_rc(ps_clock(&p1, 0), 0));
+    CU_ASSERT(check_rc(ps_clock(&p1, 1), 0));
+    CU_ASSERT_EQUAL(ps_zmq_slowest(z1), 2); /* worker 1 itself is now the slowest */
+    CU_ASSERT(check_rc(ps_clock(&p0, 5), 0));
+    CU_ASSERT_EQUAL(ps_zmq_slowest(z0), 2); /* worker 0: 6 steps, 4 ahead */
+    client_done(&z0);
+    client_done(&z1);
+    CU_ASSERT_EQUAL(cluster_end(&cl), 0);
+}
+
 /* Options are checked; an endpoint ZeroMQ cannot parse is reported with the shard. */
 static void test_bad_options(void)
 {
@@ -664,6 +688,7 @@ int main(void)
         {"silent shards time out; late replies dropped", test_timeout},
         {"BSP through two clients: mean of pushes", test_bsp_two_clients},
         {"SHUTDOWN of every worker ends the loops", test_shutdown_ends_loops},
+        {"CLOCK acks carry the slowest worker's steps", test_clock_ack_slowest},
         {"bad options", test_bad_options},
         {NULL, NULL},
     };

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/params.h"
+#include "common/progress.h"
 #include "common/timer.h"
 #include "worker/params_io.h"
 
@@ -232,6 +233,7 @@ int eval_run(const EvalOptions *opt, MetricsAcc *acc, EvalStats *stats)
 {
     const double t0 = timer_now();
     EvalStats st = {0};
+    ProgressMeter meter = {0}; /* off unless opt->progress */
     Eval ev = {.opt = opt, .d = &opt->dims};
     metrics_scratch_init(&ev.ms);
     const ModelDims *d = &opt->dims;
@@ -269,21 +271,28 @@ int eval_run(const EvalOptions *opt, MetricsAcc *acc, EvalStats *stats)
     model_dense_bind(&ev.p, d, ev.dense);
     if ((rc = params_pull_dense(&ev.io, &ev.p)))
         goto out;
+    if (opt->progress)
+        progress_meter_init(&meter, "eval: encoding news", "news");
     for (uint64_t first = 0; first < ev.news_rows; first += NEWS_CHUNK) {
         uint64_t left = ev.news_rows - first;
         int n = (int)(left < NEWS_CHUNK ? left : NEWS_CHUNK);
         if ((rc = encode_news_chunk(&ev, first, n)))
             goto out;
         st.news_encoded += (uint64_t)n;
+        progress_meter_update(&meter, first + (uint64_t)n, ev.news_rows);
     }
     uint64_t end = opt->end < m->impressions ? opt->end : m->impressions;
+    meter.what = "eval: scoring";
+    meter.unit = "impressions";
     for (uint64_t first = opt->begin; first < end; first += USER_CHUNK) {
         uint64_t left = end - first;
         int n = (int)(left < USER_CHUNK ? left : USER_CHUNK);
         if ((rc = score_impressions(&ev, first, n, acc, &st)))
             goto out;
+        progress_meter_update(&meter, first + (uint64_t)n - opt->begin, end - opt->begin);
     }
 out:
+    progress_meter_end(&meter);
     eval_fini(&ev);
     st.seconds = timer_now() - t0;
     if (stats)

@@ -18,6 +18,8 @@ typedef struct EvalOptions {
     PsClient *ps;             /* borrowed */
     uint64_t begin, end;      /* impression index range; end = UINT64_MAX for all */
     FILE *predictions;        /* MIND submission lines "impid [r1,r2,...]", or NULL */
+    int progress;             /* a progress line on stderr when it is a terminal and the
+                                 evaluation takes over ~2 s (psrec eval) */
 } EvalOptions;
 
 typedef struct EvalStats {

@@ -109,6 +109,7 @@ struct PsZmq {
     int stopping;           /* this worker stops at a cut: SHUTDOWN says so */
     uint32_t cut_flags;     /* of the last CUT's replies */
     uint64_t lost_mask;     /* dead workers the shards told of */
+    uint64_t *slowest;      /* (S) each shard's slowest live worker, from its last CLOCK ack */
 };
 
 static int shard_rank(const PsZmq *c, uint32_t k)
@@ -194,8 +195,9 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     c->fill = calloc(S, sizeof *c->fill);
     c->slot_sizes = calloc((size_t)PS_ZMQ_MAX_TICKETS * 2 * S, sizeof *c->slot_sizes);
     c->slot_due = calloc((size_t)PS_ZMQ_MAX_TICKETS * S, sizeof *c->slot_due);
+    c->slowest = calloc(S, sizeof *c->slowest);
     if (!c->endpoints || !c->shard_ranks || !c->socks || !c->broken || !c->items || !c->fill ||
-        !c->slot_sizes || !c->slot_due)
+        !c->slot_sizes || !c->slot_due || !c->slowest)
         goto fail;
     for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++) {
         c->slots[i].start = c->slot_sizes + (size_t)i * 2 * S;
@@ -249,6 +251,7 @@ void ps_zmq_free(PsZmq **cp)
     free(c->fill);
     free(c->slot_sizes);
     free(c->slot_due);
+    free(c->slowest);
     free(c->owner);
     free(c->order);
     free(c->keys_buf);
@@ -404,6 +407,8 @@ static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
         p->stats = h->stats;
     } else if (h->op == WIRE_OP_CUT) {
         p->flags |= h->flags;
+    } else if (h->op == WIRE_OP_CLOCK) {
+        c->slowest[k] = h->slowest;
     }
     sub_done(p, k);
 }
@@ -839,6 +844,15 @@ void ps_zmq_set_position(PsZmq *c, const void *cut, size_t len)
 void ps_zmq_request(PsZmq *c, uint32_t flags)
 {
     c->want |= flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
+}
+
+uint64_t ps_zmq_slowest(const PsZmq *c)
+{
+    uint64_t slow = UINT64_MAX;
+    for (uint32_t k = 0; k < c->S; k++)
+        if (c->slowest[k] < slow)
+            slow = c->slowest[k];
+    return slow == UINT64_MAX ? 0 : slow;
 }
 
 void ps_zmq_announced(const PsZmq *c, uint64_t *cut_step, int *stop)

@@ -100,6 +100,10 @@ void ps_zmq_set_position(PsZmq *c, const void *cut, size_t len);
  * e.g. after a signal on this rank: the next CLOCK or CUT carries the request. */
 void ps_zmq_request(PsZmq *c, uint32_t flags);
 
+/* Finished steps of the slowest live worker, the smallest any shard reported in its last
+ * CLOCK ack (0 before the first ack). The worker's lag is its own finished steps minus this. */
+uint64_t ps_zmq_slowest(const PsZmq *c);
+
 /* The largest cut step shard 0 announced so far (0: none) and whether the job stops there. */
 void ps_zmq_announced(const PsZmq *c, uint64_t *cut_step, int *stop);
 

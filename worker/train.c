@@ -5,7 +5,10 @@
  * gradient, tell the PS the step is done (ps_clock). Buffers are sized once for the largest
  * batch in train_step_new; nothing is allocated per step.
  * Determinism: one process, one thread, same seed -> same loss sequence; the reader's order
- * and the negative sampling are both seeded, the latter per (seed, epoch, sample). */
+ * and the negative sampling are both seeded, the latter per (seed, epoch, sample).
+ * Progress: the steps of an epoch are ceil(this worker's samples of it / B), its samples being
+ * its partition of the dataset or, in an epoch a resume re-partitioned, its share of the plan;
+ * a run resumed inside an epoch starts that epoch's count at ceil(offset / B). */
 #include "worker/train.h"
 
 #include "common/error.h"
@@ -272,7 +275,40 @@ typedef struct TrainLoop {
     WorkerCut cut;                /* position after the last finished step */
     double t0, t_log, loss_sum;
     uint64_t loss_n, samples_log;
+    TrainProgress progress;
+    uint64_t epoch_step;          /* steps done in the current epoch */
+    uint64_t epoch_steps;         /* steps of the current epoch */
+    uint64_t steps_after;         /* steps of the epochs after the current one */
 } TrainLoop;
+
+/* Steps this worker takes in epoch (see the top). */
+static uint64_t epoch_steps(const TrainOptions *opt, uint64_t epoch)
+{
+    const uint64_t B = (uint64_t)opt->batch_size;
+    uint64_t n = 0;
+    int planned = 0;
+    for (uint32_t i = 0; opt->plan && i < opt->plan->nparts; i++)
+        if (opt->plan->parts[i].epoch == epoch) {
+            n = reader_plan_share(&opt->plan->parts[i], opt->rank, opt->world);
+            planned = 1;
+        }
+    if (!planned)
+        n = reader_partition_size(dataset_meta(opt->train)->samples, opt->rank, opt->world,
+                                  opt->interleave);
+    return (n + B - 1) / B;
+}
+
+/* Set the progress counters for the start of epoch (offset samples of it done already). */
+static void progress_epoch(TrainLoop *lp, uint64_t epoch, uint64_t offset)
+{
+    const TrainOptions *opt = lp->opt;
+    const uint64_t B = (uint64_t)opt->batch_size;
+    lp->epoch_steps = epoch_steps(opt, epoch);
+    lp->epoch_step = (offset + B - 1) / B;
+    lp->steps_after = 0;
+    for (uint64_t e = epoch + 1; e < (uint64_t)opt->epochs; e++)
+        lp->steps_after += epoch_steps(opt, e);
+}
 
 /* Complete the oldest batch in flight: forward/backward and push, tell the PS the step is
  * done, log, and checkpoint when due. */
@@ -297,6 +333,17 @@ static int complete_step(TrainLoop *lp, TrainStep *ts, uint64_t epoch)
     lp->samples_log += n;
     lp->loss_sum += loss;
     lp->loss_n++;
+    lp->epoch_step++;
+    if (opt->progress != PROGRESS_OFF) {
+        ProgressPos pp = {.epoch = epoch,
+                          .epochs = (uint64_t)opt->epochs,
+                          .step = lp->epoch_step,
+                          .steps = lp->epoch_steps,
+                          .steps_after = lp->steps_after};
+        if (opt->hooks.lag)
+            pp.has_lag = opt->hooks.lag(opt->hooks.ctx, lp->step, &pp.lag);
+        train_progress_step(&lp->progress, timer_now(), loss, n, &pp, NULL);
+    }
     if (opt->log_every > 0 && lp->step % (uint64_t)opt->log_every == 0) {
         double t = timer_now(), rate = (double)lp->samples_log / (t - lp->t_log);
         lp->res->last_loss = lp->loss_sum / (double)lp->loss_n;
@@ -308,7 +355,7 @@ static int complete_step(TrainLoop *lp, TrainStep *ts, uint64_t epoch)
                     lp->res->last_loss, rate);
             fflush(opt->metrics);
         }
-        LOG_INFO("epoch %llu step %llu loss %.4f %.0f samples/s", (unsigned long long)epoch,
+        LOG_DETAIL("epoch %llu step %llu loss %.4f %.0f samples/s", (unsigned long long)epoch,
                  (unsigned long long)lp->step, lp->res->last_loss, rate);
         lp->t_log = t;
         lp->loss_sum = 0;
@@ -336,7 +383,7 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     uint32_t *cand = malloc((size_t)B * (size_t)(1 + K) * sizeof *cand);
     uint32_t *scratch = NULL;
     size_t scratch_cap = 0;
-    int rc = 0;
+    int rc = 0, progress_shown = 0;
     if (!users || !his || !his_n || !cand) {
         rc = PSREC_E_NOMEM;
         goto out;
@@ -361,8 +408,12 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     lp.cut.steps = opt->start_step;
     lp.cut.samples = opt->start_samples;
     uint64_t epoch = opt->start ? opt->start->epoch : opt->plan ? opt->plan->epoch : 0;
+    train_progress_init(&lp.progress, opt->progress, opt->progress_interval, lp.t0);
+    progress_shown = opt->progress != PROGRESS_OFF;
     while (epoch < (uint64_t)opt->epochs) {
         const ReaderBatch *rb;
+        progress_epoch(&lp, epoch,
+                       opt->start && opt->start->epoch == epoch ? opt->start->offset : 0);
         for (;;) {
             if ((rc = reader_next(reader, &rb)))
                 goto out;
@@ -444,6 +495,8 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     if (opt->hooks.checkpoint)
         rc = opt->hooks.checkpoint(opt->hooks.ctx, &lp.cut, 1);
 out:
+    if (progress_shown)
+        train_progress_end(&lp.progress);
     if (rc == TRAIN_STOPPED) {
         res->steps = lp.step;
         res->seconds = timer_now() - lp.t0;

@@ -6,6 +6,7 @@
 
 #include "common/dataset.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "common/rng.h"
 #include "worker/batch.h"
 #include "worker/model.h"
@@ -71,6 +72,9 @@ typedef struct TrainHooks {
      * pointers must stay valid until the next replan or the end of train_run). The batch
      * in flight is dropped (its samples are in the new plan) and reading goes on from there. */
     int (*replan)(void *ctx, ReaderOptions *ro);
+    /* For the progress line, when one is due: *lag = this worker's finished steps (steps)
+     * minus the slowest worker's; return 1, or 0 when there is no such figure (one process). */
+    int (*lag)(void *ctx, uint64_t steps, uint64_t *lag);
 } TrainHooks;
 
 typedef struct TrainOptions {
@@ -88,6 +92,8 @@ typedef struct TrainOptions {
     const ReaderPlan *plan;   /* re-partition plan of a resume with another layout, or NULL */
     uint64_t start_step;
     uint64_t start_samples;   /* samples trained before start (earlier lives of the run) */
+    ProgressMode progress;    /* progress line on stderr (PROGRESS_OFF = none; 0) */
+    double progress_interval; /* seconds between PROGRESS_PLAIN lines (run.log_every_seconds) */
     TrainHooks hooks;
 } TrainOptions;
 
