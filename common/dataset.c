@@ -5,6 +5,7 @@
  *   sample:      [user, pos, imp_lo, imp_hi, nhis, nneg, his[nhis]..., neg[nneg]...]
  *   impression:  [user, nhis, ncand, labeled, id_len, his[nhis]..., cand[ncand]...,
  *                 labels (ncand bytes, padded to 4), id bytes padded to 4]
+ *   news_text:   [title_len, category_len, title bytes, category bytes] (unpadded)
  * Every accessor checks that the stored size is exactly what its header words imply, so a
  * damaged database gives PSREC_E_FORMAT with the table and key, never a wild read.
  * Writers add rows in key order with MDB_APPEND (fast); the writer also checks that each
@@ -23,13 +24,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum { TBL_META, TBL_VOCAB, TBL_CATS, TBL_USERS, TBL_NEWS, TBL_SAMPLES, TBL_IMPS, TBL_COUNT };
-static const char *const table_names[TBL_COUNT] = {"meta", "vocab", "categories", "users",
-                                                    "news", "samples", "impressions"};
+/* TBL_TEXTS is last: version 1 datasets have every table before it. */
+enum { TBL_META, TBL_VOCAB, TBL_CATS, TBL_USERS, TBL_NEWS, TBL_SAMPLES, TBL_IMPS, TBL_TEXTS,
+       TBL_COUNT, TBL_COUNT_V1 = TBL_TEXTS };
+static const char *const table_names[TBL_COUNT] = {"meta",    "vocab",       "categories",
+                                                    "users",   "news",        "samples",
+                                                    "impressions", "news_text"};
 /* Integer-keyed tables; meta is keyed by name. u32 keys for id tables, size_t for the rest. */
 static const unsigned table_flags[TBL_COUNT] = {0, MDB_INTEGERKEY, MDB_INTEGERKEY,
                                                 MDB_INTEGERKEY, MDB_INTEGERKEY, MDB_INTEGERKEY,
-                                                MDB_INTEGERKEY};
+                                                MDB_INTEGERKEY, MDB_INTEGERKEY};
 
 /* Address space only (the file grows as used). 256 GiB is many times MIND-large, and small
  * enough to fit ThreadSanitizer's ~1.5 TiB application region, where 1 TiB often did not. */
@@ -40,6 +44,7 @@ struct Dataset {
     MDB_env *env;
     MDB_dbi dbi[TBL_COUNT];
     DatasetMeta meta;
+    int has_text; /* version 2 on: the news_text table exists */
     char path[4096];
 };
 
@@ -98,7 +103,7 @@ int dataset_open(const char *path, Dataset **out)
         psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
         goto fail;
     }
-    for (int t = 0; t < TBL_COUNT; t++) {
+    for (int t = 0; t < TBL_COUNT_V1; t++) {
         rc = mdb_dbi_open(txn, table_names[t], table_flags[t], &ds->dbi[t]);
         if (rc) {
             rc = psrec_errf(PSREC_E_FORMAT, "%s: not a psrec dataset (table '%s': %s)", path,
@@ -122,10 +127,19 @@ int dataset_open(const char *path, Dataset **out)
         rc = psrec_errf(PSREC_E_FORMAT, "%s: bad magic, not a psrec dataset", path);
         goto fail;
     }
-    if (m.version != DATASET_VERSION) {
+    if (m.version < DATASET_VERSION_MIN || m.version > DATASET_VERSION) {
         rc = psrec_errf(PSREC_E_FORMAT,
-                        "%s: dataset format version %u, this psrec reads version %u (re-run prep)",
-                        path, m.version, DATASET_VERSION);
+                        "%s: dataset format version %u, this psrec reads versions %u..%u "
+                        "(re-run psrec prep)",
+                        path, m.version, DATASET_VERSION_MIN, DATASET_VERSION);
+        goto fail;
+    }
+    ds->has_text = m.version >= 2;
+    if (ds->has_text &&
+        (rc = mdb_dbi_open(txn, table_names[TBL_TEXTS], table_flags[TBL_TEXTS],
+                           &ds->dbi[TBL_TEXTS]))) {
+        rc = psrec_errf(PSREC_E_FORMAT, "%s: version %u dataset without table '%s': %s", path,
+                        m.version, table_names[TBL_TEXTS], mdb_strerror(rc));
         goto fail;
     }
     if (m.size != sizeof m || val.mv_size != sizeof m) {
@@ -144,8 +158,11 @@ int dataset_open(const char *path, Dataset **out)
         uint64_t want;
     } checks[] = {{TBL_VOCAB, m.vocab_rows}, {TBL_CATS, m.category_rows},
                   {TBL_USERS, m.user_rows},  {TBL_NEWS, m.news_rows},
-                  {TBL_SAMPLES, m.samples},  {TBL_IMPS, m.impressions}};
+                  {TBL_SAMPLES, m.samples},  {TBL_IMPS, m.impressions},
+                  {TBL_TEXTS, m.news_rows}};
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
+        if (checks[i].t == TBL_TEXTS && !ds->has_text)
+            continue;
         mdb_stat(txn, ds->dbi[checks[i].t], &ms);
         if (ms.ms_entries != checks[i].want) {
             rc = psrec_errf(PSREC_E_FORMAT, "%s: table '%s' has %zu rows, meta says %llu", path,
@@ -360,6 +377,53 @@ int dataset_get_user(DatasetTxn *txn, uint32_t row, const char **str, uint32_t *
     return get_name(txn, TBL_USERS, row, str, len);
 }
 
+int dataset_has_news_text(const Dataset *ds)
+{
+    return ds->has_text;
+}
+
+int dataset_get_news_text(DatasetTxn *txn, uint32_t row, NewsText *out)
+{
+    *out = (NewsText){.title = "", .category = ""};
+    if (!txn->ds->has_text)
+        return 0;
+    MDB_val v;
+    int rc = get_u32_key(txn, TBL_TEXTS, row, &v);
+    if (rc)
+        return rc;
+    if (v.mv_size < 8)
+        return corrupt(txn, TBL_TEXTS, row, "size mismatch");
+    uint32_t tl, cl;
+    memcpy(&tl, v.mv_data, 4);
+    memcpy(&cl, (const char *)v.mv_data + 4, 4);
+    if ((uint64_t)v.mv_size != 8 + (uint64_t)tl + cl)
+        return corrupt(txn, TBL_TEXTS, row, "size mismatch");
+    out->title = (const char *)v.mv_data + 8;
+    out->title_len = tl;
+    out->category = out->title + tl;
+    out->category_len = cl;
+    return 0;
+}
+
+int dataset_find_user(DatasetTxn *txn, const char *str, uint32_t len, uint32_t *row)
+{
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(txn->txn, txn->ds->dbi[TBL_USERS], &c);
+    if (rc)
+        return psrec_errf(rc, "%s: %s", txn->ds->path, mdb_strerror(rc));
+    MDB_val k, v;
+    rc = PSREC_E_NOTFOUND;
+    for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &v, (MDB_cursor_op)op) == 0; op = MDB_NEXT) {
+        if (v.mv_size == len && k.mv_size == 4 && memcmp(v.mv_data, str, len) == 0) {
+            memcpy(row, k.mv_data, 4);
+            rc = 0;
+            break;
+        }
+    }
+    mdb_cursor_close(c);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ writing */
 
 static int writer_fail(DatasetWriter *w, int rc, const char *what)
@@ -503,6 +567,19 @@ int dataset_put_news(DatasetWriter *w, uint32_t row, const NewsView *n)
     b[words - 1] = 0; /* zero the id's padding bytes */
     copy_in(b + 3 + n->ntok, n->id, n->id_len);
     return put_u32(w, TBL_NEWS, row, b, words * 4);
+}
+
+int dataset_put_news_text(DatasetWriter *w, uint32_t row, const NewsText *t)
+{
+    size_t bytes = 8 + (size_t)t->title_len + t->category_len;
+    char *b = (char *)writer_buf(w, words_for_bytes((uint32_t)bytes));
+    if (!b)
+        return PSREC_E_NOMEM;
+    memcpy(b, &t->title_len, 4);
+    memcpy(b + 4, &t->category_len, 4);
+    copy_in(b + 8, t->title, t->title_len);
+    copy_in(b + 8 + t->title_len, t->category, t->category_len);
+    return put_u32(w, TBL_TEXTS, row, b, bytes);
 }
 
 int dataset_put_sample(DatasetWriter *w, uint64_t index, const SampleView *s)

@@ -8,13 +8,18 @@
  *   news        u32 news row -> NewsRec                 (0 = padding news)
  *   samples     u64 sample index -> SampleRec           (one per click, dense 0..samples-1)
  *   impressions u64 impression index -> ImpressionRec   (dense 0..impressions-1)
+ *   news_text   u32 news row -> NewsTextRec             (version 2 on: raw title, category)
  * Integer keys use MDB_INTEGERKEY (host order). Records are packed little-endian u32 arrays,
  * laid out below; dataset_* accessors decode them and check their sizes, so a damaged record
  * is an error, never an out-of-bounds read.
  *
  * A split prepared with --vocab-from shares the train split's vocab, categories and users
  * tables (copied in), so word, category and user ids mean the same in every split of a run.
- * News rows are per split: a model never stores per-news parameters. */
+ * News rows are per split: a model never stores per-news parameters.
+ *
+ * Versions: 2 added news_text (what `psrec recommend` prints). Version 1 datasets still open;
+ * they have no news_text (dataset_has_news_text says so, dataset_get_news_text gives empty
+ * strings), and re-running psrec prep adds it. */
 #ifndef PSREC_COMMON_DATASET_H
 #define PSREC_COMMON_DATASET_H
 
@@ -22,7 +27,8 @@
 #include <stdint.h>
 
 #define DATASET_MAGIC 0x31424452435350ULL /* "PSRCRDB1" as little-endian bytes */
-#define DATASET_VERSION 1u
+#define DATASET_VERSION 2u
+#define DATASET_VERSION_MIN 1u /* the oldest version this psrec still reads */
 #define DATASET_TOKENIZER_VERSION 1u
 
 enum { DATASET_PAD_WORD = 0, DATASET_UNK_WORD = 1, DATASET_PAD_NEWS = 0, DATASET_UNK_USER = 0 };
@@ -69,6 +75,15 @@ typedef struct NewsView {
     uint32_t id_len;
 } NewsView;
 
+/* A news' text as news.tsv had it: the raw title (before tokenizing) and the category name
+ * (also when a --vocab-from split maps an unseen category to <none>). */
+typedef struct NewsText {
+    const char *title;        /* not NUL-terminated */
+    uint32_t title_len;
+    const char *category;     /* not NUL-terminated */
+    uint32_t category_len;
+} NewsText;
+
 typedef struct SampleView {
     uint32_t user;            /* user row */
     uint32_t pos;             /* news row of the click */
@@ -114,6 +129,14 @@ int dataset_txn_reset(DatasetTxn *txn);
 int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out);
 int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out);
 int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out);
+/* The raw title and category name of a news row, borrowed like the views. A dataset without
+ * the news_text table (version 1) gives empty strings. */
+int dataset_get_news_text(DatasetTxn *txn, uint32_t row, NewsText *out);
+/* 1 when the dataset keeps news texts (version 2 on). */
+int dataset_has_news_text(const Dataset *ds);
+/* The user row whose id is str (len bytes), by a scan of the users table; PSREC_E_NOTFOUND
+ * (no detail set) when no row has it. */
+int dataset_find_user(DatasetTxn *txn, const char *str, uint32_t len, uint32_t *row);
 /* Names of table rows; *str borrowed like the views. */
 int dataset_get_word(DatasetTxn *txn, uint32_t id, const char **str, uint32_t *len);
 int dataset_get_category(DatasetTxn *txn, uint32_t id, const char **str, uint32_t *len);
@@ -128,6 +151,7 @@ int dataset_put_word(DatasetWriter *w, uint32_t id, const char *str, uint32_t le
 int dataset_put_category(DatasetWriter *w, uint32_t id, const char *str, uint32_t len);
 int dataset_put_user(DatasetWriter *w, uint32_t row, const char *str, uint32_t len);
 int dataset_put_news(DatasetWriter *w, uint32_t row, const NewsView *news);
+int dataset_put_news_text(DatasetWriter *w, uint32_t row, const NewsText *text);
 int dataset_put_sample(DatasetWriter *w, uint64_t index, const SampleView *s);
 int dataset_put_impression(DatasetWriter *w, uint64_t index, const ImpressionView *imp);
 /* Write meta (magic/version/size filled in here), commit, sync and close. Frees w. */

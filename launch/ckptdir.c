@@ -245,6 +245,11 @@ static int manifest_read(const char *step_dir, CkptManifest *m)
     return rc;
 }
 
+int ckptdir_read_manifest(const char *step_dir, CkptManifest *out)
+{
+    return manifest_read(step_dir, out);
+}
+
 int ckptdir_verify(const char *step_dir, CkptManifest *out)
 {
     CkptManifest m;

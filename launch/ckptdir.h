@@ -106,6 +106,11 @@ void ckptdir_abandon(const char *tmpdir);
  * missing file, or a size or CRC mismatch, the message naming the file and what is wrong. */
 int ckptdir_verify(const char *step_dir, CkptManifest *out);
 
+/* Parse step_dir's MANIFEST into out without checking the files (ckptdir_verify does that;
+ * a caller that has just verified the dir uses this to learn the listed CRCs cheaply).
+ * Returns 0, PSREC_E_NOTFOUND (no MANIFEST) or PSREC_E_FORMAT (damaged), with detail. */
+int ckptdir_read_manifest(const char *step_dir, CkptManifest *out);
+
 /* The newest valid step dir under root, by scanning names (highest step first; LATEST is not
  * read). Each invalid newer one is logged (WARN) by name with the reason and skipped.
  * step and dir (n bytes) receive it. Returns 0 or PSREC_E_NOTFOUND (none valid; message says

@@ -4,9 +4,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "launch/ckptdir.h"
 #include "launch/commands.h"
 #include "launch/inproc.h"
+#include "launch/modelload.h"
 #include "launch/run.h"
 #include "worker/eval.h"
 
@@ -59,30 +59,13 @@ int cmd_eval(int argc, char **argv)
     }
     log_set_identity("eval", 0);
     run_set_threads(threads);
-    char step_dir[4200];
-    RunMeta meta;
-    Shard *shard = NULL;
+    LoadedModel lm = {0};
     Dataset *ds = NULL;
     FILE *pf = NULL;
     int rc = EXIT_FAIL;
-    if (ckptdir_resolve(ckpt, step_dir, sizeof step_dir) ||
-        ckptdir_load_model(step_dir, 1, &meta, &shard)) {
+    if (modelload_open(ckpt, &lm) || dataset_open(data, &ds) ||
+        modelload_check_data(&lm.meta, dataset_meta(ds), data)) {
         fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
-        goto out;
-    }
-    if (dataset_open(data, &ds)) {
-        fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
-        goto out;
-    }
-    const DatasetMeta *dm = dataset_meta(ds);
-    if (dm->vocab_rows != meta.vocab_rows || dm->user_rows != meta.user_rows ||
-        dm->category_rows != meta.category_rows) {
-        fprintf(stderr, "psrec eval: %s does not share the model's vocabulary/users/categories "
-                        "(%llu/%llu/%llu rows vs %llu/%llu/%llu); prepare it with --vocab-from "
-                        "the training set\n", data,
-                (unsigned long long)dm->vocab_rows, (unsigned long long)dm->user_rows,
-                (unsigned long long)dm->category_rows, (unsigned long long)meta.vocab_rows,
-                (unsigned long long)meta.user_rows, (unsigned long long)meta.category_rows);
         goto out;
     }
     if (pred && !(pf = fopen(pred, "w"))) {
@@ -90,10 +73,9 @@ int cmd_eval(int argc, char **argv)
         goto out;
     }
     PsClient ps;
-    inproc_client_init(&ps, shard);
-    EvalOptions eo = {.data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX, .predictions = pf,
-                      .progress = 1};
-    run_meta_dims(&meta, &eo.dims);
+    inproc_client_init(&ps, lm.shard);
+    EvalOptions eo = {.dims = lm.dims, .data = ds, .ps = &ps, .begin = 0, .end = UINT64_MAX,
+                      .predictions = pf, .progress = 1};
     MetricsAcc acc;
     metrics_acc_init(&acc);
     EvalStats st;
@@ -114,13 +96,13 @@ int cmd_eval(int argc, char **argv)
     else
         printf("AUC %.4f  MRR %.4f  nDCG@5 %.4f  nDCG@10 %.4f  (%llu impressions, %llu skipped; "
                "model %s step %llu; %.1f s)\n", r.auc, r.mrr, r.ndcg5, r.ndcg10,
-               (unsigned long long)r.impressions, (unsigned long long)r.skipped, step_dir,
-               (unsigned long long)meta.step, st.seconds);
+               (unsigned long long)r.impressions, (unsigned long long)r.skipped, lm.step_dir,
+               (unsigned long long)lm.meta.step, st.seconds);
     rc = EXIT_OK;
 out:
     if (pf)
         fclose(pf);
-    shard_free(&shard);
+    modelload_close(&lm);
     dataset_free(&ds);
     return rc;
 }

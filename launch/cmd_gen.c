@@ -37,13 +37,16 @@ static void gen_usage(FILE *f)
             "      --train-impressions N    train behaviors lines, %u..%u (default %u)\n"
             "      --dev-impressions N      dev behaviors lines, %u..%u (default %u)\n"
             "      --topics N               topics = categories, %u..%u (default %u)\n"
+            "      --truth FILE             also write each user's favourite topics: per line\n"
+            "                               user, then its 3 topics of highest affinity (the\n"
+            "                               share of its clicks each draws), tab-separated\n"
             "  -h, --help                   this text\n",
             d.seed, GEN_NEWS_MIN, GEN_NEWS_MAX, d.news, GEN_USERS_MIN, GEN_USERS_MAX, d.users,
             GEN_IMPRESSIONS_MIN, GEN_IMPRESSIONS_MAX, d.train_impressions, GEN_IMPRESSIONS_MIN,
             GEN_IMPRESSIONS_MAX, d.dev_impressions, GEN_TOPICS_MIN, GEN_TOPICS_MAX, d.topics);
 }
 
-enum { OPT_NEWS = 256, OPT_USERS, OPT_TRAIN, OPT_DEV, OPT_TOPICS };
+enum { OPT_NEWS = 256, OPT_USERS, OPT_TRAIN, OPT_DEV, OPT_TOPICS, OPT_TRUTH };
 
 int cmd_gen(int argc, char **argv)
 {
@@ -55,6 +58,7 @@ int cmd_gen(int argc, char **argv)
         {"train-impressions", required_argument, NULL, OPT_TRAIN},
         {"dev-impressions", required_argument, NULL, OPT_DEV},
         {"topics", required_argument, NULL, OPT_TOPICS},
+        {"truth", required_argument, NULL, OPT_TRUTH},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -94,6 +98,9 @@ int cmd_gen(int argc, char **argv)
         case OPT_TOPICS:
             bad = cli_u64("gen", "topics", optarg, GEN_TOPICS_MIN, GEN_TOPICS_MAX, &v);
             opt.topics = (uint32_t)v;
+            break;
+        case OPT_TRUTH:
+            opt.truth = optarg;
             break;
         case 'h':
             gen_usage(stdout);

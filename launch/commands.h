@@ -9,6 +9,7 @@ int cmd_prep(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_recommend(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

@@ -1015,6 +1015,44 @@ static int write_news(const World *w, int split, const char *dir, uint64_t *line
     return out_close(&o, rc);
 }
 
+/* The truth file (gen.h): every user's top GEN_TRUTH_TOPICS topics by affinity. */
+static int write_truth(const World *w, const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    OutFile o;
+    int rc = out_open(&o, dir, slash ? slash + 1 : path);
+    if (rc)
+        return rc;
+    Buf b = {0};
+    const uint32_t top = GEN_TRUTH_TOPICS < w->T ? GEN_TRUTH_TOPICS : w->T;
+    for (uint32_t u = 0; u < w->U && !rc; u++) {
+        const float *aff = w->aff + (size_t)u * w->T;
+        uint64_t taken = 0; /* bit t: topic t already printed (T <= 64) */
+        b.len = 0;
+        buf_putc(&b, 'U');
+        buf_putu(&b, (uint64_t)u + 1);
+        for (uint32_t k = 0; k < top; k++) {
+            uint32_t best = UINT32_MAX;
+            for (uint32_t t = 0; t < w->T; t++)
+                if (!(taken >> t & 1) && (best == UINT32_MAX || aff[t] > aff[best]))
+                    best = t;
+            taken |= 1ULL << best;
+            buf_printf(&b, "\t%s\t%.4f", w->topics[best].name, (double)aff[best]);
+        }
+        buf_putc(&b, '\n');
+        rc = out_write(&o, &b);
+    }
+    free(b.p);
+    return out_close(&o, rc);
+}
+
 /* ---------------------------------------------------------------- entry points */
 
 void gen_options_default(GenOptions *opt)
@@ -1026,6 +1064,7 @@ void gen_options_default(GenOptions *opt)
     opt->train_impressions = 16000;
     opt->dev_impressions = 3000;
     opt->topics = 12;
+    opt->truth = NULL;
 }
 
 void gen_oracle_json(const MetricsResult *oracle, char *buf, size_t cap)
@@ -1114,6 +1153,8 @@ int gen_run(const GenOptions *opt, GenStats *stats)
     if (!rc)
         rc = write_news(&w, SPLIT_DEV, dirs[1], &st->news_dev);
 
+    if (!rc && opt->truth)
+        rc = write_truth(&w, opt->truth);
     if (!rc) {
         metrics_result(&oracle, &st->oracle);
         st->impressions_train = opt->train_impressions;

@@ -22,7 +22,17 @@ typedef struct GenOptions {
     uint32_t train_impressions; /* behaviors lines of train, default 16000, >= 1 */
     uint32_t dev_impressions;   /* behaviors lines of dev, default 3000, >= 1 */
     uint32_t topics;            /* topics (= categories), default 12, 2..64 */
+    const char *truth;          /* NULL, or a file to write each user's favourite topics to
+                                   (GEN_TRUTH_TOPICS lines below); default NULL */
 } GenOptions;
+
+/* The truth file: one line per user of the world, users in id order,
+ *   <user id> TAB <topic> TAB <affinity> (TAB <topic> TAB <affinity>) x (GEN_TRUTH_TOPICS-1)
+ * the user's GEN_TRUTH_TOPICS topics of highest affinity, highest first (ties: lower topic
+ * index first). Affinity is the share of the user's clicks that topic draws (the weights over
+ * all topics sum to 1; see gen.c "Users"), printed with 4 decimals. A user with one dominant
+ * topic has a first affinity far above the second. */
+#define GEN_TRUTH_TOPICS 3
 
 /* Limits of the options (inclusive), checked by gen_run and by the command line. */
 #define GEN_NEWS_MIN 20u

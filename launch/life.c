@@ -6,6 +6,7 @@
 #include "common/timer.h"
 #include "common/fsutil.h"
 #include "launch/ckptdir.h"
+#include "launch/modelload.h"
 
 #include <dirent.h>
 
@@ -134,6 +135,14 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *
     }
     if (rc) {
         LOG_ERROR("--resume: %s", psrec_errmsg());
+        return -1;
+    }
+    /* The data first, by the rule eval and recommend use too; then everything else. */
+    if (modelload_check_ids(&lf->rs.meta, meta->vocab_rows, meta->category_rows,
+                            meta->user_rows, cfg->data.train)) {
+        LOG_ERROR("--resume: %s: %s, or start over with --force", lf->rs.step_dir,
+                  psrec_errmsg());
+        cut_resume_fini(&lf->rs);
         return -1;
     }
     uint64_t want = cut_model_hash(meta);

@@ -16,6 +16,7 @@ static const Command commands[] = {
     {"prep", cmd_prep, "convert MIND news.tsv + behaviors.tsv into an LMDB dataset"},
     {"train", cmd_train, "train LSTM-NR from an experiment config (plain or under mpirun)"},
     {"eval", cmd_eval, "score a dataset with a checkpoint: AUC, MRR, nDCG, predictions"},
+    {"recommend", cmd_recommend, "rank news for a user, or an impression's candidates, with a checkpoint"},
     {"bench", cmd_bench, "time training steps, sgemm and prep; JSON for the README's speed claims"},
     {"inspect", cmd_inspect, "print a dataset's or checkpoint's meta and counts (--json)"},
     {"supervise", cmd_supervise, "run a training command; on failure run it again with --resume"},

@@ -2,7 +2,8 @@
  *
  * Two streaming passes, one per file:
  *   news.tsv:      ids -> news rows (first occurrence of a duplicate id wins), categories in
- *                  order of first appearance, titles tokenized; the train split counts words
+ *                  order of first appearance, titles tokenized (the raw title and category
+ *                  name go to news_text as each row is made); the train split counts words
  *                  and builds the vocabulary afterwards (sorted by bytes, min count), exactly
  *                  as the reference peer does, so ids agree with it.
  *   behaviors.tsv: each line becomes one impression record, and each click one sample
@@ -213,6 +214,11 @@ static int read_news(Prep *p)
     size_t len;
     char reason[256];
     uint32_t rows = 1; /* row 0 = padding news */
+    /* Texts go out as the rows are made (the table is dense in row order): nothing about a
+     * raw title waits for the vocabulary. */
+    if ((rc = dataset_put_news_text(p->w, DATASET_PAD_NEWS, &(NewsText){.title = "",
+                                                                          .category = ""})))
+        goto out;
     while ((rc = lr_next(lr, &line, &len)) == 0) {
         prep_progress(p, lr);
         NewsRow nr;
@@ -254,6 +260,10 @@ static int read_news(Prep *p)
         }
         p->news_cat[row] = cat;
         if ((rc = tokenize_title(p, &nr.title, row)))
+            goto out;
+        NewsText text = {.title = nr.title.p, .title_len = (uint32_t)nr.title.n,
+                         .category = nr.category.p, .category_len = (uint32_t)nr.category.n};
+        if ((rc = dataset_put_news_text(p->w, row, &text)))
             goto out;
         rows++;
     }

@@ -69,6 +69,16 @@ static void fixture_news(uint32_t row, NewsView *n, uint32_t *tok, char *id)
     n->id = id;
 }
 
+/* Raw title "Title <row>!" (empty for row 0, the padding news) and category "cat<row % 3>"
+ * (empty for every 5th row); title and cat need 64 bytes. */
+static void fixture_text(uint32_t row, NewsText *t, char *title, char *cat)
+{
+    t->title_len = row ? (uint32_t)snprintf(title, 64, "Title %u, caf\xc3\xa9!", row) : 0;
+    t->category_len = row % 5 ? (uint32_t)snprintf(cat, 64, "cat%u", row % 3) : 0;
+    t->title = t->title_len ? title : NULL;
+    t->category = t->category_len ? cat : NULL;
+}
+
 /* his and neg need room for FX_HIS_LEN and FX_BIG_NNEG entries. Empty arrays are passed as
  * NULL, which the writer must accept. */
 static void fixture_sample(uint64_t i, SampleView *s, uint32_t *his, uint32_t *neg)
@@ -161,6 +171,12 @@ static void write_tables(DatasetWriter *w)
         NewsView n;
         fixture_news(row, &n, tok, buf);
         CU_ASSERT_EQUAL_FATAL(dataset_put_news(w, row, &n), 0);
+    }
+    for (uint32_t row = 0; row < FX_NEWS; row++) {
+        char title[64], cat[64];
+        NewsText t;
+        fixture_text(row, &t, title, cat);
+        CU_ASSERT_EQUAL_FATAL(dataset_put_news_text(w, row, &t), 0);
     }
     for (uint64_t i = 0; i < FX_SAMPLES; i++) {
         SampleView s;
@@ -325,6 +341,22 @@ static void test_roundtrip(void)
     CU_ASSERT_EQUAL(s.nneg, FX_BIG_NNEG);
     CU_ASSERT_EQUAL(s.neg[FX_BIG_NNEG - 1], 0x80000000u + FX_BIG_SAMPLE * 10000 + FX_BIG_NNEG - 1);
 
+    CU_ASSERT(dataset_has_news_text(ds));
+    for (uint32_t row = 0; row < FX_NEWS; row++) {
+        char title[64], cat[64];
+        NewsText want_t, got;
+        fixture_text(row, &want_t, title, cat);
+        CU_ASSERT_EQUAL_FATAL(dataset_get_news_text(txn, row, &got), 0);
+        CU_ASSERT_EQUAL(got.title_len, want_t.title_len);
+        CU_ASSERT_EQUAL(got.category_len, want_t.category_len);
+        CU_ASSERT(got.title_len == 0 || memcmp(got.title, title, got.title_len) == 0);
+        CU_ASSERT(got.category_len == 0 || memcmp(got.category, cat, got.category_len) == 0);
+    }
+    uint32_t urow = 99;
+    name_str('U', 3, buf);
+    CU_ASSERT_EQUAL(dataset_find_user(txn, buf, name_len(3), &urow), 0);
+    CU_ASSERT_EQUAL(urow, 3);
+    CU_ASSERT_EQUAL(dataset_find_user(txn, "nobody", 6, &urow), PSREC_E_NOTFOUND);
     dataset_txn_free(&txn);
     CU_ASSERT_PTR_NULL(txn);
     dataset_free(&ds);
@@ -348,6 +380,8 @@ static void test_many_rows(void)
     uint32_t tok = 1;
     NewsView nv = {.category = 0, .ntok = 1, .tokens = &tok, .id = "", .id_len = 0};
     CU_ASSERT_EQUAL_FATAL(dataset_put_news(w, 0, &nv), 0);
+    CU_ASSERT_EQUAL_FATAL(dataset_put_news_text(w, 0, &(NewsText){.title = "", .category = ""}),
+                          0);
     for (uint64_t i = 0; i < n; i++) {
         uint32_t neg = (uint32_t)(i ^ 0x5a5a5a5au);
         SampleView s = {.user = (uint32_t)i, .pos = (uint32_t)(i * 7), .impression = i,
@@ -475,6 +509,39 @@ static void test_bad_meta(void)
     raw_put(path, "meta", 0, "meta", 4, &m, sizeof m); /* repaired: opens again */
     CU_ASSERT_EQUAL(dataset_open(path, &ds), 0);
     dataset_free(&ds);
+    cleanup_fixture(path, tmpdir);
+}
+
+/* A version 1 dataset (before news_text) still opens, without texts; a version below the
+ * oldest one read is refused with the fix in the message. */
+static void test_version1(void)
+{
+    DatasetMeta meta = fixture_meta();
+    char *tmpdir;
+    char *path = build_fixture(&meta, &tmpdir);
+    DatasetMeta m = meta;
+    m.magic = DATASET_MAGIC;
+    m.version = 1;
+    m.size = sizeof m;
+    m.tokenizer_version = DATASET_TOKENIZER_VERSION;
+    raw_put(path, "meta", 0, "meta", 4, &m, sizeof m);
+    Dataset *ds = NULL;
+    CU_ASSERT_EQUAL_FATAL(dataset_open(path, &ds), 0);
+    CU_ASSERT(!dataset_has_news_text(ds));
+    DatasetTxn *txn = NULL;
+    CU_ASSERT_EQUAL_FATAL(dataset_txn_new(ds, &txn), 0);
+    NewsText t;
+    CU_ASSERT_EQUAL(dataset_get_news_text(txn, 1, &t), 0);
+    CU_ASSERT(t.title_len == 0 && t.category_len == 0 && t.title && t.category);
+    NewsView nv;
+    CU_ASSERT_EQUAL(dataset_get_news(txn, 1, &nv), 0);
+    dataset_txn_free(&txn);
+    dataset_free(&ds);
+    m.version = DATASET_VERSION_MIN - 1;
+    raw_put(path, "meta", 0, "meta", 4, &m, sizeof m);
+    psrec_errclear();
+    CU_ASSERT_EQUAL(dataset_open(path, &ds), PSREC_E_FORMAT);
+    CU_ASSERT(msg_has("re-run psrec prep"));
     cleanup_fixture(path, tmpdir);
 }
 
@@ -679,6 +746,7 @@ int main(void)
         {"open a missing path", test_open_missing},
         {"open something that is not a dataset", test_open_not_a_dataset},
         {"bad meta record", test_bad_meta},
+        {"version 1 datasets open without texts", test_version1},
         {"table row count disagrees with meta", test_count_mismatch},
         {"damaged records", test_damaged_records},
         {"rows that do not exist", test_missing_rows},

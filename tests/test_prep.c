@@ -184,6 +184,18 @@ static void test_train_split(void)
     uint32_t n;
     CU_ASSERT(dataset_get_user(t, 3, &s, &n) == 0 && n == 2 && memcmp(s, "U3", 2) == 0);
     CU_ASSERT(dataset_get_category(t, 2, &s, &n) == 0 && n == 7 && !memcmp(s, "finance", 7));
+    /* Raw texts as news.tsv had them: N3's title untokenized, N4's empty, padding empty. */
+    NewsText tx;
+    CU_ASSERT_FATAL(dataset_get_news_text(t, 3, &tx) == 0);
+    CU_ASSERT(tx.title_len == strlen("Caf\xc3\xa9 owners' rally") &&
+              !memcmp(tx.title, "Caf\xc3\xa9 owners' rally", tx.title_len));
+    CU_ASSERT(tx.category_len == 9 && !memcmp(tx.category, "lifestyle", 9));
+    CU_ASSERT_FATAL(dataset_get_news_text(t, 1, &tx) == 0); /* the first N1 wins */
+    CU_ASSERT(tx.title_len == 18 && !memcmp(tx.title, "Big Game, big win!", 18));
+    CU_ASSERT_FATAL(dataset_get_news_text(t, 4, &tx) == 0);
+    CU_ASSERT(tx.title_len == 0 && tx.category_len == 6 && !memcmp(tx.category, "sports", 6));
+    CU_ASSERT_FATAL(dataset_get_news_text(t, 0, &tx) == 0);
+    CU_ASSERT(tx.title_len == 0 && tx.category_len == 0);
     dataset_txn_free(&t);
     dataset_free(&ds);
 }
@@ -219,6 +231,10 @@ static void test_shared_vocab_and_unlabeled(void)
     CU_ASSERT(nv.ntok == 2 && nv.tokens[0] == 10 && nv.tokens[1] == 1 && nv.category == 2);
     CU_ASSERT_FATAL(dataset_get_news(t, 2, &nv) == 0); /* weather unknown -> 0 */
     CU_ASSERT(nv.category == 0 && nv.tokens[0] == 4);
+    NewsText tx; /* the category name survives though its id is <none> */
+    CU_ASSERT_FATAL(dataset_get_news_text(t, 2, &tx) == 0);
+    CU_ASSERT(tx.category_len == 7 && !memcmp(tx.category, "weather", 7));
+    CU_ASSERT(tx.title_len == 8 && !memcmp(tx.title, "Big rain", 8));
     ImpressionView iv;
     CU_ASSERT_FATAL(dataset_get_impression(t, 0, &iv) == 0);
     CU_ASSERT(iv.user == 2 && iv.labeled == 0 && iv.ncand == 2 && iv.nhis == 1);
