@@ -75,7 +75,8 @@ static int fx_build(const char *path, uint64_t n)
     NewsView nv = {.category = 0, .ntok = 1, .tokens = &tok, .id = "", .id_len = 0};
     if ((rc = dataset_put_word(w, 0, "<pad>", 5)) || (rc = dataset_put_word(w, 1, "<unk>", 5)) ||
         (rc = dataset_put_category(w, 0, "", 0)) || (rc = dataset_put_user(w, 0, "", 0)) ||
-        (rc = dataset_put_news(w, 0, &nv)))
+        (rc = dataset_put_news(w, 0, &nv)) ||
+        (rc = dataset_put_news_text(w, 0, &(NewsText){.title = "", .category = ""})))
         goto fail;
     uint32_t his[FX_MAX_HIS], neg[FX_BIG_NNEG + 8];
     for (uint64_t i = 0; i < n; i++) {
