@@ -80,8 +80,15 @@ static int frames_for(uint32_t op, int reply)
     return 1;
 }
 
-/* Fill the protobuf-c header from h. text and stats are the caller's storage. */
-static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *ps, char *text)
+static void put_u32(uint8_t *b, uint32_t v) { memcpy(b, &v, 4); } /* little-endian host */
+static void put_u64(uint8_t *b, uint64_t v) { memcpy(b, &v, 8); }
+static uint32_t get_u32(const uint8_t *b) { uint32_t v; memcpy(&v, b, 4); return v; }
+static uint64_t get_u64(const uint8_t *b) { uint64_t v; memcpy(&v, b, 8); return v; }
+
+/* Fill the protobuf-c header from h. text, stats and vbuf (12 * WIRE_VERDICTS_MAX bytes) are
+ * the caller's storage. */
+static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *ps, char *text,
+                     uint8_t *vbuf)
 {
     psrec__ps_header__init(ph);
     ph->version = h->version;
@@ -116,6 +123,14 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
     }
     ph->cut_step = h->cut_step;
     ph->lost_mask = h->lost_mask;
+    if (h->nverdicts && h->nverdicts <= WIRE_VERDICTS_MAX) {
+        for (uint32_t i = 0; i < h->nverdicts; i++) {
+            put_u32(vbuf + 12 * i, h->verdicts[i].worker);
+            put_u64(vbuf + 12 * i + 4, h->verdicts[i].steps);
+        }
+        ph->verdicts.data = vbuf;
+        ph->verdicts.len = 12 * (size_t)h->nverdicts;
+    }
     ph->flags = h->flags;
     ph->slowest = h->slowest;
 }
@@ -152,6 +167,16 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
         memcpy(h->cut, ph->cut.data, ph->cut.len);
     h->cut_step = ph->cut_step;
     h->lost_mask = ph->lost_mask;
+    /* Malformed verdicts are kept as a count over the maximum: wire_recv refuses them. */
+    if (ph->verdicts.len % 12 || ph->verdicts.len / 12 > WIRE_VERDICTS_MAX) {
+        h->nverdicts = WIRE_VERDICTS_MAX + 1;
+    } else {
+        h->nverdicts = (uint32_t)(ph->verdicts.len / 12);
+        for (uint32_t i = 0; i < h->nverdicts; i++) {
+            h->verdicts[i].worker = get_u32(ph->verdicts.data + 12 * i);
+            h->verdicts[i].steps = get_u64(ph->verdicts.data + 12 * i + 4);
+        }
+    }
     h->flags = ph->flags;
     h->slowest = ph->slowest;
 }
@@ -161,7 +186,8 @@ int wire_encode_header(const WireHeader *h, void *buf, size_t cap, size_t *len)
     Psrec__PsHeader ph;
     Psrec__PsStats ps;
     char text[WIRE_ERROR_TEXT_MAX];
-    to_proto(h, &ph, &ps, text);
+    uint8_t vbuf[12 * WIRE_VERDICTS_MAX];
+    to_proto(h, &ph, &ps, text, vbuf);
     size_t need = psrec__ps_header__get_packed_size(&ph);
     if (need > cap)
         return psrec_errf(PSREC_E_RANGE, "header needs %zu bytes, buffer has %zu", need, cap);
@@ -190,7 +216,8 @@ size_t wire_message_size(const WireHeader *h)
     Psrec__PsHeader ph;
     Psrec__PsStats ps;
     char text[WIRE_ERROR_TEXT_MAX];
-    to_proto(h, &ph, &ps, text);
+    uint8_t vbuf[12 * WIRE_VERDICTS_MAX];
+    to_proto(h, &ph, &ps, text, vbuf);
     size_t kb, vb, total = psrec__ps_header__get_packed_size(&ph);
     data_sizes(h, &kb, &vb);
     if (__builtin_add_overflow(total, kb, &total) || __builtin_add_overflow(total, vb, &total))
@@ -311,6 +338,8 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
         return refuse(PSREC_E_FORMAT, reason, n, "unknown op %u", (unsigned)h->op);
     if (h->op == WIRE_OP_ERROR && !h->reply)
         return refuse(PSREC_E_FORMAT, reason, n, "ERROR is only a reply");
+    if (h->nverdicts > WIRE_VERDICTS_MAX)
+        return refuse(PSREC_E_FORMAT, reason, n, "%s %s carries malformed verdicts", op, dir);
     if (h->cut_len > WIRE_CUT_MAX)
         return refuse(PSREC_E_RANGE, reason, n, "%s %s carries a position of %u bytes (max %d)",
                       op, dir, h->cut_len, WIRE_CUT_MAX);

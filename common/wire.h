@@ -53,6 +53,13 @@ enum {
 
 #define WIRE_CUT_MAX 256 /* largest opaque worker position a header carries */
 
+/* Shard 0's verdict on a dead worker: it committed `steps` steps (its last CLOCK shard 0 acked). */
+typedef struct WireVerdict {
+    uint32_t worker;
+    uint64_t steps;
+} WireVerdict;
+#define WIRE_VERDICTS_MAX 16
+
 /* PsStats: a shard's counters, sent in STATS replies. */
 typedef struct WireStats {
     uint64_t pulls, pushes;       /* requests served */
@@ -84,6 +91,8 @@ typedef struct WireHeader {
     uint64_t cut_step;     /* replies: announced cut step, 0 = none */
     uint32_t flags;        /* WIRE_FLAG_* bits */
     uint64_t lost_mask;    /* replies: workers 0..63 declared dead (bit w) */
+    uint32_t nverdicts;    /* shard 0's verdicts carried (0..WIRE_VERDICTS_MAX) */
+    WireVerdict verdicts[WIRE_VERDICTS_MAX];
     uint64_t slowest;      /* CLOCK replies: finished steps of the slowest live worker */
 } WireHeader;
 

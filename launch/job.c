@@ -282,7 +282,7 @@ static int start_server(Job *j)
     lo.snap_ctx = cw;
     lo.final_image = 1;
     /* One shard alone knows every worker's last committed step: survivors can take over. */
-    lo.takeover = j->shards == 1 && !j->cfg->ps.colocate;
+    lo.takeover = !j->cfg->ps.colocate;
     lo.cut_every_seconds = j->cfg->checkpoint.every_seconds;
     lo.heartbeat_timeout = j->cfg->ps.heartbeat_timeout;
     switch (j->cfg->ps.consistency) {
@@ -1130,7 +1130,7 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
         uint32_t lost1;
         const int lost = (j.loop && server_loop_lost(j.loop, &lost1, 1)) ||
                          (j.is_worker && lost_mask(&j));
-        const int takeover = j.shards == 1 && !cfg->ps.colocate;
+        const int takeover = !cfg->ps.colocate;
         if (!mine || (lost && !takeover))
             code = fail_job(&j); /* does not return: MPI_Abort */
         else if (lost) {

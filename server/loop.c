@@ -87,6 +87,9 @@ struct ServerLoop {
     int announced_replan;   /* the announced cut is where survivors take over */
     int replan_due;         /* a worker died: the next cut taken is a REPLAN one */
     uint64_t lost_mask;     /* dead workers 0..63 (bit w), told in every reply */
+    WireVerdict verdicts[WIRE_VERDICTS_MAX]; /* shard 0: steps each dead worker committed */
+    uint32_t nverdicts;
+    unsigned char *suspect; /* (W) shard k > 0: silent, shard 0's verdict not here yet */
 
     pthread_t thread;       /* server_loop_start's */
     int started;
@@ -144,8 +147,9 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->dead = calloc(opts->workers, 1);
     l->dead_at = calloc(opts->workers, sizeof *l->dead_at);
     l->stages = calloc(opts->workers, sizeof *l->stages);
+    l->suspect = calloc(opts->workers, 1);
     if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req ||
-        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages)
+        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect)
         goto fail;
     l->opt.endpoint = l->bind_to;
     wire_limits_init(&l->lim, &opts->shard.shape);
@@ -235,6 +239,7 @@ void server_loop_free(ServerLoop **lp)
     for (uint32_t w = 0; l->stages && w < l->opt.workers; w++)
         stage_fini(&l->stages[w]);
     free(l->stages);
+    free(l->suspect);
     gates_free(&l->gates);
     free(l->rows);
     free((void *)l->failed_worker);
@@ -267,6 +272,8 @@ static void cut_news(const ServerLoop *l, WireHeader *r)
 {
     r->cut_step = l->announced;
     r->lost_mask = l->lost_mask;
+    r->nverdicts = l->nverdicts;
+    memcpy(r->verdicts, l->verdicts, l->nverdicts * sizeof *l->verdicts);
     if (l->announced && l->announced_stop)
         r->flags |= WIRE_FLAG_STOP;
     if (l->opt.shard_index != 0)
@@ -710,6 +717,42 @@ static int on_shutdown(ServerLoop *l, const WireMsg *m)
     return rc ? rc : cut_if_complete(l);
 }
 
+/* Shard k > 0: shard 0 declared worker w dead after it committed `steps` steps. This shard
+ * holds that step's pushes if the worker died between its CLOCK to shard 0 and its CLOCK
+ * here: commit them, so every shard holds exactly the steps shard 0 committed; then drop the
+ * worker as shard 0 did. Returns 0 or an error ending the loop. */
+static int apply_verdict(ServerLoop *l, uint32_t w, uint64_t steps)
+{
+    if (l->opt.shard_index == 0 || !l->opt.takeover || w >= l->opt.workers || l->dead[w])
+        return 0;
+    const uint64_t fin = gates_finished(l->gates, w);
+    int rc = 0;
+    if (fin + 1 == steps && gates_worker_state(l->gates, w) == GATES_LIVE) {
+        Commit c = {l, fin};
+        if (!(rc = stage_apply(&l->stages[w], commit_push, &c)))
+            rc = gates_on_clock(l->gates, w, fin);
+        if (rc) {
+            LOG_ERROR("shard %u: committing dead worker %u's step %" PRIu64 ": %s",
+                      l->opt.shard_index, w, fin, psrec_errmsg());
+            return rc;
+        }
+    } else if (fin != steps) {
+        LOG_ERROR("shard %u: shard 0 says worker %u committed %" PRIu64 " steps, this shard "
+                  "has %" PRIu64, l->opt.shard_index, w, steps, fin);
+    }
+    stage_drop(&l->stages[w]);
+    l->dead[w] = 1;
+    l->dead_at[w] = timer_now();
+    if (w < 64)
+        l->lost_mask |= 1ULL << w;
+    gates_on_failed(l->gates, w);
+    l->replan_due = 1;
+    LOG_WARN("shard %u: worker %u is dead after %" PRIu64 " committed steps (shard 0's "
+             "verdict); the survivors take over", l->opt.shard_index, w, steps);
+    rc = gates_changed(l);
+    return rc ? rc : cut_if_complete(l);
+}
+
 /* A message that passed wire validation: check what only the loop knows, then act. */
 static int on_request(ServerLoop *l, const WireMsg *m)
 {
@@ -723,6 +766,11 @@ static int on_request(ServerLoop *l, const WireMsg *m)
         snprintf(why, sizeof why, "worker_rank %u, this job has %u workers", h->worker_rank,
                  l->opt.workers);
         return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
+    }
+    for (uint32_t i = 0; i < h->nverdicts; i++) {
+        int rc = apply_verdict(l, h->verdicts[i].worker, h->verdicts[i].steps);
+        if (rc)
+            return rc;
     }
     if (l->dead[h->worker_rank]) {
         /* Fenced: whatever it sends now is refused, and the error tells it to exit. */
@@ -903,10 +951,23 @@ static int check_liveness(ServerLoop *l, double t, int *rc)
             if (gates_worker_state(l->gates, w) != GATES_LIVE ||
                 t - l->last_seen[w] <= l->opt.heartbeat_timeout)
                 continue;
+            if (l->opt.takeover && l->opt.shard_index != 0) {
+                /* Only shard 0 knows which of its steps the worker committed; its verdict
+                 * comes through the survivors (their heartbeats and requests). */
+                if (!l->suspect[w]) {
+                    l->suspect[w] = 1;
+                    LOG_WARN("shard %u: worker %u silent for %.1f s; waiting for shard 0's "
+                             "verdict", l->opt.shard_index, w, t - l->last_seen[w]);
+                }
+                continue;
+            }
             l->dead[w] = 1;
             l->dead_at[w] = t;
             if (w < 64)
                 l->lost_mask |= 1ULL << w;
+            if (l->nverdicts < WIRE_VERDICTS_MAX)
+                l->verdicts[l->nverdicts++] =
+                    (WireVerdict){.worker = w, .steps = gates_finished(l->gates, w)};
             stage_drop(&l->stages[w]); /* its unfinished step never happened */
             gates_on_failed(l->gates, w);
             LOG_ERROR("shard %u: worker %u silent for %.1f s (ps.heartbeat_timeout = %g s): "

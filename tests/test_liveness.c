@@ -516,6 +516,46 @@ static void test_killed_worker(void)
         show_log(log);
 }
 
+/* Two shards: a worker dies right after shard 0 acknowledged its CLOCK of step 60 and before
+ * shard 1 saw it (the hard case: the step is committed, shard 1 holds only its pushes). Shard
+ * 0's verdict reaches shard 1 through the survivors, shard 1 commits the held step, and the
+ * run completes with every sample exactly once, under BSP and under SSP. */
+static void test_dead_between_clocks(void)
+{
+    ensure_data();
+    static const char *modes[] = {"bsp", "ssp"};
+    for (int m = 0; m < 2; m++) {
+        char cmd[16384], log[4200], run[4200];
+        snprintf(run, sizeof run, "%s/between-%s", dir, modes[m]);
+        snprintf(log, sizeof log, "%s/between-%s.log", dir, modes[m]);
+        snprintf(cmd, sizeof cmd, "PSREC_TEST_DIE_BETWEEN_CLOCKS=1:60 timeout 300 " MPIRUN
+                 " --enable-recovery -x PSREC_TEST_DIE_BETWEEN_CLOCKS -np 5 %s train "
+                 "%s/exp.conf " RUN_OPTS " --ps.servers=2 --ps.consistency=%s "
+                 "--train.epochs=%d --run.dir=%s", TU_PSREC, dir, modes[m], EPOCHS, run);
+        double t0 = mono(), t1;
+        pid_t job = spawn(cmd, log);
+        CU_ASSERT_FATAL(job > 0);
+        int rc = reap(job, run, t0 + 320, &t1);
+        CU_ASSERT(rc != 124 && rc != -1);
+        char *text = tu_read_file(log, NULL);
+        CU_ASSERT(text && strstr(text, "dying between CLOCKs on purpose")); /* it happened */
+        free(text);
+        CU_ASSERT(first_time(log, 1, "after 61 committed steps (shard 0's verdict)") >= 0);
+        char *s = summary(run);
+        double samples = 0;
+        CU_ASSERT(s && strstr(s, "\"status\": \"completed\""));
+        CU_ASSERT(s && strstr(s, "\"lost_workers\": [3]"));
+        CU_ASSERT(s && tu_json_number(s, "samples", &samples) && samples == EPOCHS * n_samples);
+        free(s);
+        CU_ASSERT_EQUAL(leftovers(run), 0);
+        fprintf(stderr, "\n  liveness: 2 shards, %s, a worker dead between its CLOCKs to shard 0 "
+                        "and shard 1: run %.1f s, samples %.0f = %d x %.0f\n",
+                modes[m], t1 - t0, samples, EPOCHS, n_samples);
+        if (samples != EPOCHS * n_samples)
+            show_log(log);
+    }
+}
+
 /* kill -9 the shard (rank 0) under `mpirun --enable-recovery`, so that mpirun does not end the
  * job for us: each worker notices the silence within the timeout, names the dead shard and
  * its rank, and the job ends without a hang. */
@@ -640,6 +680,8 @@ int main(void)
                                    {"a stopped worker is taken over, then fenced",
                                     test_stopped_worker},
                                    {"a killed worker is taken over", test_killed_worker},
+                                   {"two shards: a worker dead between its CLOCKs",
+                                    test_dead_between_clocks},
                                    {"a dead shard is noticed by every worker", test_dead_shard},
                                    {"a dead shard under psrec supervise",
                                     test_dead_shard_supervised},

@@ -109,6 +109,8 @@ struct PsZmq {
     int stopping;           /* this worker stops at a cut: SHUTDOWN says so */
     uint32_t cut_flags;     /* of the last CUT's replies */
     uint64_t lost_mask;     /* dead workers the shards told of */
+    WireVerdict verdicts[WIRE_VERDICTS_MAX]; /* shard 0's, passed on to every shard */
+    uint32_t nverdicts;
     uint64_t *slowest;      /* (S) each shard's slowest live worker, from its last CLOCK ack */
 };
 
@@ -363,6 +365,13 @@ static void note_announcement(PsZmq *c, uint32_t k, const WireHeader *h)
         c->announced_stop = 1;
     c->shard_want |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
     c->lost_mask |= h->lost_mask;
+    for (uint32_t i = 0; k == 0 && i < h->nverdicts; i++) {
+        uint32_t j = 0;
+        while (j < c->nverdicts && c->verdicts[j].worker != h->verdicts[i].worker)
+            j++;
+        if (j == c->nverdicts && j < WIRE_VERDICTS_MAX)
+            c->verdicts[c->nverdicts++] = h->verdicts[i];
+    }
 }
 
 /* A valid reply m from shard k to p: check it answers what was asked, then apply it. */
@@ -577,6 +586,8 @@ static void request_header(const PsZmq *c, const Pending *p, WireHeader *h, uint
     }
     if (p->op == WIRE_OP_CLOCK || p->op == WIRE_OP_CUT)
         h->flags = c->want | c->shard_want;
+    h->nverdicts = c->nverdicts; /* shard 0's word on dead workers, for the other shards */
+    memcpy(h->verdicts, c->verdicts, c->nverdicts * sizeof *c->verdicts);
     /* Tell every shard what shard 0 told this worker: the cut stops the job. */
     if (p->op == WIRE_OP_CUT && c->announced == clock && c->announced_stop)
         h->flags |= WIRE_FLAG_STOP;
@@ -723,16 +734,14 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
 
 /* A header-only request to shard `only`, or to every shard when only == c->S; waits for all
  * replies. */
-static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats *stats,
-                   uint32_t *flags)
+static int control_range(PsZmq *c, WireOp op, uint64_t clock, uint32_t k0, uint32_t k1,
+                         WireStats *stats, uint32_t *flags)
 {
     Pending *p;
     int rc = slot_take(c, op, 0, &p);
     if (rc)
         return rc;
-    for (uint32_t k = 0; k < c->S; k++) {
-        if (only < c->S && k != only)
-            continue;
+    for (uint32_t k = k0; k < k1; k++) {
         WireHeader h;
         request_header(c, p, &h, clock);
         if ((rc = send_to(c, p, k, &h, NULL, NULL))) {
@@ -744,6 +753,13 @@ static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats
     if (flags)
         *flags = p->flags; /* the slot is free again, its fields still hold this request's */
     return rc2;
+}
+
+static int control(PsZmq *c, WireOp op, uint64_t clock, uint32_t only, WireStats *stats,
+                   uint32_t *flags)
+{
+    return only < c->S ? control_range(c, op, clock, only, only + 1, stats, flags)
+                       : control_range(c, op, clock, 0, c->S, stats, flags);
 }
 
 /* ---- the PsClient and the rest of the API ----------------------------------------------- */
@@ -778,7 +794,21 @@ static int zc_clock(void *impl, uint64_t clock)
     if (c->shut)
         return psrec_errf(PSREC_E_STATE, "CLOCK after ps_zmq_shutdown");
     const uint32_t sent = c->want | c->shard_want;
-    int rc = control(c, WIRE_OP_CLOCK, clock, c->S, NULL, NULL);
+    /* Shard 0 first: its acknowledgement commits the step (if this worker dies now, shard 0's
+     * verdict tells the other shards to apply the step's held pushes too); then the rest. */
+    int rc = control(c, WIRE_OP_CLOCK, clock, 0, NULL, NULL);
+    /* Fault injection for tests: PSREC_TEST_DIE_BETWEEN_CLOCKS=w:step kills worker w right
+     * after shard 0 acknowledged that step's CLOCK, before any other shard saw it (the hard
+     * case of a takeover: the step is committed, the other shards only hold its pushes). */
+    const char *die = getenv("PSREC_TEST_DIE_BETWEEN_CLOCKS");
+    unsigned dw;
+    unsigned long long ds;
+    if (!rc && die && sscanf(die, "%u:%llu", &dw, &ds) == 2 && dw == c->rank && ds == clock) {
+        fprintf(stderr, "psrec: dying between CLOCKs on purpose (PSREC_TEST_DIE_BETWEEN_CLOCKS)\n");
+        _exit(137);
+    }
+    if (!rc && c->S > 1)
+        rc = control_range(c, WIRE_OP_CLOCK, clock, 1, c->S, NULL, NULL);
     if (!rc) {
         c->clock = clock + 1;
         /* Delivered to shard 0; asking again is up to whoever wants it again. */
