@@ -402,7 +402,7 @@ static void plot_label(PlotRun *r)
         while (start > 0 && d[start - 1] != '/')
             start--;
         if (start == len) /* "/" */
-            snprintf(r->label, sizeof r->label, "%s", d);
+            snprintf(r->label, sizeof r->label, "%.*s", (int)(sizeof r->label - 1), d);
         else
             snprintf(r->label, sizeof r->label, "%.*s", (int)(len - start), d + start);
     }
@@ -428,7 +428,8 @@ static void gp_string(FILE *f, const char *s)
 static int write_data(const char *tmp, size_t i, const PlotRun *r)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof path, "%s/run%zu-loss.dat", tmp, i);
+    if (snprintf(path, sizeof path, "%s/run%zu-loss.dat", tmp, i) >= (int)sizeof path)
+        return psrec_errf(ENAMETOOLONG, "%s: path too long", tmp);
     FILE *f = fopen(path, "w");
     if (!f)
         return psrec_errf(errno, "%s: %s", path, strerror(errno));
@@ -437,7 +438,8 @@ static int write_data(const char *tmp, size_t i, const PlotRun *r)
         fprintf(f, "%llu %.9g\n", (unsigned long long)r->loss[k].step, r->loss[k].loss);
     if (fclose(f))
         return psrec_errf(errno, "%s: %s", path, strerror(errno));
-    snprintf(path, sizeof path, "%s/run%zu-eval.dat", tmp, i);
+    if (snprintf(path, sizeof path, "%s/run%zu-eval.dat", tmp, i) >= (int)sizeof path)
+        return psrec_errf(ENAMETOOLONG, "%s: path too long", tmp);
     if (!(f = fopen(path, "w")))
         return psrec_errf(errno, "%s: %s", path, strerror(errno));
     fprintf(f, "# epochs_completed  auc  ndcg10\n");
@@ -594,13 +596,13 @@ static void remove_tmp(const char *tmp, size_t n)
 {
     char path[PATH_MAX];
     for (size_t i = 0; i < n; i++) {
-        snprintf(path, sizeof path, "%s/run%zu-loss.dat", tmp, i);
-        unlink(path);
-        snprintf(path, sizeof path, "%s/run%zu-eval.dat", tmp, i);
-        unlink(path);
+        if (snprintf(path, sizeof path, "%s/run%zu-loss.dat", tmp, i) < (int)sizeof path)
+            unlink(path);
+        if (snprintf(path, sizeof path, "%s/run%zu-eval.dat", tmp, i) < (int)sizeof path)
+            unlink(path);
     }
-    snprintf(path, sizeof path, "%s/plot.gp", tmp);
-    unlink(path);
+    if (snprintf(path, sizeof path, "%s/plot.gp", tmp) < (int)sizeof path)
+        unlink(path);
     rmdir(tmp);
 }
 
@@ -716,7 +718,10 @@ int cmd_plot(int argc, char **argv)
         goto out;
     }
     made_tmp = 1;
-    snprintf(script, sizeof script, "%s/plot.gp", tmp);
+    if (snprintf(script, sizeof script, "%s/plot.gp", tmp) >= (int)sizeof script) {
+        fprintf(stderr, "psrec plot: %s: path too long\n", tmp);
+        goto out;
+    }
     int err = 0;
     for (size_t i = 0; i < n && !err; i++)
         err = write_data(tmp, i, &runs[i]);
