@@ -352,7 +352,8 @@ static int eval_cmp(const void *a, const void *b)
  * In place: r->loss becomes one point per step (loss = the mean). */
 static void plot_reduce(PlotRun *r)
 {
-    qsort(r->loss, r->nloss, sizeof *r->loss, loss_cmp);
+    if (r->nloss > 1)
+        qsort(r->loss, r->nloss, sizeof *r->loss, loss_cmp);
     size_t out = 0;
     for (size_t i = 0; i < r->nloss;) {
         uint64_t step = r->loss[i].step;
@@ -367,7 +368,8 @@ static void plot_reduce(PlotRun *r)
         r->loss[out++] = (LossPoint){.step = step, .loss = sum / workers};
     }
     r->nloss = out;
-    qsort(r->eval, r->neval, sizeof *r->eval, eval_cmp);
+    if (r->neval > 1) /* (qsort of a NULL array is undefined even for 0 elements) */
+        qsort(r->eval, r->neval, sizeof *r->eval, eval_cmp);
     out = 0;
     for (size_t i = 0; i < r->neval; i++)
         if (i + 1 == r->neval || r->eval[i + 1].epoch != r->eval[i].epoch)

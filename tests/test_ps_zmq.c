@@ -434,7 +434,9 @@ static void test_error_reply(void)
     WireStats s0, s1;
     CU_ASSERT(check_rc(ps_zmq_stats(z0, 0, &s0), 0));
     CU_ASSERT(check_rc(ps_zmq_stats(z0, 1, &s1), 0));
-    CU_ASSERT_EQUAL(s0.bad_messages + s1.bad_messages, 1 + 2 + 2);
+    /* The repeated CLOCK is refused by shard 0, which gets every CLOCK first, and so never
+     * sent on to shard 1. */
+    CU_ASSERT_EQUAL(s0.bad_messages + s1.bad_messages, 1 + 2 + 1);
 
     ps_zmq_free(&stranger);
     client_done(&z0);
