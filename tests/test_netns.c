@@ -82,7 +82,9 @@ static void show(const char *what, const char *out, int rc, double secs)
 }
 
 /* Two namespaces with one veth each on a bridge; the bridge holds .1 so that the Open MPI
- * daemons inside the namespaces reach mpirun. Returns 0, or 1 with *why set. */
+ * daemons inside the namespaces reach mpirun. Host 1's first address is .21, not its host
+ * name's .11, so a shard that ignored ps.host would bind .21 and test a would see it.
+ * Returns 0, or 1 with *why set. */
 static int setup_hosts(const char **why)
 {
     if (geteuid() != 0) {
@@ -109,11 +111,12 @@ static int setup_hosts(const char **why)
                     "  $T ip netns add $ns; "
                     "  $T ip link add %sv$i type veth peer name eth0 netns $ns; "
                     "  $T ip link set %sv$i master %sbr up; "
+                    "  [ $i = 1 ] && $T ip netns exec $ns ip addr add %s.21/24 dev eth0; "
                     "  $T ip netns exec $ns ip addr add %s.$((10 + i))/24 dev eth0; "
                     "  $T ip netns exec $ns ip link set eth0 up; "
                     "  $T ip netns exec $ns ip link set lo up; "
                     "done",
-                    pfx, net, pfx, pfx, pfx, pfx, pfx, pfx, net);
+                    pfx, net, pfx, pfx, pfx, pfx, pfx, pfx, net, net);
     if (rc) {
         fprintf(stderr, "%s\n", out ? out : "");
         free(out);
