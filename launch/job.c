@@ -998,6 +998,10 @@ static void finalize_alarm(int sig)
  * ranks give it time to, then end it themselves (rank 0 may be the one that is gone). */
 static int fail_job(Job *j)
 {
+    /* mpirun answers MPI_Abort with SIGTERM to every rank: not a preemption request now. */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
     uint32_t lost[RUNDIR_LOST_MAX];
     uint32_t nlost = j->loop ? server_loop_lost(j->loop, lost, RUNDIR_LOST_MAX) : 0;
     if (nlost > RUNDIR_LOST_MAX)
@@ -1127,6 +1131,8 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
         }
         /* A lost worker the survivors took over (the shard's loop, or the shards' replies,
          * say so): a collective would wait for it forever. */
+        if (j.loop && server_loop_failed(j.loop))
+            mine = 0; /* a worker failed, or died with nobody to take it over */
         uint32_t lost1;
         const int lost = (j.loop && server_loop_lost(j.loop, &lost1, 1)) ||
                          (j.is_worker && lost_mask(&j));

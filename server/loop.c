@@ -1209,3 +1209,8 @@ uint64_t server_loop_fastest(const ServerLoop *l)
 {
     return gates_fastest(l->gates);
 }
+
+int server_loop_failed(const ServerLoop *l)
+{
+    return atomic_load(&((ServerLoop *)l)->failed);
+}

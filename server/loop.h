@@ -121,6 +121,10 @@ void server_loop_stats(const ServerLoop *l, WireStats *out);
  * workers fail fast instead of waiting at a gate. Safe from any thread. */
 void server_loop_worker_failed(ServerLoop *l, uint32_t worker);
 
+/* 1 once the job is failing here: a worker failed, or one died that nobody could take over.
+ * Safe from any thread. */
+int server_loop_failed(const ServerLoop *l);
+
 /* The loop's shard (for saving a checkpoint once the loop has ended); borrowed, lives as
  * long as the loop. Only while not running. */
 Shard *server_loop_shard(ServerLoop *l);
