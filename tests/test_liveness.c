@@ -516,6 +516,60 @@ static void test_killed_worker(void)
         show_log(log);
 }
 
+/* A worker dies after its last step of epoch 0, before it sent its evaluation sums (it sleeps
+ * there on purpose, and is killed while asleep): the first worker, collecting the sums, hears
+ * through its heartbeats that the worker was lost and evaluates its dev share itself, so the
+ * epoch's evaluation still covers every impression; the run completes with every sample. */
+static void test_killed_before_eval(void)
+{
+    ensure_data();
+    char cmd[16384], log[4200], run[4200];
+    snprintf(run, sizeof run, "%s/evalkill", dir);
+    snprintf(log, sizeof log, "%s/evalkill.log", dir);
+    /* 3 workers: 7674 samples / 3 / 32 per batch = 80 steps in an epoch for each. */
+    snprintf(cmd, sizeof cmd, "PSREC_TEST_SLEEP=1:80:60 timeout 300 " MPIRUN
+             " --enable-recovery -x PSREC_TEST_SLEEP -np 4 %s train %s/exp.conf " RUN_OPTS
+             " --checkpoint.every_steps=0 --train.epochs=2 --run.dir=%s", TU_PSREC, dir, run);
+    /* (No periodic cut: one at step 80 would take the worker over before the evaluation.) */
+    double t0 = mono(), t1;
+    pid_t job = spawn(cmd, log);
+    CU_ASSERT_FATAL(job > 0);
+    pid_t victim = -1;
+    if (!wait_for_text(log, "on purpose (PSREC_TEST_SLEEP)", t0 + 120) ||
+        (victim = rank_pid(run, 2)) <= 0) {
+        give_up(job, run, log, "no sleep, or no rank 2");
+        CU_FAIL_FATAL("the run did not get to the sleep");
+    }
+    CU_ASSERT(kill(victim, SIGKILL) == 0);
+    int rc = reap(job, run, t0 + 320, &t1);
+    CU_ASSERT(rc != 124 && rc != -1);
+    CU_ASSERT(first_time(log, 1, "was lost; evaluating its share here") >= 0);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    char *m = tu_read_file(path, NULL);
+    const char *e0 = m ? strstr(m, "{\"epoch\":0,\"step\"") : NULL;
+    double imps = 0;
+    CU_ASSERT(e0 && tu_json_number(e0, "impressions", &imps) && imps == 500);
+    /* Each epoch evaluated once (a takeover plan may report an epoch's end again). */
+    int evals = 0;
+    for (const char *q = m; q && (q = strstr(q, "\"auc\"")); q++)
+        evals++;
+    CU_ASSERT_EQUAL(evals, 2);
+    free(m);
+    char *s = summary(run);
+    double samples = 0;
+    CU_ASSERT(s && strstr(s, "\"status\": \"completed\""));
+    CU_ASSERT(s && strstr(s, "\"lost_workers\": [2]"));
+    CU_ASSERT(s && tu_json_number(s, "samples", &samples) && samples == 2 * n_samples);
+    free(s);
+    CU_ASSERT_EQUAL(leftovers(run), 0);
+    fprintf(stderr, "\n  liveness: a worker killed before it sent its epoch-0 sums: epoch 0 "
+                    "evaluated over %.0f impressions, run %.1f s, samples %.0f = 2 x %.0f\n",
+            imps, t1 - t0, samples, n_samples);
+    if (imps != 500 || samples != 2 * n_samples)
+        show_log(log);
+}
+
 /* Two shards: a worker dies right after shard 0 acknowledged its CLOCK of step 60 and before
  * shard 1 saw it (the hard case: the step is committed, shard 1 holds only its pushes). Shard
  * 0's verdict reaches shard 1 through the survivors, shard 1 commits the held step, and the
@@ -680,6 +734,8 @@ int main(void)
                                    {"a stopped worker is taken over, then fenced",
                                     test_stopped_worker},
                                    {"a killed worker is taken over", test_killed_worker},
+                                   {"a worker killed before its evaluation sums",
+                                    test_killed_before_eval},
                                    {"two shards: a worker dead between its CLOCKs",
                                     test_dead_between_clocks},
                                    {"a dead shard is noticed by every worker", test_dead_shard},

@@ -408,6 +408,10 @@ int train_run(const TrainOptions *opt, TrainResult *res)
     lp.cut.steps = opt->start_step;
     lp.cut.samples = opt->start_samples;
     uint64_t epoch = opt->start ? opt->start->epoch : opt->plan ? opt->plan->epoch : 0;
+    /* Epochs whose end this worker has handled (evaluated). A takeover's plan may report the
+     * end of an epoch again that this worker already passed (for a lost worker that had
+     * not): it is not evaluated twice. */
+    uint64_t epochs_ended = epoch;
     train_progress_init(&lp.progress, opt->progress, opt->progress_interval, lp.t0);
     progress_shown = opt->progress != PROGRESS_OFF;
     while (epoch < (uint64_t)opt->epochs) {
@@ -464,9 +468,11 @@ int train_run(const TrainOptions *opt, TrainResult *res)
                 goto stepped;
         if (lp.loss_n)
             res->last_loss = lp.loss_sum / (double)lp.loss_n;
-        if (opt->hooks.after_epoch &&
+        if (epoch >= epochs_ended && opt->hooks.after_epoch &&
             (rc = opt->hooks.after_epoch(opt->hooks.ctx, epoch, lp.step)))
             goto out;
+        if (epoch >= epochs_ended)
+            epochs_ended = epoch + 1;
         epoch++;
         continue;
     stepped:
