@@ -64,9 +64,10 @@ struct DatasetWriter {
     char path[4096];
 };
 
-static inline uint32_t words_for_bytes(uint32_t n)
+/* In 64 bits: a damaged length near 2^32 must not wrap to 0 words and "match" the record. */
+static inline uint64_t words_for_bytes(uint32_t n)
 {
-    return (n + 3) / 4;
+    return ((uint64_t)n + 3) / 4;
 }
 
 /* ------------------------------------------------------------------ reading */
