@@ -12,7 +12,8 @@
  *   2  one record for each of the three dataset decoders (the bytes are copied to a 4-byte
  *      aligned buffer of exactly their size, as LMDB hands out records); every pointer a
  *      decoder returns must lie inside the record.
- * Files go to /dev/shm (tmpfs) so fsync costs nothing. */
+ * Files go to /dev/shm (tmpfs) so fsync costs nothing. FUZZ_DEBUG=1 in the environment
+ * prints why an input was refused (to check that seeds get as far as shard_load). */
 #include "common/ckpt.h"
 #include "common/dataset.h"
 #include "common/error.h"
@@ -34,8 +35,11 @@ static char path[64];
 static void load(int lazy)
 {
     CkptReader *r = NULL;
-    if (ckpt_reader_open(path, &r))
+    if (ckpt_reader_open(path, &r)) {
+        if (getenv("FUZZ_DEBUG"))
+            fprintf(stderr, "open: %s\n", psrec_errmsg());
         return;
+    }
     RunMeta m;
     runmeta_read(r, path, &m);
     for (size_t i = 0; i < ckpt_section_count(r); i++) {
@@ -47,7 +51,10 @@ static void load(int lazy)
                       .beta2 = 0.999f, .eps = 1e-8f}, .seed = 1, .lazy_dense = lazy};
     Shard *s = NULL;
     if (shard_new(&o, &s) == 0) {
-        if (shard_load(s, r, 0) == 0) {
+        int rc = shard_load(s, r, 0);
+        if (getenv("FUZZ_DEBUG"))
+            fprintf(stderr, "shard_load: %s\n", rc ? psrec_errmsg() : "ok");
+        if (rc == 0) {
             /* A loaded shard must serve: pull a row of every table. */
             float row[64];
             for (uint32_t t = 0; t < PARAM_TABLES; t++) {
@@ -94,6 +101,8 @@ static int write_sections(const uint8_t *p, size_t n)
         if (sz > n)
             sz = (uint32_t)n;
         if (ckpt_write_section(w, name, p, sz)) {
+            if (getenv("FUZZ_DEBUG"))
+                fprintf(stderr, "section %s: %s\n", name, psrec_errmsg());
             ckpt_writer_abort(&w);
             return -1;
         }
