@@ -30,5 +30,5 @@ for t in "${targets[@]}"; do
     echo "fuzz_$t: CRASH (log build-fuzz/fuzz-$t.log, input build-fuzz/crash-*)" >&2
     exit 1
   fi
-  grep -E '^#[0-9]+ +DONE|average_exec_per_sec' build-fuzz/fuzz-"$t".log
+  grep -E '^#[0-9]+[[:space:]]+DONE|average_exec_per_sec' build-fuzz/fuzz-"$t".log
 done

@@ -9,7 +9,8 @@
  * keep serving. No answer within 5 s while the loop still runs aborts (a finding). A loop
  * that ended because both workers sent SHUTDOWN (a legitimate request) is replaced by a
  * fresh one; state otherwise carries over between inputs (clocks, deferred pulls), as it
- * would for a long-lived shard. */
+ * would for a long-lived shard. So a finding may need the inputs before it: replay them in
+ * order (fuzz_wire corpus/wire/shutdown-w1 corpus/wire/crash-far-clock reproduces the first). */
 #include "common/error.h"
 #include "common/wire.h"
 #include "server/loop.h"
