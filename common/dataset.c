@@ -64,9 +64,10 @@ struct DatasetWriter {
     char path[4096];
 };
 
-static inline uint32_t words_for_bytes(uint32_t n)
+/* In 64 bits: a damaged length near 2^32 must not wrap to 0 words and "match" the record. */
+static inline uint64_t words_for_bytes(uint32_t n)
 {
-    return (n + 3) / 4;
+    return ((uint64_t)n + 3) / 4;
 }
 
 /* ------------------------------------------------------------------ reading */
@@ -278,44 +279,40 @@ static const char *words_problem(const MDB_val *v, size_t min_words)
     return NULL;
 }
 
-int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
+const char *dataset_decode_news(const void *data, size_t size, uint32_t title_len,
+                                NewsView *out)
 {
-    MDB_val v;
-    int rc = get_u32_key(txn, TBL_NEWS, row, &v);
-    if (rc)
-        return rc;
+    MDB_val v = {size, (void *)data};
     const char *why = words_problem(&v, 3);
     if (why)
-        return corrupt(txn, TBL_NEWS, row, why);
-    const uint32_t *w = v.mv_data;
-    size_t nw = v.mv_size / 4;
-    if (w[1] == 0 || w[1] > txn->ds->meta.title_len)
-        return corrupt(txn, TBL_NEWS, row, "token count out of 1..title_len");
+        return why;
+    const uint32_t *w = data;
+    size_t nw = size / 4;
+    if (w[1] == 0 || w[1] > title_len)
+        return "token count out of 1..title_len";
     if (nw != 3 + (size_t)w[1] + words_for_bytes(w[2]))
-        return corrupt(txn, TBL_NEWS, row, "size mismatch");
+        return "size mismatch";
     out->category = w[0];
     out->ntok = w[1];
     out->id_len = w[2];
     out->tokens = w + 3;
     out->id = (const char *)(w + 3 + w[1]);
-    return 0;
+    return NULL;
 }
 
-int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
+const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_len,
+                                  SampleView *out)
 {
-    MDB_val v;
-    int rc = get_size_key(txn, TBL_SAMPLES, index, &v);
-    if (rc)
-        return rc;
+    MDB_val v = {size, (void *)data};
     const char *why = words_problem(&v, 6);
     if (why)
-        return corrupt(txn, TBL_SAMPLES, index, why);
-    const uint32_t *w = v.mv_data;
-    size_t nw = v.mv_size / 4;
+        return why;
+    const uint32_t *w = data;
+    size_t nw = size / 4;
     if (nw != 6 + (size_t)w[4] + w[5])
-        return corrupt(txn, TBL_SAMPLES, index, "size mismatch");
-    if (w[4] > txn->ds->meta.his_len)
-        return corrupt(txn, TBL_SAMPLES, index, "history longer than his_len");
+        return "size mismatch";
+    if (w[4] > his_len)
+        return "history longer than his_len";
     out->user = w[0];
     out->pos = w[1];
     out->impression = (uint64_t)w[2] | (uint64_t)w[3] << 32;
@@ -323,22 +320,19 @@ int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
     out->nneg = w[5];
     out->his = w + 6;
     out->neg = w + 6 + w[4];
-    return 0;
+    return NULL;
 }
 
-int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
+const char *dataset_decode_impression(const void *data, size_t size, ImpressionView *out)
 {
-    MDB_val v;
-    int rc = get_size_key(txn, TBL_IMPS, index, &v);
-    if (rc)
-        return rc;
+    MDB_val v = {size, (void *)data};
     const char *why = words_problem(&v, 5);
     if (why)
-        return corrupt(txn, TBL_IMPS, index, why);
-    const uint32_t *w = v.mv_data;
-    size_t nw = v.mv_size / 4;
+        return why;
+    const uint32_t *w = data;
+    size_t nw = size / 4;
     if (nw != 5 + (size_t)w[1] + w[2] + words_for_bytes(w[2]) + words_for_bytes(w[4]))
-        return corrupt(txn, TBL_IMPS, index, "size mismatch");
+        return "size mismatch";
     out->user = w[0];
     out->nhis = w[1];
     out->ncand = w[2];
@@ -348,7 +342,37 @@ int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
     out->cand = w + 5 + w[1];
     out->labels = (const uint8_t *)(w + 5 + w[1] + w[2]);
     out->id = (const char *)(w + 5 + w[1] + w[2] + words_for_bytes(w[2]));
-    return 0;
+    return NULL;
+}
+
+int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
+{
+    MDB_val v;
+    int rc = get_u32_key(txn, TBL_NEWS, row, &v);
+    if (rc)
+        return rc;
+    const char *why = dataset_decode_news(v.mv_data, v.mv_size, txn->ds->meta.title_len, out);
+    return why ? corrupt(txn, TBL_NEWS, row, why) : 0;
+}
+
+int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
+{
+    MDB_val v;
+    int rc = get_size_key(txn, TBL_SAMPLES, index, &v);
+    if (rc)
+        return rc;
+    const char *why = dataset_decode_sample(v.mv_data, v.mv_size, txn->ds->meta.his_len, out);
+    return why ? corrupt(txn, TBL_SAMPLES, index, why) : 0;
+}
+
+int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
+{
+    MDB_val v;
+    int rc = get_size_key(txn, TBL_IMPS, index, &v);
+    if (rc)
+        return rc;
+    const char *why = dataset_decode_impression(v.mv_data, v.mv_size, out);
+    return why ? corrupt(txn, TBL_IMPS, index, why) : 0;
 }
 
 static int get_name(DatasetTxn *txn, int table, uint32_t id, const char **str, uint32_t *len)

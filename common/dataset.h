@@ -112,6 +112,18 @@ typedef struct DatasetWriter DatasetWriter;
 
 /* ---- reading ---- */
 
+/* The record decoders dataset_get_news/sample/impression apply to the bytes LMDB returns,
+ * exposed so tests/fuzz/fuzz_ckpt.c can feed them arbitrary bytes. data[0..size) is one
+ * record; title_len / his_len are the dataset meta's limits. On success *out borrows from
+ * data and NULL is returned; otherwise the reason the record is damaged (static string) and
+ * *out is undefined. A record that decodes lies wholly inside data[0..size). */
+const char *dataset_decode_news(const void *data, size_t size, uint32_t title_len,
+                                NewsView *out);
+const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_len,
+                                  SampleView *out);
+const char *dataset_decode_impression(const void *data, size_t size, ImpressionView *out);
+
+
 /* Open a prepared dataset read-only and validate its meta record. On error *out is NULL
  * and psrec_errmsg() names the path and the problem. */
 int dataset_open(const char *path, Dataset **out);

@@ -352,6 +352,20 @@ int gates_bsp_accept_push(Gates *g, uint64_t clock, uint32_t table, const uint64
     return 0;
 }
 
+/* Where gates_bsp_advance's loop ends when no pushes are held: the first clock some live
+ * worker has not finished, or with no live worker the end of the furthest finisher. */
+static uint64_t bsp_target(const Gates *g)
+{
+    uint64_t live_min = UINT64_MAX, all_max = 0;
+    for (uint32_t w = 0; w < g->workers; w++) {
+        if (g->state[w] == GATES_LIVE && g->finished[w] < live_min)
+            live_min = g->finished[w];
+        if (g->finished[w] > all_max)
+            all_max = g->finished[w];
+    }
+    return live_min != UINT64_MAX ? live_min : all_max;
+}
+
 int gates_bsp_advance(Gates *g, GatesApplyFn apply, void *ctx)
 {
     settle(g);
@@ -365,6 +379,13 @@ int gates_bsp_advance(Gates *g, GatesApplyFn apply, void *ctx)
         }
         if (!done)
             return 0;
+        if (!g->acc.n) {
+            /* Nothing held: every step up to where the loop above would stop is empty, so
+             * go there at once. Stepping one clock at a time would let one CLOCK far ahead
+             * (a bug, or a hostile peer) spin the shard's loop for ~forever. */
+            g->bsp_clock = bsp_target(g);
+            return 0;
+        }
         int rc = acc_apply(g, done, apply, ctx);
         if (rc)
             return rc;

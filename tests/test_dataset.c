@@ -738,6 +738,25 @@ static void test_writer_abort(void)
     free(dir);
 }
 
+/* Found by tests/fuzz/fuzz_ckpt (corpus/ckpt/crash-impression-idlen-wrap): an id length
+ * near 2^32 made the padded word count wrap to 0 in 32-bit arithmetic, so the record's size
+ * "matched" and the view claimed ~4 GiB of id bytes past the record. */
+static void test_decode_id_length_wrap(void)
+{
+    NewsView nv;
+    ImpressionView iv;
+    /* news: category, ntok 1, id_len, token */
+    for (uint32_t len = 0xFFFFFFFDu; len != 0; len++) {
+        uint32_t news[4] = {1, 1, len, 5};
+        CU_ASSERT(dataset_decode_news(news, sizeof news, 30, &nv) != NULL);
+        /* impression: user, nhis 0, ncand 0, labeled, id_len (no other words) */
+        uint32_t imp[5] = {1, 0, 0, 1, len};
+        CU_ASSERT(dataset_decode_impression(imp, sizeof imp, &iv) != NULL);
+    }
+    uint32_t good[5] = {1, 0, 0, 1, 0};
+    CU_ASSERT(dataset_decode_impression(good, sizeof good, &iv) == NULL);
+}
+
 int main(void)
 {
     static const TuTest tests[] = {
@@ -752,6 +771,7 @@ int main(void)
         {"rows that do not exist", test_missing_rows},
         {"puts out of order", test_put_order},
         {"writer abort removes the directory", test_writer_abort},
+        {"record id lengths near 2^32 are refused", test_decode_id_length_wrap},
         {NULL, NULL},
     };
     tu_add_suite("dataset", tests);

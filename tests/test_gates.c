@@ -93,6 +93,31 @@ static void test_bsp_average(void)
     gates_free(&ssp);
 }
 
+/* Found by tests/fuzz/fuzz_wire (one worker done, then a CLOCK of step ~3.6e17 from the
+ * other): the barrier moved one step per iteration, so the shard's loop spun for years. With
+ * nothing held it must go straight to where the workers are, applying held sums first. */
+static void test_bsp_far_clock(void)
+{
+    Gates *g = make(2, SERVER_BSP, 0);
+    Applied a = {0};
+    const uint64_t far = (uint64_t)1 << 58;
+    CU_ASSERT(push1(g, 0, PARAM_WORD, 5, 1.0f) == 0);
+    CU_ASSERT(gates_on_done(g, 1) == 1);
+    CU_ASSERT(gates_on_clock(g, 0, far) == 0);
+    CU_ASSERT(gates_bsp_advance(g, record, &a) == 0);
+    CU_ASSERT(a.calls == 1 && a.grad[0][0] == 1.0f); /* step 0's sum, divided by 1 */
+    CU_ASSERT(gates_bsp_clock(g) == far + 1);
+    gates_free(&g);
+
+    /* Two live workers far apart: the barrier stops at the slower one. */
+    g = make(2, SERVER_BSP, 0);
+    CU_ASSERT(gates_on_clock(g, 0, far) == 0);
+    CU_ASSERT(gates_on_clock(g, 1, 41) == 0);
+    CU_ASSERT(gates_bsp_advance(g, record, &a) == 0);
+    CU_ASSERT(gates_bsp_clock(g) == 42);
+    gates_free(&g);
+}
+
 /* Leavers: one that never finished step t is not waited for and not counted; one that
  * finished t before leaving is counted for t only. */
 static void test_bsp_leavers(void)
@@ -334,6 +359,7 @@ int main(void)
 {
     static const TuTest tests[] = {
         {"BSP: sum / 2 once both clocked, wrong clocks refused", test_bsp_average},
+        {"BSP: a far-ahead clock moves the barrier at once", test_bsp_far_clock},
         {"BSP: leavers release the gate, divisor = finishers", test_bsp_leavers},
         {"SSP: bound below / at / above, live workers only", test_ssp_bound},
         {"ASP: always ready, no barrier", test_asp},
