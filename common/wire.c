@@ -43,6 +43,23 @@ _Static_assert(SAME_OP(WIRE_OP_PULL, PSREC__PS_OP__PS_OP_PULL) &&
                "WireOp must mirror PsOp");
 #undef SAME_OP
 
+void wire_verdicts_merge(WireVerdict *list, uint32_t *n, const WireHeader *h)
+{
+    for (uint32_t i = 0; i < h->nverdicts && i < WIRE_VERDICTS_MAX; i++) {
+        uint32_t j = 0;
+        while (j < *n && list[j].worker != h->verdicts[i].worker)
+            j++;
+        if (j == *n && j < WIRE_VERDICTS_MAX)
+            list[(*n)++] = h->verdicts[i];
+    }
+}
+
+void wire_verdicts_put(WireHeader *h, const WireVerdict *list, uint32_t n)
+{
+    h->nverdicts = n;
+    memcpy(h->verdicts, list, n * sizeof *list);
+}
+
 void wire_header_init(WireHeader *h, WireOp op)
 {
     memset(h, 0, sizeof *h);

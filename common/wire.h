@@ -121,6 +121,12 @@ typedef struct WireMsg {
     void *buf_;
 } WireMsg;
 
+/* Shard 0's verdicts travel from its replies to the other shards through every worker's
+ * requests and heartbeats: merge the ones h carries into list (*n of them, at most
+ * WIRE_VERDICTS_MAX, each worker once), and put a list into an outgoing header. */
+void wire_verdicts_merge(WireVerdict *list, uint32_t *n, const WireHeader *h);
+void wire_verdicts_put(WireHeader *h, const WireVerdict *list, uint32_t n);
+
 /* Set *h to an empty header of the current version for op (everything else zero). */
 void wire_header_init(WireHeader *h, WireOp op);
 

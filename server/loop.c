@@ -272,8 +272,7 @@ static void cut_news(const ServerLoop *l, WireHeader *r)
 {
     r->cut_step = l->announced;
     r->lost_mask = l->lost_mask;
-    r->nverdicts = l->nverdicts;
-    memcpy(r->verdicts, l->verdicts, l->nverdicts * sizeof *l->verdicts);
+    wire_verdicts_put(r, l->verdicts, l->nverdicts);
     if (l->announced && l->announced_stop)
         r->flags |= WIRE_FLAG_STOP;
     if (l->opt.shard_index != 0)
@@ -982,7 +981,7 @@ static int check_liveness(ServerLoop *l, double t, int *rc)
             LOG_ERROR("shard %u: worker %u's samples cannot be taken over (%s), so the job "
                       "ends (psrec supervise resumes it from the newest checkpoint)",
                       l->opt.shard_index, w,
-                      !l->opt.takeover ? "a job of several shards" : "no worker can take them");
+                      !l->opt.takeover ? "takeover is off: ps.colocate" : "no worker can take them");
         }
     if (t >= l->next_wait_log) {
         l->next_wait_log = t + WAIT_LOG_S;

@@ -46,8 +46,7 @@ static void beat(Heartbeat *hb, uint64_t seq)
         wire_header_init(&h, WIRE_OP_HEARTBEAT);
         h.worker_rank = hb->opt.worker_rank;
         h.request_id = seq;
-        h.nverdicts = hb->nverdicts; /* shard 0's word on dead workers, for the others */
-        memcpy(h.verdicts, hb->verdicts, hb->nverdicts * sizeof *hb->verdicts);
+        wire_verdicts_put(&h, hb->verdicts, hb->nverdicts); /* shard 0's word, for others */
         /* Never blocks (send timeout 0): a beat a dead shard's full queue cannot take is
          * dropped, which is what silence means anyway. */
         (void)wire_send(hb->socks[k], NULL, 0, &h, NULL, NULL);
@@ -61,13 +60,8 @@ static void take_reply(Heartbeat *hb, uint32_t k)
     int rc = wire_recv(hb->socks[k], 0, &m, &hb->lim, why, sizeof why);
     if (rc == 0 && m.h.reply) {
         atomic_fetch_or(&hb->lost, m.h.lost_mask);
-        for (uint32_t i = 0; k == 0 && i < m.h.nverdicts; i++) {
-            uint32_t j = 0;
-            while (j < hb->nverdicts && hb->verdicts[j].worker != m.h.verdicts[i].worker)
-                j++;
-            if (j == hb->nverdicts && j < WIRE_VERDICTS_MAX)
-                hb->verdicts[hb->nverdicts++] = m.h.verdicts[i];
-        }
+        if (k == 0)
+            wire_verdicts_merge(hb->verdicts, &hb->nverdicts, &m.h);
         if (m.h.op == WIRE_OP_HEARTBEAT) {
             atomic_store(&hb->last[k], timer_now());
         } else if (m.h.op == WIRE_OP_ERROR && m.h.error_code == PSREC_E_FENCED) {

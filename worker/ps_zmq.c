@@ -365,13 +365,8 @@ static void note_announcement(PsZmq *c, uint32_t k, const WireHeader *h)
         c->announced_stop = 1;
     c->shard_want |= h->flags & (WIRE_FLAG_WANT_CUT | WIRE_FLAG_WANT_STOP);
     c->lost_mask |= h->lost_mask;
-    for (uint32_t i = 0; k == 0 && i < h->nverdicts; i++) {
-        uint32_t j = 0;
-        while (j < c->nverdicts && c->verdicts[j].worker != h->verdicts[i].worker)
-            j++;
-        if (j == c->nverdicts && j < WIRE_VERDICTS_MAX)
-            c->verdicts[c->nverdicts++] = h->verdicts[i];
-    }
+    if (k == 0)
+        wire_verdicts_merge(c->verdicts, &c->nverdicts, h);
 }
 
 /* A valid reply m from shard k to p: check it answers what was asked, then apply it. */
@@ -586,8 +581,7 @@ static void request_header(const PsZmq *c, const Pending *p, WireHeader *h, uint
     }
     if (p->op == WIRE_OP_CLOCK || p->op == WIRE_OP_CUT)
         h->flags = c->want | c->shard_want;
-    h->nverdicts = c->nverdicts; /* shard 0's word on dead workers, for the other shards */
-    memcpy(h->verdicts, c->verdicts, c->nverdicts * sizeof *c->verdicts);
+    wire_verdicts_put(h, c->verdicts, c->nverdicts); /* shard 0's word, for the others */
     /* Tell every shard what shard 0 told this worker: the cut stops the job. */
     if (p->op == WIRE_OP_CUT && c->announced == clock && c->announced_stop)
         h->flags |= WIRE_FLAG_STOP;
