@@ -486,6 +486,21 @@ static void remove_dir_logged(const char *root, const char *name, const char *wh
         LOG_DEBUG("checkpoint: removed %s (%s)", p, why);
 }
 
+void ckptdir_clear_scratch(const char *root)
+{
+    StepDir *done, *scratch;
+    size_t ndone, nscratch;
+    if (list_step_dirs(root, &done, &ndone, &scratch, &nscratch))
+        return; /* no root yet, or unreadable: nothing this life could trip over */
+    for (size_t i = 0; i < nscratch; i++) {
+        LOG_INFO("removing %s/%s, left half-written by an earlier life", root,
+                 scratch[i].name);
+        remove_dir_logged(root, scratch[i].name, "an earlier life's scratch dir");
+    }
+    free(done);
+    free(scratch);
+}
+
 /* Keep `committed` and the keep-1 highest other valid step dirs; delete other valid ones, and
  * invalid or scratch dirs of steps below committed. "Valid" here means the MANIFEST parses:
  * a full CRC pass over every kept checkpoint at each commit would cost a re-read of all of

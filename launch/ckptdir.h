@@ -100,6 +100,12 @@ int ckptdir_commit(const char *root, uint64_t step, const char *const *files, si
 /* Remove a tmp dir and everything in it (the committer, on failure). */
 void ckptdir_abandon(const char *tmpdir);
 
+/* Remove every scratch dir under root (step-N.tmp and the like, whatever the step): for the
+ * start of a life that holds the run dir's lock, when nothing is being written there and an
+ * earlier life's half-written files must never be taken for this life's. A missing root is
+ * fine. */
+void ckptdir_clear_scratch(const char *root);
+
 /* Check step_dir against its MANIFEST: each file's size, then CRC. out (may be NULL) receives
  * the manifest on success (ckptdir_manifest_fini it). Returns 0; PSREC_E_NOTFOUND when there
  * is no MANIFEST ("not a complete checkpoint"); PSREC_E_FORMAT for a damaged MANIFEST, a

@@ -4,11 +4,9 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "common/timer.h"
-#include "common/fsutil.h"
 #include "launch/ckptdir.h"
 #include "launch/modelload.h"
 
-#include <dirent.h>
 
 #include <errno.h>
 #include <signal.h>
@@ -76,25 +74,6 @@ int life_stop_due(uint64_t steps)
     return at >= 0 && steps >= (unsigned long long)at;
 }
 
-/* Half-written step directories of earlier lives (step-N.tmp, a crash mid-write) are garbage
- * once this life holds the lock: a writer of this life must never find an old file there and
- * take it for this life's. */
-static void remove_stale_tmp(const char *root)
-{
-    DIR *d = opendir(root);
-    if (!d)
-        return;
-    struct dirent *e;
-    char p[4400];
-    while ((e = readdir(d)))
-        if (!strncmp(e->d_name, "step-", 5) && strchr(e->d_name, '.')) {
-            snprintf(p, sizeof p, "%s/%s", root, e->d_name);
-            LOG_INFO("removing %s, left half-written by an earlier life", p);
-            fs_remove_flat_dir(p);
-        }
-    closedir(d);
-}
-
 int life_open_dir(const Config *cfg, const TrainFlags *flags, RunLife *lf)
 {
     if (config_checkpoint_dir(cfg, lf->ckpt_root, sizeof lf->ckpt_root)) {
@@ -110,7 +89,9 @@ int life_open_dir(const Config *cfg, const TrainFlags *flags, RunLife *lf)
         rundir_unlock(&lf->lock);
         return -1;
     }
-    remove_stale_tmp(lf->ckpt_root);
+    /* An earlier life's half-written step dirs: a writer of this life must never find an old
+     * file there and take it for this life's. */
+    ckptdir_clear_scratch(lf->ckpt_root);
     return 0;
 }
 
