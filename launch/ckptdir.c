@@ -486,6 +486,15 @@ static void remove_dir_logged(const char *root, const char *name, const char *wh
         LOG_DEBUG("checkpoint: removed %s (%s)", p, why);
 }
 
+int ckptdir_committed(const char *root, uint64_t step)
+{
+    char dir[PATH_BYTES], tmp[PATH_BYTES], m[PATH_BYTES];
+    struct stat st;
+    return !step_paths(root, step, dir, sizeof dir, tmp, sizeof tmp) &&
+           !join(m, sizeof m, dir, CKPTDIR_MANIFEST) && stat(m, &st) == 0 &&
+           S_ISREG(st.st_mode);
+}
+
 void ckptdir_clear_scratch(const char *root)
 {
     StepDir *done, *scratch;

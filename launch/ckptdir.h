@@ -100,6 +100,11 @@ int ckptdir_commit(const char *root, uint64_t step, const char *const *files, si
 /* Remove a tmp dir and everything in it (the committer, on failure). */
 void ckptdir_abandon(const char *tmpdir);
 
+/* 1 when step N is committed under root (its step dir holds a MANIFEST: written last, then
+ * renamed into place), else 0. Checks presence only, no CRC: cheap enough to poll while a
+ * committer finishes; verify on load (ckptdir_newest, ckptdir_resolve). */
+int ckptdir_committed(const char *root, uint64_t step);
+
 /* Remove every scratch dir under root (step-N.tmp and the like, whatever the step): for the
  * start of a life that holds the run dir's lock, when nothing is being written there and an
  * earlier life's half-written files must never be taken for this life's. A missing root is

@@ -510,9 +510,8 @@ static int worker_replan(void *ctx, ReaderOptions *ro)
 {
     Job *j = ctx;
     const double deadline = timer_now() + 120.0 + 2.0 * j->cfg->ps.heartbeat_timeout;
-    uint64_t step = 0;
-    char dir[4400];
-    while (ckptdir_newest(j->lf.ckpt_root, &step, dir, sizeof dir) || step < j->replan_step) {
+    /* Poll for the commit cheaply (a MANIFEST's presence); the load below verifies once. */
+    while (!ckptdir_committed(j->lf.ckpt_root, j->replan_step)) {
         if (timer_now() > deadline)
             return psrec_errf(ETIMEDOUT, "takeover: the cut at step %llu was not committed "
                               "under %s in time", (unsigned long long)j->replan_step,
