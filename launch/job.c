@@ -866,6 +866,16 @@ static int finish_life(Job *j, int mine)
  * wait for the lost rank forever, so every live rank reports to rank 0 (the shard, which knows
  * who was lost) point to point, rank 0 writes summary.json and answers each with the exit
  * code. Every wait has a deadline. */
+/* Samples worker w trained in this life up to its last committed step, as the position its
+ * last CLOCK brought this rank's shard says (0 when none arrived). Shard ranks only. */
+static uint64_t committed_samples(const Job *j, uint32_t w)
+{
+    unsigned char buf[SNAP_CUT_MAX];
+    WorkerCut wc;
+    uint32_t len = server_loop_position(j->loop, w, buf);
+    return len && workercut_decode(buf, len, &wc) == 0 ? wc.samples : 0;
+}
+
 typedef struct EndReport {
     uint64_t samples, failures, steps, epochs;
     int32_t ok, stopped, evaluated, reserved;
@@ -923,11 +933,7 @@ static int finish_life_p2p(Job *j, int mine)
     for (uint32_t i = 0; i < nlost; i++) {
         ranks[i] = j->first_worker_rank + (int)lost[i];
         gone[ranks[i]] = 1;
-        unsigned char buf[SNAP_CUT_MAX];
-        WorkerCut wc;
-        uint32_t len = server_loop_position(j->loop, lost[i], buf);
-        if (len && workercut_decode(buf, len, &wc) == 0)
-            lost_samples += wc.samples; /* committed before it was lost: in the model */
+        lost_samples += committed_samples(j, lost[i]); /* in the model before it was lost */
     }
     int n = 0;
     for (int r = 1; r < j->size; r++)
@@ -1018,13 +1024,8 @@ static int fail_job(Job *j)
             if (server_loop_fastest(j->loop) > steps)
                 steps = server_loop_fastest(j->loop);
             uint64_t sum = 0;
-            for (uint32_t w = 0; w < (uint32_t)j->workers; w++) {
-                unsigned char buf[SNAP_CUT_MAX];
-                WorkerCut wc;
-                uint32_t len = server_loop_position(j->loop, w, buf);
-                if (len && workercut_decode(buf, len, &wc) == 0)
-                    sum += wc.samples;
-            }
+            for (uint32_t w = 0; w < (uint32_t)j->workers; w++)
+                sum += committed_samples(j, w);
             if (!j->is_worker)
                 samples = sum;
         }
