@@ -208,6 +208,7 @@ static pid_t rank_pid(const char *run_dir, int rank)
     return -1;
 }
 
+
 /* Processes of the run still there after its end (none should be); waits up to 5 s for
  * mpirun's last kills to land. */
 static int leftovers(const char *run_dir)
@@ -234,6 +235,23 @@ static int wait_for_text(const char *path, const char *text, double deadline)
     }
     return 0;
 }
+
+/* Wait (until deadline) for `text` in the job's log, then return the pid of its MPI rank
+ * `rank`: the process a test is about to stop or kill. When either does not come, the job is
+ * ended and the test fails here. */
+static pid_t victim_after(pid_t job, const char *run_dir, const char *log, const char *text,
+                          int rank, double deadline)
+{
+    pid_t victim = -1;
+    if (!wait_for_text(log, text, deadline) || (victim = rank_pid(run_dir, rank)) <= 0) {
+        char why[256];
+        snprintf(why, sizeof why, "no \"%s\", or no rank %d", text, rank);
+        give_up(job, run_dir, log, why);
+        CU_FAIL_FATAL("the run did not get to the fault");
+    }
+    return victim;
+}
+
 
 /* ---- logs and summaries ------------------------------------------------------------------ */
 
@@ -434,11 +452,7 @@ static void test_stopped_worker(void)
     double t0 = mono(), t1;
     pid_t job = spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
-    pid_t victim = -1;
-    if (!wait_for_text(log, "step 20 loss", t0 + 120) || (victim = rank_pid(run, 1)) <= 0) {
-        give_up(job, run, log, "no step 20, or no rank 1");
-        CU_FAIL_FATAL("the run did not get going");
-    }
+    const pid_t victim = victim_after(job, run, log, "step 20 loss", 1, t0 + 120);
     const double day_stop = day_now();
     CU_ASSERT(kill(victim, SIGSTOP) == 0);
     /* Back after it was declared dead, while the others still train: it must be fenced. */
@@ -485,11 +499,7 @@ static void test_killed_worker(void)
     double t0 = mono(), t1;
     pid_t job = spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
-    pid_t victim = -1;
-    if (!wait_for_text(log, "step 30 loss", t0 + 120) || (victim = rank_pid(run, 2)) <= 0) {
-        give_up(job, run, log, "no step 30, or no rank 2");
-        CU_FAIL_FATAL("the run did not get going");
-    }
+    const pid_t victim = victim_after(job, run, log, "step 30 loss", 2, t0 + 120);
     const double day_kill = day_now();
     CU_ASSERT(kill(victim, SIGKILL) == 0);
     int rc = reap(job, run, t0 + 320, &t1);
@@ -534,12 +544,8 @@ static void test_killed_before_eval(void)
     double t0 = mono(), t1;
     pid_t job = spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
-    pid_t victim = -1;
-    if (!wait_for_text(log, "on purpose (PSREC_TEST_SLEEP)", t0 + 120) ||
-        (victim = rank_pid(run, 2)) <= 0) {
-        give_up(job, run, log, "no sleep, or no rank 2");
-        CU_FAIL_FATAL("the run did not get to the sleep");
-    }
+    const pid_t victim =
+        victim_after(job, run, log, "on purpose (PSREC_TEST_SLEEP)", 2, t0 + 120);
     CU_ASSERT(kill(victim, SIGKILL) == 0);
     int rc = reap(job, run, t0 + 320, &t1);
     CU_ASSERT(rc != 124 && rc != -1);
@@ -625,11 +631,7 @@ static void test_dead_shard(void)
     double t0 = mono(), t1;
     pid_t job = spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
-    pid_t victim = -1;
-    if (!wait_for_text(log, "step 20 loss", t0 + 120) || (victim = rank_pid(run, 0)) <= 0) {
-        give_up(job, run, log, "no step 20, or no rank 0");
-        CU_FAIL_FATAL("the run did not get going");
-    }
+    const pid_t victim = victim_after(job, run, log, "step 20 loss", 0, t0 + 120);
     const double t_kill = mono(), day_kill = day_now();
     CU_ASSERT(kill(victim, SIGKILL) == 0);
     int rc = reap(job, run, t_kill + HB_TIMEOUT + 80, &t1);
