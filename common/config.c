@@ -142,7 +142,8 @@ static const Key keys[] = {
     K_INT("ps", "port", ps.port, "0", 0, 65535,
           "base TCP port of the PS sockets; 0 = ephemeral ports chosen by the OS"),
     K_STR("ps", "host", ps.host, "", 0,
-          "address shards bind to; empty = this host's first non-loopback IPv4 address"),
+          "where shards bind: an IPv4 address, a network (10.1.0.0/24: each shard host's "
+          "address in it) or an interface name; empty = the first non-loopback IPv4"),
     K_DBL("ps", "rendezvous_timeout", ps.rendezvous_timeout, "30", 0, 86400, KF_MIN_OPEN,
           "seconds to wait for every peer at start-up"),
     K_DBL("ps", "heartbeat_interval", ps.heartbeat_interval, "1", 0, 3600, KF_MIN_OPEN,
