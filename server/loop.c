@@ -133,10 +133,10 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     ServerLoop *l = calloc(1, sizeof *l);
     if (!l) {
         shard_free(&initial);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     l->opt = *opts;
-    int rc = PSREC_E_NOMEM;
+    int rc = 0;
     l->bind_to = strdup(opts->endpoint);
     l->failed_worker = calloc(opts->workers, sizeof *l->failed_worker);
     l->pos = calloc(opts->workers, SNAP_CUT_MAX);
@@ -149,8 +149,10 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->stages = calloc(opts->workers, sizeof *l->stages);
     l->suspect = calloc(opts->workers, 1);
     if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req ||
-        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect)
+        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect) {
+        rc = psrec_nomem("server loop");
         goto fail;
+    }
     l->opt.endpoint = l->bind_to;
     wire_limits_init(&l->lim, &opts->shard.shape);
     if ((rc = gates_new(opts->workers, opts->consistency, opts->staleness, l->lim.width,

@@ -22,7 +22,7 @@ int shard_new(const ShardOptions *opt, Shard **out)
     *out = NULL;
     Shard *s = calloc(1, sizeof *s);
     if (!s)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     s->opt = *opt;
     params_specs(&opt->shape, s->specs);
     for (int t = 0; t < PARAM_TABLES; t++) {
@@ -134,7 +134,7 @@ int shard_snapshot(const Shard *s, Shard **snap)
 {
     Shard *c = *snap;
     if (!c && !(c = calloc(1, sizeof *c)))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     c->opt = s->opt;
     c->stats = s->stats;
     memcpy(c->specs, s->specs, sizeof c->specs);
