@@ -159,6 +159,26 @@ static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
     return 0;
 }
 
+uint64_t table_count_missing(const Table *t, const uint64_t *keys, size_t n)
+{
+    if (t->spec.dense)
+        return 0;
+    uint64_t missing = 0;
+    const size_t mask = t->map_cap ? t->map_cap - 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        if (t->map_cap)
+            for (size_t h = hash_key(keys[i], mask); t->slots[h] != EMPTY_SLOT;
+                 h = (h + 1) & mask)
+                if (t->keys[h] == keys[i]) {
+                    found = 1;
+                    break;
+                }
+        missing += !found;
+    }
+    return missing;
+}
+
 int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Table **out)
 {
     *out = NULL;

@@ -187,6 +187,10 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     c->hb = opt->heartbeat;
     c->dead_after = opt->dead_after > 0 ? opt->dead_after : opt->timeout;
     wire_limits_init(&c->lim, &opt->shape);
+    if (opt->max_message_bytes)
+        c->lim.max_bytes = opt->max_message_bytes;
+    if (opt->max_keys_per_request)
+        c->lim.max_keys = opt->max_keys_per_request;
     params_specs(&opt->shape, c->specs);
     rc = PSREC_E_NOMEM;
     c->endpoints = calloc(S, sizeof *c->endpoints);
