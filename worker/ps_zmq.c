@@ -443,6 +443,14 @@ static int receive(PsZmq *c, uint32_t k)
             note_bad(c, k, why);
     } else if (p) {
         apply(c, p, k, &m);
+    } else if (m.h.op == WIRE_OP_ERROR && m.h.request_id == 0) {
+        /* Shard k could not read one of our requests (its header did not decode there, e.g.
+         * no memory to decode it). Which one is unknown, so every request waiting on shard k
+         * fails with that error instead of waiting for a reply that will never come. */
+        for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++)
+            if (c->slots[i].id && c->slots[i].due[k])
+                settle(c, &c->slots[i], k, m.h.error_code ? m.h.error_code : PSREC_E_STATE,
+                       "a request was refused unread: %s", m.h.error_text);
     } else {
         c->stale++;
         LOG_DEBUG("PS client: shard %u: reply to request %llu that is no longer waited for", k,
