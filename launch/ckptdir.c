@@ -528,11 +528,17 @@ static void prune(const char *root, uint64_t committed, int keep)
             continue;
         char p[PATH_BYTES];
         CkptManifest m;
-        int valid = !join(p, sizeof p, root, done[i].name) && !manifest_read(p, &m);
-        if (valid) {
+        int rc = join(p, sizeof p, root, done[i].name);
+        if (!rc)
+            rc = manifest_read(p, &m);
+        if (!rc) {
             ckptdir_manifest_fini(&m);
             if (++others >= (size_t)keep)
                 remove_dir_logged(root, done[i].name, "pruned");
+        } else if (rc != PSREC_E_NOTFOUND && rc != PSREC_E_FORMAT) {
+            /* Not known to be invalid (no memory, an I/O error): never delete on a doubt. */
+            LOG_WARN("checkpoint: cannot check %s/%s, kept: %s", root, done[i].name,
+                     psrec_errmsg());
         } else if (done[i].step < committed) {
             remove_dir_logged(root, done[i].name, "no valid MANIFEST");
         }

@@ -87,12 +87,58 @@ static int request(void *sock, ServerLoop *loop, const WireLimits *lim, WireHead
     return 0;
 }
 
-/* Drive one loop through a short BSP job of one worker; returns the ERROR replies seen plus
- * 1000 when the loop ended on an error of its own. */
-static int drive_shard(void *ctx, int n, int takeover)
+typedef enum Mode { MODE_BSP, MODE_TAKEOVER, MODE_CHECKPOINT } Mode;
+
+/* Meta of the shape above, for checkpoints. */
+static RunMeta test_meta(void)
 {
-    char ep[64];
-    snprintf(ep, sizeof ep, "inproc://alloc-%d-%d", takeover, n);
+    return (RunMeta){.version = RUNMETA_VERSION, .size = sizeof(RunMeta), .E = shape.E,
+                     .H = shape.H, .title_len = 4, .his_len = 3, .K = 2,
+                     .optimizer = OPTIM_ADAM, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
+                     .eps = 1e-8f, .vocab_rows = shape.vocab_rows,
+                     .category_rows = shape.category_rows, .user_rows = shape.user_rows,
+                     .seed = 5};
+}
+
+/* After a loop with a checkpoint writer: what is committed verifies, and a failed write
+ * was reported with a message. Returns the failed writes. */
+static int check_written(ServerLoop *loop, const char *root)
+{
+    SnapStatus st;
+    server_loop_snap_status(loop, &st);
+    if (st.failed)
+        CU_ASSERT(st.last_error[0] != '\0' || st.last_rc == 0);
+    uint64_t step = 0;
+    char dir[4400];
+    if (ckptdir_newest(root, &step, dir, sizeof dir) == 0)
+        CU_ASSERT(ckptdir_verify(dir, NULL) == 0);
+    /* Only committed step dirs remain: a failed write leaves no scratch. */
+    DIR *d = opendir(root);
+    CU_ASSERT_FATAL(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        CU_ASSERT(e->d_name[0] == '.' || !strcmp(e->d_name, "LATEST") ||
+                  (!strncmp(e->d_name, "step-", 5) && !strchr(e->d_name, '.')));
+    closedir(d);
+    return (int)st.failed;
+}
+
+/* Drive one loop through a short job of one worker (BSP; or ASP with held pushes; or BSP
+ * writing its cuts and final image as checkpoints); returns the ERROR replies seen, plus 1000
+ * when the loop ended on an error of its own, plus 100 per failed checkpoint write. */
+static int drive_shard(void *ctx, int n, Mode mode)
+{
+    const int takeover = mode == MODE_TAKEOVER;
+    char ep[64], root[4096] = "";
+    snprintf(ep, sizeof ep, "inproc://alloc-%d-%d", (int)mode, n);
+    const RunMeta meta = test_meta();
+    CutWriter cw = {.meta = meta, .config_text = "# alloc test\n",
+                    .model_hash = cut_model_hash(&meta), .seed = 5, .keep = 10,
+                    .committer = 1, .wait_timeout = 5.0};
+    if (mode == MODE_CHECKPOINT) {
+        snprintf(root, sizeof root, "%s", tu_mkdtemp("alloc-loop"));
+        snprintf(cw.root, sizeof cw.root, "%s", root);
+    }
     ServerLoopOptions o = {
         .shard = {.shape = shape, .optim = {.kind = OPTIM_ADAM, .lr = 0.01f, .beta1 = 0.9f,
                                             .beta2 = 0.999f, .eps = 1e-8f},
@@ -102,7 +148,10 @@ static int drive_shard(void *ctx, int n, int takeover)
         .consistency = takeover ? SERVER_ASP : SERVER_BSP,
         .endpoint = ep,
         .zmq_ctx = ctx,
-        .takeover = takeover};
+        .takeover = takeover,
+        .snap_fn = mode == MODE_CHECKPOINT ? cut_write : NULL,
+        .snap_ctx = &cw,
+        .final_image = mode == MODE_CHECKPOINT};
     WireLimits lim;
     wire_limits_init(&lim, &shape);
     ServerLoop *loop = NULL;
@@ -114,6 +163,8 @@ static int drive_shard(void *ctx, int n, int takeover)
     if (rc) {
         CU_ASSERT(loop == NULL);
         CU_ASSERT(psrec_errmsg()[0] != '\0');
+        if (root[0])
+            tu_rmtree(root);
         return 1;
     }
     CU_ASSERT_FATAL(server_loop_start(loop) == 0);
@@ -126,6 +177,13 @@ static int drive_shard(void *ctx, int n, int takeover)
     float g[3 * 64];
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
         g[i] = 0.01f * (float)(i % 7);
+    /* Every CLOCK, CUT and SHUTDOWN carries the worker's position (a cut's image needs it). */
+    WireHeader pos;
+    wire_header_init(&pos, WIRE_OP_NONE);
+    const WorkerCut wc = {.pos = {.seed = 5, .world = 1}};
+    size_t len;
+    CU_ASSERT_FATAL(workercut_encode(&wc, pos.cut, WIRE_CUT_MAX, &len) == 0);
+    pos.cut_len = (uint32_t)len;
     int errors = 0, ended = 0;
     for (uint64_t step = 0; step < 2 && !ended; step++) {
         WireHeader h;
@@ -153,10 +211,14 @@ static int drive_shard(void *ctx, int n, int takeover)
         ended = ended || request(sock, loop, &lim, &h, dense, g, &errors);
         wire_header_init(&h, WIRE_OP_CLOCK);
         h.clock = step;
+        memcpy(h.cut, pos.cut, pos.cut_len);
+        h.cut_len = pos.cut_len;
         ended = ended || request(sock, loop, &lim, &h, NULL, NULL, &errors);
         if (step == 0) {
             wire_header_init(&h, WIRE_OP_CUT);
             h.clock = 1;
+            memcpy(h.cut, pos.cut, pos.cut_len);
+            h.cut_len = pos.cut_len;
             ended = ended || request(sock, loop, &lim, &h, NULL, NULL, &errors);
         }
     }
@@ -164,24 +226,40 @@ static int drive_shard(void *ctx, int n, int takeover)
     wire_header_init(&h, WIRE_OP_STATS);
     ended = ended || request(sock, loop, &lim, &h, NULL, NULL, &errors);
     wire_header_init(&h, WIRE_OP_SHUTDOWN);
+    memcpy(h.cut, pos.cut, pos.cut_len);
+    h.cut_len = pos.cut_len;
     ended = ended || request(sock, loop, &lim, &h, NULL, NULL, &errors);
     int lrc = 0;
     CU_ASSERT(server_loop_join(loop, 10.0, &lrc) == 0);
     /* Only a failure the model cannot take ends the loop (an update half-applied). */
     CU_ASSERT(ended ? lrc == PSREC_E_NOMEM : lrc == 0);
     zmq_close(sock);
+    int failed_writes = 0;
+    if (mode == MODE_CHECKPOINT) {
+        server_loop_flush(loop);
+        failed_writes = check_written(loop, root);
+    }
     server_loop_free(&loop);
     alloc_hook_exempt_thread(0);
-    return errors + (lrc ? 1000 : 0);
+    if (root[0]) {
+        if (!failed_writes && !lrc && !errors) { /* a clean run: both cuts are there */
+            CU_ASSERT(ckptdir_committed(root, 1) && ckptdir_committed(root, 2));
+            if (!ckptdir_committed(root, 1) || !ckptdir_committed(root, 2))
+                fprintf(stderr, "\n  N=%d: steps committed: %d %d\n", n,
+                        ckptdir_committed(root, 1), ckptdir_committed(root, 2));
+        }
+        tu_rmtree(root);
+    }
+    return errors + (lrc ? 1000 : 0) + 100 * failed_writes;
 }
 
-static void shard_loop(int takeover)
+static void shard_loop(Mode mode)
 {
     void *ctx = zmq_ctx_new();
     CU_ASSERT_FATAL(ctx != NULL);
     int n, failures = 0;
     for (n = 1; n < MAX_N; n++) {
-        int r = drive_shard(ctx, n, takeover);
+        int r = drive_shard(ctx, n, mode);
         int fired = alloc_hook_fired();
         alloc_hook_fail_at(0);
         if (!fired) {
@@ -193,18 +271,25 @@ static void shard_loop(int takeover)
     CU_ASSERT(n < MAX_N);
     CU_ASSERT(failures > 0);
     fprintf(stderr, "\n  shard (%s): %d allocations, %d of them refused cleanly\n",
-            takeover ? "ASP, takeover" : "BSP", n - 1, failures);
+            mode == MODE_TAKEOVER ? "ASP, takeover"
+            : mode == MODE_CHECKPOINT ? "BSP, writing checkpoints" : "BSP",
+            n - 1, failures);
     zmq_ctx_term(ctx);
 }
 
 static void test_shard_bsp(void)
 {
-    shard_loop(0);
+    shard_loop(MODE_BSP);
 }
 
 static void test_shard_takeover(void)
 {
-    shard_loop(1);
+    shard_loop(MODE_TAKEOVER);
+}
+
+static void test_shard_checkpoints(void)
+{
+    shard_loop(MODE_CHECKPOINT);
 }
 
 /* ---- prep ----------------------------------------------------------------------------- */
@@ -311,12 +396,7 @@ static void test_checkpoint(void)
 {
     char root[4096];
     snprintf(root, sizeof root, "%s", tu_mkdtemp("alloc-ckpt"));
-    RunMeta meta = {.version = RUNMETA_VERSION, .size = sizeof(RunMeta), .E = shape.E,
-                    .H = shape.H, .title_len = 4, .his_len = 3, .K = 2,
-                    .optimizer = OPTIM_ADAM, .lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f,
-                    .eps = 1e-8f, .vocab_rows = shape.vocab_rows,
-                    .category_rows = shape.category_rows, .user_rows = shape.user_rows,
-                    .seed = 5};
+    const RunMeta meta = test_meta();
     ShardOptions so;
     run_meta_shard_options(&meta, &so);
     Shard *s = NULL;
@@ -371,6 +451,7 @@ static void test_checkpoint(void)
                 fprintf(stderr, "\n  N=%d: the failure was absorbed\n", n);
             CU_ASSERT(step == 2);
             CU_ASSERT(ckptdir_verify(dir, NULL) == 0);
+            CU_ASSERT(ckptdir_committed(root, 1)); /* keep = 10: nothing pruned */
             tu_rmtree(dir);
         }
         /* Nothing but the committed step 1 (scratch step dirs are removed on failure). */
@@ -402,6 +483,7 @@ int main(void)
     static const TuTest tests[] = {
         {"shard request path, BSP: every allocation fails once", test_shard_bsp},
         {"shard request path, held pushes: every allocation fails once", test_shard_takeover},
+        {"shard writing checkpoints: every allocation fails once", test_shard_checkpoints},
         {"prep (train split): every allocation fails once", test_prep_train},
         {"prep --vocab-from: every allocation fails once", test_prep_vocab_from},
         {"checkpoint cut: every allocation fails once", test_checkpoint},
