@@ -91,6 +91,8 @@ int shard_admit(Shard *s, uint32_t table, const uint64_t *keys, size_t n)
     if (!s->opt.max_rows || table >= PARAM_TABLES)
         return 0;
     const uint64_t held = table_rows_held(s->tables[table]);
+    if (held + n <= s->opt.max_rows) /* fits even if every key is new: no lookups */
+        return 0;
     const uint64_t fresh = table_count_missing(s->tables[table], keys, n);
     if (held + fresh <= s->opt.max_rows)
         return 0;
