@@ -643,7 +643,8 @@ static int check_rows(const PsZmq *c, WireOp op, uint32_t table, const uint64_t 
     const uint64_t w = c->lim.width[table];
     if (n > c->lim.max_keys || (uint64_t)n * (8 + 4 * w) + WIRE_HEADER_MAX > c->lim.max_bytes)
         return psrec_errf(PSREC_E_RANGE, "%s of %zu rows of table %s is over one message's "
-                          "limit (%llu keys, %llu bytes): split it", what, n,
+                          "limit (ps.max_keys_per_request = %llu, ps.max_message_bytes = %llu)",
+                          what, n,
                           c->specs[table].name, (unsigned long long)c->lim.max_keys,
                           (unsigned long long)c->lim.max_bytes);
     const uint64_t rows_in = c->lim.rows[table];
