@@ -43,6 +43,8 @@
 #define LOG_BURST 5            /* bad-message log lines per second */
 #define FINAL_LINGER_MS 1000   /* bounded flush of the last replies */
 #define WAIT_LOG_S 30.0        /* how often the log names the worker a gate waits for */
+#define WAITING_MAX 64         /* pulls one worker may have waiting at a gate: a PS client never
+                                  has more requests in flight (PS_ZMQ_MAX_TICKETS) */
 
 _Static_assert(GATES_ID_MAX >= WIRE_IDENTITY_MAX, "a deferred pull keeps the whole routing id");
 
@@ -59,6 +61,7 @@ struct ServerLoop {
     int ran;
 
     Gates *gates;           /* clocks, liveness, BSP sums, pulls waiting */
+    uint32_t *waiting;      /* (W) pulls of each worker waiting at a gate (<= WAITING_MAX) */
     float *rows;            /* pull reply scratch */
     size_t rows_cap;
 
@@ -148,8 +151,10 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->dead_at = calloc(opts->workers, sizeof *l->dead_at);
     l->stages = calloc(opts->workers, sizeof *l->stages);
     l->suspect = calloc(opts->workers, 1);
+    l->waiting = calloc(opts->workers, sizeof *l->waiting);
     if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req ||
-        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect) {
+        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect ||
+        !l->waiting) {
         rc = psrec_nomem("server loop");
         goto fail;
     }
@@ -247,6 +252,7 @@ void server_loop_free(ServerLoop **lp)
         stage_fini(&l->stages[w]);
     free(l->stages);
     free(l->suspect);
+    free(l->waiting);
     gates_free(&l->gates);
     free(l->rows);
     free((void *)l->failed_worker);
@@ -397,6 +403,8 @@ static int release_deferred(ServerLoop *l)
     GatesPull d;
     int rc = 0;
     while (!rc && gates_take_ready(l->gates, &d)) {
+        if (d.worker < l->opt.workers && l->waiting[d.worker])
+            l->waiting[d.worker]--;
         WireHeader h;
         pull_header(&h, &d);
         rc = serve_pull(l, d.id, d.id_len, &h, d.keys);
@@ -408,11 +416,20 @@ static int release_deferred(ServerLoop *l)
 static int defer_pull(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
+    if (l->waiting[h->worker_rank] >= WAITING_MAX) {
+        char why[160];
+        snprintf(why, sizeof why, "worker %u has %d pulls waiting at the consistency gate "
+                 "already (a worker never has more requests in flight)", h->worker_rank,
+                 WAITING_MAX);
+        l->stats.over_limit++;
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
+    }
     int rc = gates_defer(l->gates, m->identity, m->id_len, h->worker_rank, h->table, h->clock,
                          h->request_id, m->keys, h->key_count);
     if (rc)
         return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
     l->stats.deferred_pulls++;
+    l->waiting[h->worker_rank]++;
     return 0;
 }
 
@@ -1035,6 +1052,8 @@ static int fail_deferred(ServerLoop *l)
     int rc = 0;
     GatesPull d;
     while (gates_take_all(l->gates, &d)) {
+        if (d.worker < l->opt.workers && l->waiting[d.worker])
+            l->waiting[d.worker]--;
         WireHeader h, r;
         pull_header(&h, &d);
         reply_header(l, &r, &h);
