@@ -4,8 +4,7 @@
  * naming the limit, is counted (over_limit and bad_messages in the STATS reply), and changes
  * nothing (rows held stay as they were). Then a table at its row cap: known rows are still
  * served, a new one is refused, so the shard never grows past the cap. Also the config keys'
- * defaults and ranges, and (mpirun, 1 shard + 1 worker) that they reach the shard and the
- * worker: the job fails naming the key, the shard's stats line counts the refusal. */
+ * defaults and ranges (tests/test_jobguards.c runs a job with each one too low). */
 #include "common/config.h"
 #include "common/error.h"
 #include "common/wire.h"
@@ -17,7 +16,6 @@
 #include <string.h>
 #include <zmq.h>
 
-#define MPIRUN TU_MPIRUN " --oversubscribe --allow-run-as-root --mca btl self,tcp --mca btl_tcp_if_include lo"
 #define WAIT_MS 3000
 #define NKEYS 10
 
@@ -321,52 +319,6 @@ static void test_config_keys(void)
     CU_ASSERT(cfg.ps.max_rows_per_table == 12 && config_check(&cfg) == 0);
 }
 
-/* The last shard stats line of run/metrics.jsonl: key's value. */
-static int shard_stat(const char *run, const char *key, double *v)
-{
-    char p[4400];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run);
-    char *text = tu_read_file(p, NULL);
-    int found = 0;
-    char *save;
-    for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
-         line = strtok_r(NULL, "\n", &save))
-        if (strstr(line, "\"shard\"") && tu_json_number(line, key, v))
-            found = 1;
-    free(text);
-    return found;
-}
-
-static void test_job_limits(void)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", tu_mkdtemp("limits-job"));
-    CU_ASSERT_FATAL(tu_small_experiment(dir, 2, "[ps]\nhost = 127.0.0.1\n") == 0);
-    static const struct {
-        const char *arg, *says, *run;
-        int shard_refused; /* the shard refused (the worker checks the message limits first) */
-    } rows[] = {
-        {"--ps.max_rows_per_table=50", "ps.max_rows_per_table = 50", "rows", 1},
-        {"--ps.max_keys_per_request=50", "ps.max_keys_per_request = 50", "keys", 0},
-        {"--ps.max_message_bytes=65536", "ps.max_message_bytes = 65536", "bytes", 0},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        char *out = NULL;
-        int rc = tu_run(&out, "timeout 300 " MPIRUN " -np 2 %s train %s/exp.conf %s "
-                        "--run.dir=%s/%s", TU_PSREC, dir, rows[i].arg, dir, rows[i].run);
-        CU_ASSERT(rc != 0 && rc != 124);
-        CU_ASSERT(out && strstr(out, rows[i].says));
-        char run[4200];
-        snprintf(run, sizeof run, "%s/%s", dir, rows[i].run);
-        double over = -1;
-        CU_ASSERT(shard_stat(run, "over_limit", &over) && over == rows[i].shard_refused);
-        if (!out || !strstr(out, rows[i].says))
-            fprintf(stderr, "\n%s\n", out ? out : "");
-        free(out);
-    }
-    tu_rmtree(dir);
-}
-
 int main(void)
 {
     ctx = zmq_ctx_new();
@@ -378,7 +330,6 @@ int main(void)
          test_held_pushes_bounded},
         {"pulls waiting at a gate: at most 64 per worker", test_waiting_pulls_bounded},
         {"config keys: defaults and ranges", test_config_keys},
-        {"mpirun: each key reaches the shard and the worker", test_job_limits},
         {NULL, NULL}};
     tu_add_suite("limits", tests);
     int rc = tu_run_all();
