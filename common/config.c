@@ -73,6 +73,10 @@ _Static_assert(sizeof(ConfigPartition) == sizeof(int), "enum stored as int");
 #define K_U64(s, n, f, d, doc_)                                                              \
     { .section = s, .name = n, .type = KT_U64, .offset = FIELD(uint64_t, f), .def = d,      \
       .doc = doc_ }
+/* A uint64 key with a closed range [lo, hi] (hi <= INT64_MAX); K_U64's have none. */
+#define K_U64R(s, n, f, d, lo, hi, doc_)                                                     \
+    { .section = s, .name = n, .type = KT_U64, .offset = FIELD(uint64_t, f), .def = d,      \
+      .imin = lo, .imax = hi, .doc = doc_ }
 #define K_DBL(s, n, f, d, lo, hi, fl, doc_)                                                  \
     { .section = s, .name = n, .type = KT_DOUBLE, .offset = FIELD(double, f), .def = d,     \
       .dmin = lo, .dmax = hi, .flags = fl, .doc = doc_ }
@@ -151,6 +155,14 @@ static const Key keys[] = {
     K_DBL("ps", "heartbeat_timeout", ps.heartbeat_timeout, "10", 0, 86400, KF_MIN_OPEN,
           "a worker or shard silent this long is dead (waiting at a consistency gate is not "
           "silence)"),
+    K_U64R("ps", "max_message_bytes", ps.max_message_bytes, "268435456", 65536,
+           (1LL << 40), "largest PS message (all frames) a shard or worker accepts; larger "
+           "ones are refused (ZMQ_MAXMSGSIZE too)"),
+    K_U64R("ps", "max_keys_per_request", ps.max_keys_per_request, "4194304", 1, (1LL << 40),
+           "most keys one pull or push may carry; more are refused"),
+    K_U64R("ps", "max_rows_per_table", ps.max_rows_per_table, "16777216", 1, (1LL << 40),
+           "most rows a shard holds of one table; a request that would create more is "
+           "refused"),
 
     K_INT("checkpoint", "every_steps", checkpoint.every_steps, "0", 0, INT_MAX,
           "checkpoint every N global steps (a consistent cut of the whole job); 0 = off"),
@@ -379,7 +391,7 @@ static void format_double(double v, char *out, size_t size)
 /* "[1, 4096]", "(0, 10]"; "" for keys without a numeric range. */
 static void format_range(const Key *k, char *out, size_t size)
 {
-    if (k->type == KT_INT) {
+    if (k->type == KT_INT || (k->type == KT_U64 && k->imax)) {
         snprintf(out, size, "[%lld, %lld]", k->imin, k->imax);
     } else if (k->type == KT_DOUBLE) {
         char lo[32], hi[32];
@@ -473,6 +485,8 @@ static int set_value(Config *cfg, const Key *k, const char *value, const char *w
         if (rc == -2)
             return psrec_errf(PSREC_E_RANGE, "%s: %s.%s: %s is out of range [0, %llu]", where,
                               k->section, k->name, value, (unsigned long long)UINT64_MAX);
+        if (k->imax && (v < (uint64_t)k->imin || v > (uint64_t)k->imax))
+            return out_of_range(k, value, where);
         *(uint64_t *)field = v;
         return 0;
     }
@@ -580,7 +594,14 @@ static int check_field(const Config *cfg, const Key *k, const char *where)
             return psrec_errf(PSREC_E_RANGE, "%s: %s.%s: value is not terminated", where,
                               k->section, k->name);
         return check_string(k, field, where);
-    case KT_U64:
+    case KT_U64: {
+        uint64_t v = *(const uint64_t *)field;
+        if (k->imax && (v < (uint64_t)k->imin || v > (uint64_t)k->imax)) {
+            snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+            return out_of_range(k, text, where);
+        }
+        return 0;
+    }
     case KT_BOOL:
         return 0;
     }

@@ -211,7 +211,7 @@ int dataset_txn_new(Dataset *ds, DatasetTxn **out)
     *out = NULL;
     DatasetTxn *t = calloc(1, sizeof *t);
     if (!t)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->ds = ds;
     int rc = mdb_txn_begin(ds->env, NULL, MDB_RDONLY, &t->txn);
     if (rc) {
@@ -460,7 +460,7 @@ int dataset_writer_new(const char *path, DatasetWriter **out)
     *out = NULL;
     DatasetWriter *w = calloc(1, sizeof *w);
     if (!w)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     snprintf(w->path, sizeof w->path, "%s", path);
     int rc;
     if (mkdir(path, 0755) != 0) {
@@ -583,7 +583,7 @@ int dataset_put_news(DatasetWriter *w, uint32_t row, const NewsView *n)
     size_t words = 3 + (size_t)n->ntok + words_for_bytes(n->id_len);
     uint32_t *b = writer_buf(w, words);
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     b[0] = n->category;
     b[1] = n->ntok;
     b[2] = n->id_len;
@@ -598,7 +598,7 @@ int dataset_put_news_text(DatasetWriter *w, uint32_t row, const NewsText *t)
     size_t bytes = 8 + (size_t)t->title_len + t->category_len;
     char *b = (char *)writer_buf(w, words_for_bytes((uint32_t)bytes));
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     memcpy(b, &t->title_len, 4);
     memcpy(b + 4, &t->category_len, 4);
     copy_in(b + 8, t->title, t->title_len);
@@ -611,7 +611,7 @@ int dataset_put_sample(DatasetWriter *w, uint64_t index, const SampleView *s)
     size_t words = 6 + (size_t)s->nhis + s->nneg;
     uint32_t *b = writer_buf(w, words);
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     b[0] = s->user;
     b[1] = s->pos;
     b[2] = (uint32_t)s->impression;
@@ -629,7 +629,7 @@ int dataset_put_impression(DatasetWriter *w, uint64_t index, const ImpressionVie
     size_t words = 5 + (size_t)imp->nhis + imp->ncand + lw + iw;
     uint32_t *b = writer_buf(w, words);
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     memset(b, 0, words * 4);
     b[0] = imp->user;
     b[1] = imp->nhis;

@@ -205,11 +205,11 @@ static void slot_fill(Slot *sl, const Entry *e, size_t k)
 static int grow_slots(StrMap *m)
 {
     if (m->nslots > SIZE_MAX / 2 / sizeof(Slot))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     size_t ns = m->nslots * 2, mask = ns - 1;
     Slot *slots = calloc(ns, sizeof *slots);
     if (!slots)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     for (size_t k = 0; k < m->count; k++) {
         const Entry *e = &m->entries[k];
         size_t i = (size_t)hash_bytes(e->key, e->len) & mask;
@@ -226,11 +226,11 @@ static int grow_slots(StrMap *m)
 static int grow_entries(StrMap *m)
 {
     if (m->ecap > SIZE_MAX / 2 / sizeof(Entry))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     size_t ncap = m->ecap * 2;
     Entry *e = realloc(m->entries, ncap * sizeof *e);
     if (!e)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     m->entries = e;
     m->ecap = ncap;
     return 0;

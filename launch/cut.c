@@ -85,7 +85,7 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
         free(done);
         free(lost);
         free(seen);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     JobCutMeta jm = {.version = JOBCUT_VERSION,
                      .size = sizeof jm,
@@ -174,7 +174,7 @@ static int adopt_takeover(CutWriter *cw)
     if (!(rc = cut_takeover_plan(&rs, cw->samples_n, 0, &plan, &world, &vrank))) {
         size_t n = reader_plan_encoded_size(plan);
         if (!(bytes = malloc(n)))
-            rc = PSREC_E_NOMEM;
+            rc = psrec_nomem(__func__);
         else
             rc = reader_plan_encode(plan, bytes, n, &len);
     }
@@ -232,7 +232,7 @@ int cut_write(void *ctx, const CutImage *img)
         free(names);
         free(files);
         ckptdir_abandon(tmpdir);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     for (uint32_t k = 0; k < img->shards; k++) {
         snprintf(names[k], sizeof names[k], "shard-%u.ckpt", k);
@@ -311,7 +311,7 @@ int cut_resume_load(const char *root, ResumeState *rs)
     unsigned char *enc = calloc(W, WORKERCUT_BYTES);
     if (!rs->cuts || !rs->done || !enc) {
         free(enc);
-        rc = PSREC_E_NOMEM;
+        rc = psrec_nomem(__func__);
         goto out;
     }
     if ((rc = section_copy(r, file, "cut.pos", enc, (size_t)W * WORKERCUT_BYTES)) ||
@@ -334,7 +334,7 @@ int cut_resume_load(const char *root, ResumeState *rs)
     const void *p;
     size_t n;
     if (!(rs->lost = calloc(W, 1))) {
-        rc = PSREC_E_NOMEM;
+        rc = psrec_nomem(__func__);
         goto out;
     }
     if (ckpt_section(r, "cut.lost", &p, &n) == 0 && n == W)
@@ -345,7 +345,7 @@ int cut_resume_load(const char *root, ResumeState *rs)
     }
     if (ckpt_section(r, "job.plan", &p, &n) == 0 && n) {
         if (!(rs->plan = malloc(n))) {
-            rc = PSREC_E_NOMEM;
+            rc = psrec_nomem(__func__);
             goto out;
         }
         memcpy(rs->plan, p, n);
@@ -376,7 +376,7 @@ int cut_resume_start(const ResumeState *rs, uint32_t rank, uint32_t world, int i
     ReaderPosition *pos = calloc(W, sizeof *pos);
     if (!pos) {
         reader_plan_free(&cur);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     for (uint32_t w = 0; w < W; w++)
         pos[w] = rs->cuts[w].pos;
@@ -405,7 +405,7 @@ int cut_takeover_plan(const ResumeState *rs, uint64_t n, uint32_t rank, ReaderPl
     ReaderPosition *pos = calloc(W, sizeof *pos);
     if (!pos) {
         reader_plan_free(&cur);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     for (uint32_t w = 0; w < W; w++) {
         pos[w] = rs->cuts[w].pos;

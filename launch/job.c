@@ -223,9 +223,12 @@ static int start_server(Job *j)
                             .endpoint = ep,
                             .stats_interval = 10.0,
                             .stats_file = j->metrics,
-                            .zmq_ctx = j->zctx};
+                            .zmq_ctx = j->zctx,
+                            .max_message_bytes = j->cfg->ps.max_message_bytes,
+                            .max_keys_per_request = j->cfg->ps.max_keys_per_request};
     run_meta_shard_options(&j->meta, &lo.shard);
     lo.shard.lazy_dense = j->shards > 1;
+    lo.shard.max_rows = j->cfg->ps.max_rows_per_table;
     if (j->lf.resumed) {
         RunMeta saved;
         if (ckptdir_load_shard(j->lf.rs.step_dir, (uint32_t)j->shard_index, (uint32_t)j->shards,
@@ -579,7 +582,9 @@ static int run_worker(Job *j)
                        .worker_rank = (uint32_t)j->worker_index,
                        .workers = (uint32_t)j->workers,
                        .timeout = 60.0 + j->cfg->ps.rendezvous_timeout,
-                       .shard_mpi_ranks = j->shard_ranks};
+                       .shard_mpi_ranks = j->shard_ranks,
+                       .max_message_bytes = j->cfg->ps.max_message_bytes,
+                       .max_keys_per_request = j->cfg->ps.max_keys_per_request};
     po.shape = (ParamShape){.E = j->meta.E, .H = j->meta.H, .vocab_rows = j->meta.vocab_rows,
                             .category_rows = j->meta.category_rows,
                             .user_rows = j->meta.user_rows};

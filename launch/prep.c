@@ -592,6 +592,14 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     if (meta_out)
         *meta_out = p.meta;
 out:
+    /* A failed write (LMDB reports a short one as EIO): say so with the path asked for (the
+     * detail names the scratch dir, which is gone already). */
+    if (rc == ENOSPC || rc == EFBIG || rc == EDQUOT || rc == EIO) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", psrec_errmsg());
+        rc = psrec_errf(rc, "%s: cannot write the dataset (is the disk full?): %s; no dataset "
+                        "was written", opt->out_path, why);
+    }
     progress_meter_end(&p.meter);
     prep_fini(&p);
     return rc;

@@ -63,15 +63,15 @@ static int grow_slots(Table *t, size_t need)
         cap *= 2;
     float *d = realloc(t->data, cap * t->row_floats * sizeof *d);
     if (!d)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->data = d;
     uint32_t *s = realloc(t->steps, cap * sizeof *s);
     if (!s)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->steps = s;
     uint64_t *k = realloc(t->slot_keys, cap * sizeof *k);
     if (!k)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->slot_keys = k;
     t->cap = cap;
     return 0;
@@ -105,7 +105,7 @@ static int map_grow(Table *t)
     if (!keys || !slots) {
         free(keys);
         free(slots);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     memset(slots, 0xff, cap * sizeof *slots);
     for (size_t i = 0; i < t->map_cap; i++) {
@@ -159,6 +159,26 @@ static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
     return 0;
 }
 
+uint64_t table_count_missing(const Table *t, const uint64_t *keys, size_t n)
+{
+    if (t->spec.dense)
+        return 0;
+    uint64_t missing = 0;
+    const size_t mask = t->map_cap ? t->map_cap - 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        if (t->map_cap)
+            for (size_t h = hash_key(keys[i], mask); t->slots[h] != EMPTY_SLOT;
+                 h = (h + 1) & mask)
+                if (t->keys[h] == keys[i]) {
+                    found = 1;
+                    break;
+                }
+        missing += !found;
+    }
+    return missing;
+}
+
 int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Table **out)
 {
     *out = NULL;
@@ -167,7 +187,7 @@ int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Tabl
                           (unsigned long long)spec->rows, spec->width);
     Table *t = calloc(1, sizeof *t);
     if (!t)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->spec = *spec;
     t->opt = *opt;
     t->seed = seed;
@@ -209,14 +229,14 @@ static int ensure_block(void **buf, size_t have, size_t need)
         return 0;
     free(*buf);
     *buf = need ? malloc(need) : NULL;
-    return need && !*buf ? PSREC_E_NOMEM : 0;
+    return need && !*buf ? psrec_nomem(__func__) : 0;
 }
 
 int table_snapshot(const Table *t, Table **snap)
 {
     Table *c = *snap;
     if (!c && !(c = calloc(1, sizeof *c)))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     /* Capacities the copy's blocks have now, in bytes (0 for a new copy). */
     const size_t have_rows = c->cap * c->row_floats * sizeof *c->data;
     const size_t have_steps = c->cap * sizeof *c->steps;
@@ -248,7 +268,7 @@ int table_snapshot(const Table *t, Table **snap)
     if (rc) {
         table_free(&c);
         *snap = NULL;
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     /* One memcpy per contiguous block. */
     if (t->used) {
