@@ -72,6 +72,31 @@ static inline uint64_t words_for_bytes(uint32_t n)
 
 /* ------------------------------------------------------------------ reading */
 
+/* LMDB maps the file and trusts its meta page: a page past the end of a truncated file is
+ * a SIGBUS on first touch, not an error. So the file must hold every page the newest meta
+ * page says is in use (last_pgno + 1 pages). */
+static int check_file_size(MDB_env *env, const char *path)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int fd, rc;
+    struct stat fs;
+    if ((rc = mdb_env_info(env, &info)) || (rc = mdb_env_stat(env, &st)) ||
+        (rc = mdb_env_get_fd(env, &fd)))
+        return psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
+    if (fstat(fd, &fs) != 0)
+        return psrec_errf(errno, "%s/data.mdb: %s", path, strerror(errno));
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if ((uint64_t)fs.st_size < need)
+        return psrec_errf(PSREC_E_FORMAT,
+                          "%s/data.mdb: truncated: %llu bytes, LMDB's meta page says %llu "
+                          "pages of %u bytes (%llu bytes); re-run psrec prep",
+                          path, (unsigned long long)fs.st_size,
+                          (unsigned long long)info.me_last_pgno + 1, st.ms_psize,
+                          (unsigned long long)need);
+    return 0;
+}
+
 int dataset_open(const char *path, Dataset **out)
 {
     *out = NULL;
@@ -100,6 +125,8 @@ int dataset_open(const char *path, Dataset **out)
         psrec_errf(rc, "%s: cannot open as an LMDB dataset: %s", path, mdb_strerror(rc));
         goto fail;
     }
+    if ((rc = check_file_size(ds->env, path)))
+        goto fail;
     if ((rc = mdb_txn_begin(ds->env, NULL, MDB_RDONLY, &txn))) {
         psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
         goto fail;
@@ -279,7 +306,16 @@ static const char *words_problem(const MDB_val *v, size_t min_words)
     return NULL;
 }
 
-const char *dataset_decode_news(const void *data, size_t size, uint32_t title_len,
+/* 1 when every one of the n ids is below rows. */
+static int ids_below(const uint32_t *ids, uint32_t n, uint64_t rows)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] >= rows)
+            return 0;
+    return 1;
+}
+
+const char *dataset_decode_news(const void *data, size_t size, const DatasetMeta *m,
                                 NewsView *out)
 {
     MDB_val v = {size, (void *)data};
@@ -288,10 +324,14 @@ const char *dataset_decode_news(const void *data, size_t size, uint32_t title_le
         return why;
     const uint32_t *w = data;
     size_t nw = size / 4;
-    if (w[1] == 0 || w[1] > title_len)
+    if (w[1] == 0 || w[1] > m->title_len)
         return "token count out of 1..title_len";
     if (nw != 3 + (size_t)w[1] + words_for_bytes(w[2]))
         return "size mismatch";
+    if (w[0] >= m->category_rows)
+        return "category id out of range";
+    if (!ids_below(w + 3, w[1], m->vocab_rows))
+        return "word id out of range";
     out->category = w[0];
     out->ntok = w[1];
     out->id_len = w[2];
@@ -300,7 +340,7 @@ const char *dataset_decode_news(const void *data, size_t size, uint32_t title_le
     return NULL;
 }
 
-const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_len,
+const char *dataset_decode_sample(const void *data, size_t size, const DatasetMeta *m,
                                   SampleView *out)
 {
     MDB_val v = {size, (void *)data};
@@ -311,11 +351,18 @@ const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_le
     size_t nw = size / 4;
     if (nw != 6 + (size_t)w[4] + w[5])
         return "size mismatch";
-    if (w[4] > his_len)
+    if (w[4] > m->his_len)
         return "history longer than his_len";
+    uint64_t imp = (uint64_t)w[2] | (uint64_t)w[3] << 32;
+    if (w[0] >= m->user_rows)
+        return "user row out of range";
+    if (w[1] >= m->news_rows || !ids_below(w + 6, w[4] + w[5], m->news_rows))
+        return "news row out of range";
+    if (imp >= m->impressions)
+        return "impression index out of range";
     out->user = w[0];
     out->pos = w[1];
-    out->impression = (uint64_t)w[2] | (uint64_t)w[3] << 32;
+    out->impression = imp;
     out->nhis = w[4];
     out->nneg = w[5];
     out->his = w + 6;
@@ -323,7 +370,8 @@ const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_le
     return NULL;
 }
 
-const char *dataset_decode_impression(const void *data, size_t size, ImpressionView *out)
+const char *dataset_decode_impression(const void *data, size_t size, const DatasetMeta *m,
+                                      ImpressionView *out)
 {
     MDB_val v = {size, (void *)data};
     const char *why = words_problem(&v, 5);
@@ -333,6 +381,18 @@ const char *dataset_decode_impression(const void *data, size_t size, ImpressionV
     size_t nw = size / 4;
     if (nw != 5 + (size_t)w[1] + w[2] + words_for_bytes(w[2]) + words_for_bytes(w[4]))
         return "size mismatch";
+    if (w[1] > m->his_len)
+        return "history longer than his_len";
+    if (w[0] >= m->user_rows)
+        return "user row out of range";
+    if (w[3] > 1)
+        return "labeled flag not 0/1";
+    if (!ids_below(w + 5, w[1] + w[2], m->news_rows))
+        return "news row out of range";
+    const uint8_t *labels = (const uint8_t *)(w + 5 + w[1] + w[2]);
+    for (uint32_t i = 0; w[3] && i < w[2]; i++)
+        if (labels[i] > 1)
+            return "label not 0/1";
     out->user = w[0];
     out->nhis = w[1];
     out->ncand = w[2];
@@ -340,7 +400,7 @@ const char *dataset_decode_impression(const void *data, size_t size, ImpressionV
     out->id_len = w[4];
     out->his = w + 5;
     out->cand = w + 5 + w[1];
-    out->labels = (const uint8_t *)(w + 5 + w[1] + w[2]);
+    out->labels = labels;
     out->id = (const char *)(w + 5 + w[1] + w[2] + words_for_bytes(w[2]));
     return NULL;
 }
@@ -351,7 +411,7 @@ int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
     int rc = get_u32_key(txn, TBL_NEWS, row, &v);
     if (rc)
         return rc;
-    const char *why = dataset_decode_news(v.mv_data, v.mv_size, txn->ds->meta.title_len, out);
+    const char *why = dataset_decode_news(v.mv_data, v.mv_size, &txn->ds->meta, out);
     return why ? corrupt(txn, TBL_NEWS, row, why) : 0;
 }
 
@@ -361,7 +421,7 @@ int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
     int rc = get_size_key(txn, TBL_SAMPLES, index, &v);
     if (rc)
         return rc;
-    const char *why = dataset_decode_sample(v.mv_data, v.mv_size, txn->ds->meta.his_len, out);
+    const char *why = dataset_decode_sample(v.mv_data, v.mv_size, &txn->ds->meta, out);
     return why ? corrupt(txn, TBL_SAMPLES, index, why) : 0;
 }
 
@@ -371,7 +431,7 @@ int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
     int rc = get_size_key(txn, TBL_IMPS, index, &v);
     if (rc)
         return rc;
-    const char *why = dataset_decode_impression(v.mv_data, v.mv_size, out);
+    const char *why = dataset_decode_impression(v.mv_data, v.mv_size, &txn->ds->meta, out);
     return why ? corrupt(txn, TBL_IMPS, index, why) : 0;
 }
 

@@ -113,16 +113,20 @@ typedef struct DatasetWriter DatasetWriter;
 /* ---- reading ---- */
 
 /* The record decoders dataset_get_news/sample/impression apply to the bytes LMDB returns,
- * exposed so tests/fuzz/fuzz_ckpt.c can feed them arbitrary bytes. data[0..size) is one
- * record; title_len / his_len are the dataset meta's limits. On success *out borrows from
- * data and NULL is returned; otherwise the reason the record is damaged (static string) and
- * *out is undefined. A record that decodes lies wholly inside data[0..size). */
-const char *dataset_decode_news(const void *data, size_t size, uint32_t title_len,
+ * exposed so tests/fuzz/fuzz_dataset.c can feed them arbitrary bytes. data[0..size) is one
+ * record; m is the dataset's meta, whose limits every decoded record obeys: sizes consistent,
+ * ntok in 1..title_len, nhis <= his_len, category < category_rows, word ids < vocab_rows,
+ * user rows < user_rows, news rows (history, click, negatives, candidates) < news_rows,
+ * a sample's impression < impressions, labeled and labels 0/1. So a damaged record can never
+ * index a table out of bounds downstream. On success *out borrows from data and NULL is
+ * returned; otherwise the reason the record is damaged (static string) and *out is
+ * undefined. A record that decodes lies wholly inside data[0..size). */
+const char *dataset_decode_news(const void *data, size_t size, const DatasetMeta *m,
                                 NewsView *out);
-const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_len,
+const char *dataset_decode_sample(const void *data, size_t size, const DatasetMeta *m,
                                   SampleView *out);
-const char *dataset_decode_impression(const void *data, size_t size, ImpressionView *out);
-
+const char *dataset_decode_impression(const void *data, size_t size, const DatasetMeta *m,
+                                      ImpressionView *out);
 
 /* Open a prepared dataset read-only and validate its meta record. On error *out is NULL
  * and psrec_errmsg() names the path and the problem. */

@@ -31,6 +31,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static const ParamShape shape = {
     .E = 2, .H = 2, .vocab_rows = 20, .category_rows = 5, .user_rows = 10};
 static char path[64];
+static const DatasetMeta dmeta = {.title_len = 30, .his_len = 50, .news_rows = 100,
+                                  .user_rows = 10, .vocab_rows = 20, .category_rows = 5,
+                                  .impressions = 10};
 
 static void load(int lazy)
 {
@@ -125,17 +128,17 @@ static void records(const uint8_t *p, size_t n)
         return;
     memcpy(rec, p, n);
     NewsView nv;
-    if (!dataset_decode_news(rec, n, 30, &nv)) {
+    if (!dataset_decode_news(rec, n, &dmeta, &nv)) {
         inside(rec, n, nv.tokens, (size_t)nv.ntok * 4);
         inside(rec, n, nv.id, nv.id_len);
     }
     SampleView sv;
-    if (!dataset_decode_sample(rec, n, 50, &sv)) {
+    if (!dataset_decode_sample(rec, n, &dmeta, &sv)) {
         inside(rec, n, sv.his, (size_t)sv.nhis * 4);
         inside(rec, n, sv.neg, (size_t)sv.nneg * 4);
     }
     ImpressionView iv;
-    if (!dataset_decode_impression(rec, n, &iv)) {
+    if (!dataset_decode_impression(rec, n, &dmeta, &iv)) {
         inside(rec, n, iv.his, (size_t)iv.nhis * 4);
         inside(rec, n, iv.cand, (size_t)iv.ncand * 4);
         inside(rec, n, iv.labels, iv.ncand);
