@@ -19,6 +19,16 @@ int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev)
         LOG_ERROR("data.train: %s", psrec_errmsg());
         return -1;
     }
+    const DatasetMeta *tm = dataset_meta(*train);
+    if (tm->samples == 0 || tm->news == 0) {
+        /* Training would run zero steps and exit 0 with an untrained model. */
+        LOG_ERROR("data.train %s: dataset has no trainable sample (%llu samples, %llu news); "
+                  "prepare it from behaviors with clicks and a non-empty news.tsv",
+                  cfg->data.train, (unsigned long long)tm->samples,
+                  (unsigned long long)tm->news);
+        dataset_free(train);
+        return -1;
+    }
     if (!cfg->data.dev[0])
         return 0;
     if (dataset_open(cfg->data.dev, dev)) {
