@@ -59,6 +59,7 @@ struct DatasetWriter {
     MDB_dbi dbi[TBL_COUNT];
     size_t puts_in_txn;
     uint64_t next[TBL_COUNT]; /* rows added per table: the only key each table accepts next */
+    uint64_t fp[TBL_COUNT]; /* FNV-1a of the name tables' rows so far (vocab, cats, users) */
     uint32_t *buf; /* record encoding scratch, grown as needed */
     size_t buf_cap;
     char path[4096];
@@ -170,9 +171,11 @@ int dataset_open(const char *path, Dataset **out)
                         m.version, table_names[TBL_TEXTS], mdb_strerror(rc));
         goto fail;
     }
-    if (m.size != sizeof m || val.mv_size != sizeof m) {
+    /* Before version 3 the record ends before fingerprint (left 0: unknown). */
+    const size_t want = m.version >= 3 ? sizeof m : DATASET_META_V2_SIZE;
+    if (m.size != want || val.mv_size != want) {
         rc = psrec_errf(PSREC_E_FORMAT, "%s: meta record is %zu bytes, header says %u, need %zu",
-                        path, val.mv_size, m.size, sizeof m);
+                        path, val.mv_size, m.size, want);
         goto fail;
     }
     if (m.title_len == 0 || m.news_rows == 0 || m.vocab_rows < 2 || m.user_rows == 0 ||
@@ -595,12 +598,56 @@ static int check_next(DatasetWriter *w, int table, uint64_t key)
     return 0;
 }
 
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* A name table's row into its running hash: id and length as LE u32, then the bytes. */
+static void fingerprint_row(DatasetWriter *w, int table, uint32_t id, const void *data,
+                            uint32_t len)
+{
+    const unsigned char hdr[8] = {(unsigned char)id,         (unsigned char)(id >> 8),
+                                  (unsigned char)(id >> 16), (unsigned char)(id >> 24),
+                                  (unsigned char)len,        (unsigned char)(len >> 8),
+                                  (unsigned char)(len >> 16), (unsigned char)(len >> 24)};
+    if (!w->fp[table])
+        w->fp[table] = FNV_OFFSET;
+    w->fp[table] = fnv(fnv(w->fp[table], hdr, sizeof hdr), data, len);
+}
+
+/* The dataset's fingerprint: the three name tables' hashes, each with its table's tag. Never
+ * 0, which means "unknown" (datasets before version 3). */
+static uint64_t fingerprint_finish(const DatasetWriter *w)
+{
+    uint64_t h = FNV_OFFSET;
+    const int tables[] = {TBL_VOCAB, TBL_CATS, TBL_USERS};
+    for (size_t i = 0; i < 3; i++) {
+        unsigned char b[9] = {(unsigned char)tables[i]};
+        for (int k = 0; k < 8; k++)
+            b[1 + k] = (unsigned char)(w->fp[tables[i]] >> (8 * k));
+        h = fnv(h, b, sizeof b);
+    }
+    return h ? h : 1;
+}
+
 static int put_u32(DatasetWriter *w, int table, uint32_t id, const void *data, size_t size)
 {
     MDB_val key = {sizeof id, &id}, val = {size, (void *)data};
     int rc = check_next(w, table, id);
-    if (!rc && !(rc = writer_put(w, table, &key, &val)))
+    if (!rc && !(rc = writer_put(w, table, &key, &val))) {
         w->next[table]++;
+        if (table == TBL_VOCAB || table == TBL_CATS || table == TBL_USERS)
+            fingerprint_row(w, table, id, data, (uint32_t)size);
+    }
     return rc;
 }
 
@@ -712,6 +759,7 @@ int dataset_writer_finish(DatasetWriter **wp, const DatasetMeta *meta)
     m.version = DATASET_VERSION;
     m.size = sizeof m;
     m.tokenizer_version = DATASET_TOKENIZER_VERSION;
+    m.fingerprint = fingerprint_finish(w);
     MDB_val key = {4, "meta"}, val = {sizeof m, &m};
     int rc = writer_put(w, TBL_META, &key, &val);
     if (rc)

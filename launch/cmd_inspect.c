@@ -62,6 +62,16 @@ static void json_string(const char *s)
 
 /* The head of a report: "{"path":..,"name":value,..." (JSON, left open for the caller to
  * close) or a titled table, one field per line. */
+/* A 64-bit identity (fingerprint, run id) as 16 hex digits: a JSON string, since JSON
+ * numbers lose bits past 2^53. */
+static void print_hex(const char *name, uint64_t v, const char *doc, int json, int width)
+{
+    if (json)
+        printf(",\"%s\":\"%016llx\"", name, (unsigned long long)v);
+    else
+        printf("  %-*s %16llx  %s\n", width, name, (unsigned long long)v, doc);
+}
+
 static void print_fields(const char *kind, const char *path, const Field *f, size_t n, int json,
                          int width)
 {
@@ -97,6 +107,8 @@ static int inspect_ckpt_file(const char *file, int json)
         {"shards", m.shards, "shard files"},      {"shard", m.shard, "this file's shard"},
     };
     print_fields("checkpoint", file, fields, sizeof fields / sizeof fields[0], json, 14);
+    print_hex("run_id", m.run_id, "the run this file belongs to (0: unknown)", json, 14);
+    print_hex("data_fingerprint", m.data_fingerprint, "training set's (0: unknown)", json, 14);
     printf(json ? ",\"tables\":{" : "  tables (rows held / key range x width):\n");
     int first = 1;
     for (size_t i = 0; i < ckpt_section_count(r); i++) {
@@ -562,6 +574,7 @@ int cmd_inspect(int argc, char **argv)
         {"tsv_bytes", m->tsv_bytes, "bytes of TSV read"},
     };
     print_fields("dataset", path, fields, sizeof fields / sizeof fields[0], json, 20);
+    print_hex("fingerprint", m->fingerprint, "vocab, categories, users (0: unknown)", json, 20);
     if (json)
         printf("}\n");
     dataset_free(&ds);

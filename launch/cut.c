@@ -137,7 +137,14 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
         jm.epoch = 0;
     CkptWriter *wr = NULL;
     const char *cfg = cw->config_text ? cw->config_text : "";
-    if ((rc = ckpt_writer_new(file, &wr)) ||
+    /* run.meta too, so job.ckpt names the run (run_id) that every shard file must match. */
+    RunMeta rm = cw->meta;
+    rm.step = img->step;
+    rm.epoch = jm.epoch;
+    rm.shards = img->shards;
+    rm.shard = 0;
+    rm.workers = W;
+    if ((rc = ckpt_writer_new(file, &wr)) || (rc = runmeta_write(wr, &rm)) ||
         (rc = ckpt_write_section(wr, "job.meta", &jm, sizeof jm)) ||
         (rc = ckpt_write_section(wr, "cut.pos", cuts, (size_t)W * WORKERCUT_BYTES)) ||
         (rc = ckpt_write_section(wr, "cut.finished", finished, (size_t)W * sizeof *finished)) ||

@@ -95,10 +95,10 @@ int life_open_dir(const Config *cfg, const TrainFlags *flags, RunLife *lf)
     return 0;
 }
 
-int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *meta,
-                     RunLife *lf)
+int life_load_resume(const Config *cfg, const TrainFlags *flags, RunMeta *meta, RunLife *lf)
 {
     lf->t0 = timer_now();
+    meta->run_id = runmeta_new_run_id(); /* a fresh run's; a resumed one keeps its own */
     const char *r = getenv("PSREC_SUPERVISE_RESTARTS");
     lf->restarts = r ? (uint32_t)strtoul(r, NULL, 10) : 0;
     if (!lf->ckpt_root[0] && config_checkpoint_dir(cfg, lf->ckpt_root, sizeof lf->ckpt_root)) {
@@ -119,8 +119,9 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *
         return -1;
     }
     /* The data first, by the rule eval and recommend use too; then everything else. */
-    if (modelload_check_ids(&lf->rs.meta, meta->vocab_rows, meta->category_rows,
-                            meta->user_rows, cfg->data.train)) {
+    const IdSpaces ck = modelload_ids_of_model(&lf->rs.meta, lf->rs.step_dir);
+    const IdSpaces tr = modelload_ids_of_model(meta, cfg->data.train);
+    if (modelload_check_ids(&ck, &tr)) {
         LOG_ERROR("--resume: %s: %s, or start over with --force", lf->rs.step_dir,
                   psrec_errmsg());
         cut_resume_fini(&lf->rs);
@@ -151,6 +152,8 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *
         return -1;
     }
     lf->resumed = 1;
+    if (lf->rs.meta.run_id) /* 0: a checkpoint older than run ids; the run gets one now */
+        meta->run_id = lf->rs.meta.run_id;
     lf->base_samples = lf->rs.job.samples;
     lf->base_wall = lf->rs.job.wall_s;
     RunSummary prev;

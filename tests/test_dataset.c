@@ -261,6 +261,8 @@ static void test_roundtrip(void)
     CU_ASSERT_EQUAL(m->version, DATASET_VERSION);
     CU_ASSERT_EQUAL(m->size, sizeof(DatasetMeta));
     CU_ASSERT_EQUAL(m->tsv_bytes, meta.tsv_bytes);
+    CU_ASSERT_NOT_EQUAL(m->fingerprint, 0);
+    want.fingerprint = m->fingerprint;
     CU_ASSERT_EQUAL(memcmp(m, &want, sizeof want), 0);
 
     DatasetTxn *txn = NULL;
@@ -531,12 +533,14 @@ static void test_version1(void)
     DatasetMeta m = meta;
     m.magic = DATASET_MAGIC;
     m.version = 1;
-    m.size = sizeof m;
+    m.size = DATASET_META_V2_SIZE;
     m.tokenizer_version = DATASET_TOKENIZER_VERSION;
-    raw_put(path, "meta", 0, "meta", 4, &m, sizeof m);
+    m.fingerprint = 77; /* past the record's end: not read */
+    raw_put(path, "meta", 0, "meta", 4, &m, DATASET_META_V2_SIZE);
     Dataset *ds = NULL;
     CU_ASSERT_EQUAL_FATAL(dataset_open(path, &ds), 0);
     CU_ASSERT(!dataset_has_news_text(ds));
+    CU_ASSERT_EQUAL(dataset_meta(ds)->fingerprint, 0); /* unknown */
     DatasetTxn *txn = NULL;
     CU_ASSERT_EQUAL_FATAL(dataset_txn_new(ds, &txn), 0);
     NewsText t;
@@ -747,7 +751,7 @@ static void test_writer_abort(void)
     free(dir);
 }
 
-/* Found by tests/fuzz/fuzz_ckpt (corpus/ckpt/crash-impression-idlen-wrap): an id length
+/* Found by tests/fuzz (now corpus/dataset/crash-impression-idlen-wrap): an id length
  * near 2^32 made the padded word count wrap to 0 in 32-bit arithmetic, so the record's size
  * "matched" and the view claimed ~4 GiB of id bytes past the record. */
 static void test_decode_id_length_wrap(void)
@@ -766,6 +770,56 @@ static void test_decode_id_length_wrap(void)
     }
     uint32_t good[5] = {1, 0, 0, 1, 0};
     CU_ASSERT(dataset_decode_impression(good, sizeof good, m, &iv) == NULL);
+}
+
+/* A minimal dataset whose users table is {"", user1}; returns its fingerprint (0 on error). */
+static uint64_t small_fingerprint(const char *dirpath, const char *name, const char *user1,
+                                  const char *word2)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dirpath, name);
+    DatasetWriter *w = NULL;
+    uint32_t tok = 1;
+    NewsView nv = {.ntok = 1, .tokens = &tok, .id = "", .id_len = 0};
+    if (dataset_writer_new(path, &w) || dataset_put_word(w, 0, "<pad>", 5) ||
+        dataset_put_word(w, 1, "<unk>", 5) || dataset_put_word(w, 2, word2, (uint32_t)strlen(word2)) ||
+        dataset_put_category(w, 0, "", 0) || dataset_put_user(w, 0, "", 0) ||
+        dataset_put_user(w, 1, user1, (uint32_t)strlen(user1)) || dataset_put_news(w, 0, &nv) ||
+        dataset_put_news_text(w, 0, &(NewsText){.title = "", .category = ""}))
+        return 0;
+    DatasetMeta m;
+    memset(&m, 0, sizeof m);
+    m.title_len = 1;
+    m.news_rows = m.category_rows = 1;
+    m.user_rows = 2;
+    m.vocab_rows = 3;
+    if (dataset_writer_finish(&w, &m))
+        return 0;
+    Dataset *ds = NULL;
+    if (dataset_open(path, &ds))
+        return 0;
+    uint64_t fp = dataset_meta(ds)->fingerprint;
+    dataset_free(&ds);
+    return fp;
+}
+
+/* The fingerprint follows the name tables' contents: the same rows give the same value, one
+ * changed name (same sizes) another one. */
+static void test_fingerprint(void)
+{
+    char *tmp = strdup(tu_mkdtemp("dataset"));
+    uint64_t a = small_fingerprint(tmp, "a", "U1", "news");
+    uint64_t b = small_fingerprint(tmp, "b", "U1", "news");
+    uint64_t c = small_fingerprint(tmp, "c", "U2", "news");
+    uint64_t d = small_fingerprint(tmp, "d", "U1", "newt");
+    uint64_t e = small_fingerprint(tmp, "e", "U1n", "ews"); /* bytes moved across rows */
+    CU_ASSERT_NOT_EQUAL(a, 0);
+    CU_ASSERT_EQUAL(a, b);
+    CU_ASSERT_NOT_EQUAL(a, c);
+    CU_ASSERT_NOT_EQUAL(a, d);
+    CU_ASSERT_NOT_EQUAL(a, e);
+    tu_rmtree(tmp);
+    free(tmp);
 }
 
 /* Every id a record holds is checked against the meta's table sizes, so a flipped byte can
@@ -940,6 +994,7 @@ int main(void)
         {"writer abort removes the directory", test_writer_abort},
         {"record id lengths near 2^32 are refused", test_decode_id_length_wrap},
         {"decoded ids are checked against the meta", test_decode_ids_in_range},
+        {"fingerprint of the name tables", test_fingerprint},
         {"a damaged id names dataset, table and key", test_damaged_ids},
         {"a truncated data.mdb is refused at open", test_truncated_file},
         {NULL, NULL},
