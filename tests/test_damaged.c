@@ -5,6 +5,7 @@
  * One small experiment (psrec gen + prep + a one-epoch train, E = H = 8) is made once; each
  * test damages copies of its files. A command's exit status >= 128 means a signal killed it
  * (tu_run's convention), which is the failure these tests exist to catch. */
+#include "launch/ckptdir.h"
 #include "testutil/testutil.h"
 
 #include <stdint.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char dir[4096];
 static int ready; /* the experiment was made */
@@ -151,12 +153,129 @@ static void test_flipped_bytes(void)
     CU_ASSERT(refused > 0); /* the flips do reach records */
 }
 
+/* A dev set prepared --vocab-from another train set with the same table sizes (here: the
+ * same TSVs with every user id renamed) was accepted, and the metrics were silently wrong.
+ * Its fingerprint differs from the one the checkpoint records, so eval, recommend, train's
+ * dev check and train --resume refuse it, naming both paths and both fingerprints. */
+static void test_fingerprint_mismatch(void)
+{
+    CU_ASSERT_FATAL(ready);
+    char *out = NULL;
+    int rc = RUN_IN_DIR(&out,
+                        "sed 's/\tU/\tV/' g/train/behaviors.tsv > other_beh.tsv && "
+                        "%s prep --news g/train/news.tsv --behaviors other_beh.tsv "
+                        "--out other.db --title-len 10 --his-len 10 && "
+                        "%s prep --news g/dev/news.tsv --behaviors g/dev/behaviors.tsv "
+                        "--out otherdev.db --vocab-from other.db && "
+                        "%s inspect --json train.db && %s inspect --json other.db",
+                        TU_PSREC, TU_PSREC, TU_PSREC, TU_PSREC);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    /* Same sizes: only the fingerprint tells them apart. */
+    double a, b;
+    const char *second = strstr(out, "}\n{");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(second);
+    CU_ASSERT(tu_json_number(out, "user_rows", &a) && tu_json_number(second, "user_rows", &b) &&
+              a == b);
+    CU_ASSERT(tu_json_number(out, "vocab_rows", &a) &&
+              tu_json_number(second, "vocab_rows", &b) && a == b);
+    free(out);
+    /* The fingerprints, as inspect prints them. */
+    char fp_train[17] = "", fp_other[17] = "";
+    rc = RUN_IN_DIR(&out, "%s inspect train.db | grep fingerprint && %s inspect other.db | "
+                    "grep fingerprint", TU_PSREC, TU_PSREC);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(sscanf(out, " fingerprint %16s fingerprint", fp_train), 1);
+    const char *l2 = strchr(out, '\n');
+    CU_ASSERT_FATAL(l2 && sscanf(l2, " fingerprint %16s", fp_other) == 1);
+    CU_ASSERT(strcmp(fp_train, fp_other) != 0);
+    free(out);
+
+    rc = RUN_IN_DIR(&out, "%s eval --ckpt run/ckpt --data otherdev.db --threads 1", TU_PSREC);
+    expect_refused(rc, out, "eval", "otherdev.db (fingerprint ");
+    CU_ASSERT(out && strstr(out, fp_other) && strstr(out, fp_train) && strstr(out, "run/ckpt"));
+    free(out);
+    rc = RUN_IN_DIR(&out, "%s recommend --ckpt run/ckpt --data otherdev.db --impression 1",
+                    TU_PSREC);
+    expect_refused(rc, out, "recommend", "otherdev.db (fingerprint ");
+    free(out);
+    rc = RUN_IN_DIR(&out, "%s train exp.conf --data.dev=otherdev.db --run.dir=run-fp", TU_PSREC);
+    expect_refused(rc, out, "train (dev)", "otherdev.db (fingerprint ");
+    CU_ASSERT(out && strstr(out, "train.db (fingerprint ") && strstr(out, fp_train));
+    free(out);
+    rc = RUN_IN_DIR(&out, "cp -r run run-resume && %s train exp.conf --resume "
+                    "--run.dir=run-resume --data.train=other.db --data.dev=otherdev.db",
+                    TU_PSREC);
+    expect_refused(rc, out, "train --resume", "other.db (fingerprint ");
+    CU_ASSERT(out && strstr(out, fp_other) && strstr(out, fp_train));
+    free(out);
+    /* The matching set still works. */
+    rc = RUN_IN_DIR(&out, "%s eval --ckpt run/ckpt --data dev.db --threads 1", TU_PSREC);
+    CU_ASSERT_EQUAL(rc, 0);
+    free(out);
+}
+
+/* The newest step dir of root (its name into step, 64 bytes); 0 or -1. */
+static int newest_step(const char *root, char *step)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "ls %s/%s | grep -E '^step-[0-9]+$' | sort | tail -n 1", dir, root);
+    int ok = rc == 0 && out && sscanf(out, "%63s", step) == 1;
+    free(out);
+    return ok ? 0 : -1;
+}
+
+/* A shard file copied in from another run's checkpoint of the same step was merged silently.
+ * Every checkpoint file carries the run's id; with the MANIFEST redone to list the foreign
+ * file (so that only the run id can catch it), eval and train --resume refuse it, naming the
+ * file and both ids. */
+static void test_foreign_shard_file(void)
+{
+    CU_ASSERT_FATAL(ready);
+    char *out = NULL;
+    int rc = RUN_IN_DIR(&out, "%s train exp.conf --train.seed=9 --run.dir=run-other && "
+                        "rm -rf run-mixed && cp -r run run-mixed", TU_PSREC);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    free(out);
+    char step[64], step2[64];
+    CU_ASSERT_EQUAL_FATAL(newest_step("run-mixed/ckpt", step), 0);
+    CU_ASSERT_EQUAL_FATAL(newest_step("run-other/ckpt", step2), 0);
+    CU_ASSERT_STRING_EQUAL_FATAL(step, step2);
+    /* Copy the other run's shard-0.ckpt in and redo the MANIFEST as a commit would. */
+    char root[4400], tmp[4600], from[4600], to[4700];
+    uint64_t n = strtoull(step + 5, NULL, 10);
+    snprintf(root, sizeof root, "%s/run-mixed/ckpt", dir);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", root, step);
+    snprintf(from, sizeof from, "%s/%s", root, step);
+    CU_ASSERT_EQUAL_FATAL(rename(from, tmp), 0);
+    snprintf(to, sizeof to, "%s/MANIFEST", tmp);
+    CU_ASSERT_EQUAL_FATAL(unlink(to), 0);
+    rc = tu_run(NULL, "cp %s/run-other/ckpt/%s/shard-0.ckpt %s/shard-0.ckpt", dir, step, tmp);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    const char *files[] = {"shard-0.ckpt", "job.ckpt"};
+    CU_ASSERT_EQUAL_FATAL(ckptdir_commit(root, n, files, 2, 100), 0);
+    CU_ASSERT_EQUAL_FATAL(ckptdir_verify(from, NULL), 0); /* sizes and CRCs all fine */
+
+    rc = RUN_IN_DIR(&out, "%s eval --ckpt run-mixed/ckpt --data dev.db --threads 1", TU_PSREC);
+    expect_refused(rc, out, "eval", "shard-0.ckpt belongs to another run (run id ");
+    CU_ASSERT(out && strstr(out, "job.ckpt has run id "));
+    free(out);
+    rc = RUN_IN_DIR(&out, "%s train exp.conf --resume --run.dir=run-mixed", TU_PSREC);
+    expect_refused(rc, out, "train --resume", "shard-0.ckpt belongs to another run (run id ");
+    free(out);
+    /* The run's own files load. */
+    rc = RUN_IN_DIR(&out, "%s eval --ckpt run-other/ckpt --data dev.db --threads 1", TU_PSREC);
+    CU_ASSERT_EQUAL(rc, 0);
+    free(out);
+}
+
 int main(void)
 {
     ready = make_experiment() == 0;
     static const TuTest tests[] = {
         {"truncated data.mdb: inspect, eval, train refuse it", test_truncated_dataset},
         {"flipped bytes in a dev set: eval works or refuses", test_flipped_bytes},
+        {"a dev set of another vocabulary is refused by fingerprint", test_fingerprint_mismatch},
+        {"a shard file of another run is refused by run id", test_foreign_shard_file},
         {NULL, NULL},
     };
     tu_add_suite("damaged", tests);
