@@ -304,6 +304,16 @@ int cut_resume_load(const char *root, ResumeState *rs)
     if ((rc = ckpt_reader_open(file, &r)) ||
         (rc = section_copy(r, file, "job.meta", &rs->job, sizeof rs->job)))
         goto out;
+    /* job.ckpt names the run (since run.meta 2); shard-0.ckpt must be that run's. */
+    const void *jp;
+    size_t jlen;
+    RunMeta jm;
+    char shard0[4600];
+    snprintf(shard0, sizeof shard0, "%s/shard-0.ckpt", rs->step_dir);
+    if (ckpt_section(r, "run.meta", &jp, &jlen) == 0 &&
+        ((rc = runmeta_read(r, file, &jm)) ||
+         (rc = runmeta_check_run_id(shard0, rs->meta.run_id, file, jm.run_id))))
+        goto out;
     if (rs->job.version != JOBCUT_VERSION || rs->job.size != sizeof rs->job ||
         !rs->job.workers || rs->job.workers > (1u << 20) || rs->job.step != rs->meta.step) {
         rc = psrec_errf(PSREC_E_FORMAT, "%s: job.meta version %u, size %u, %u workers, step "

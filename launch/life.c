@@ -166,6 +166,31 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, RunMeta *meta, 
     return 0;
 }
 
+int life_record_run_id(const Config *cfg, const RunLife *lf, uint64_t run_id)
+{
+    char path[4200], text[32];
+    snprintf(path, sizeof path, "%s/run_id", cfg->run.dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        unsigned long long old = 0;
+        int n = fscanf(f, "%16llx", &old);
+        fclose(f);
+        if (lf->resumed && n == 1 && old && run_id && old != run_id) {
+            LOG_ERROR("--resume: %s belongs to another run (run id %016llx; %s says %016llx); "
+                      "start over with --force",
+                      lf->rs.step_dir, (unsigned long long)run_id, path, old);
+            return -1;
+        }
+    }
+    int len = snprintf(text, sizeof text, "%016llx\n", (unsigned long long)run_id);
+    if (!(f = fopen(path, "w")) || fwrite(text, 1, (size_t)len, f) != (size_t)len ||
+        fclose(f) != 0) {
+        LOG_ERROR("%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 void life_write_summary(const Config *cfg, const RunLife *lf, RunStatus status, uint64_t steps,
                         uint64_t epochs, uint64_t samples_life, const MetricsResult *dev,
                         uint32_t checkpoint_failures, const int *lost, uint32_t nlost)

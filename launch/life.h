@@ -61,6 +61,12 @@ int life_open_dir(const Config *cfg, const TrainFlags *flags, RunLife *lf);
  * (logged). */
 int life_load_resume(const Config *cfg, const TrainFlags *flags, RunMeta *meta, RunLife *lf);
 
+/* The single process, or rank 0 of a job, once meta's run id is settled: keep it in
+ * run.dir/run_id (16 hex digits), the run's identity next to its checkpoints. When resuming,
+ * a run_id file naming another run than the checkpoint resumed from (a step dir copied in
+ * from elsewhere) is an error (logged, -1); else the file is (re)written and 0 returned. */
+int life_record_run_id(const Config *cfg, const RunLife *lf, uint64_t run_id);
+
 /* Write run.dir/summary.json for this life's end. samples_life: samples trained in this life
  * (all workers); dev: the last evaluation or NULL. Logged on failure. */
 void life_write_summary(const Config *cfg, const RunLife *lf, RunStatus status, uint64_t steps,

@@ -5,9 +5,11 @@
  * One small experiment (psrec gen + prep + a one-epoch train, E = H = 8) is made once; each
  * test damages copies of its files. A command's exit status >= 128 means a signal killed it
  * (tu_run's convention), which is the failure these tests exist to catch. */
+#include "common/dataset.h"
 #include "launch/ckptdir.h"
 #include "testutil/testutil.h"
 
+#include <lmdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +34,7 @@ static int make_experiment(void)
     snprintf(dir, sizeof dir, "%s", tu_mkdtemp("damaged"));
     char *out = NULL;
     int rc = tu_run(&out,
-                    "cd %s && %s gen --out g --news 300 --users 100 --train-impressions 400 "
+                    "cd %s && { %s gen --out g --news 300 --users 100 --train-impressions 400 "
                     "--dev-impressions 100 --topics 4 --seed 3 && "
                     "%s prep --news g/train/news.tsv --behaviors g/train/behaviors.tsv "
                     "--out train.db --title-len 10 --his-len 10 && "
@@ -40,7 +42,7 @@ static int make_experiment(void)
                     "--vocab-from train.db && "
                     "printf '[data]\\ntrain = train.db\\ndev = dev.db\\n[model]\\nword_dim = 8\\n"
                     "hidden = 8\\ntitle_len = 10\\nhis_len = 10\\n[train]\\nepochs = 1\\n"
-                    "threads = 1\\n[run]\\ndir = run\\n' > exp.conf && %s train exp.conf",
+                    "threads = 1\\n[run]\\ndir = run\\n' > exp.conf && %s train exp.conf; } 2>&1",
                     dir, TU_PSREC, TU_PSREC, TU_PSREC, TU_PSREC);
     if (rc)
         fprintf(stderr, "%s\n", out ? out : "");
@@ -82,7 +84,7 @@ static size_t file_size(const char *rel)
 }
 
 /* Run a command line in dir; returns its status, *out its output (caller frees). */
-#define RUN_IN_DIR(out, fmt, ...) tu_run(out, "cd %s && " fmt " 2>&1", dir, __VA_ARGS__)
+#define RUN_IN_DIR(out, fmt, ...) tu_run(out, "cd %s && { " fmt "; } 2>&1", dir, __VA_ARGS__)
 
 static void expect_refused(int rc, const char *out, const char *what, const char *needle)
 {
@@ -214,6 +216,52 @@ static void test_fingerprint_mismatch(void)
     free(out);
 }
 
+/* Rewrite dir/db's meta record as format version 2 wrote it (no fingerprint). */
+static void make_version2(const char *db)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, db);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    CU_ASSERT_EQUAL_FATAL(mdb_env_create(&env), 0);
+    CU_ASSERT_EQUAL_FATAL(mdb_env_set_maxdbs(env, 16), 0);
+    CU_ASSERT_EQUAL_FATAL(mdb_env_open(env, path, 0, 0644), 0);
+    CU_ASSERT_EQUAL_FATAL(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    CU_ASSERT_EQUAL_FATAL(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+    MDB_val k = {4, "meta"}, v;
+    CU_ASSERT_EQUAL_FATAL(mdb_get(txn, dbi, &k, &v), 0);
+    DatasetMeta m;
+    CU_ASSERT_EQUAL_FATAL(v.mv_size, sizeof m);
+    memcpy(&m, v.mv_data, sizeof m);
+    m.version = 2;
+    m.size = DATASET_META_V2_SIZE;
+    v = (MDB_val){DATASET_META_V2_SIZE, &m};
+    CU_ASSERT_EQUAL_FATAL(mdb_put(txn, dbi, &k, &v, 0), 0);
+    CU_ASSERT_EQUAL_FATAL(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* A dataset made before fingerprints (format 2) still evaluates: table sizes are compared,
+ * with a warning saying how to get the full check. */
+static void test_dataset_without_fingerprint(void)
+{
+    CU_ASSERT_FATAL(ready);
+    char *out = NULL;
+    int rc = RUN_IN_DIR(&out, "rm -rf olddev.db && cp -r dev.db olddev.db%s", "");
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    free(out);
+    make_version2("olddev.db");
+    rc = RUN_IN_DIR(&out, "%s inspect --json olddev.db && %s eval --ckpt run/ckpt --data olddev.db "
+                    "--threads 1", TU_PSREC, TU_PSREC);
+    if (rc)
+        fprintf(stderr, "\n%s\n", out ? out : "");
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "olddev.db has no data fingerprint"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "\"format_version\":2,"));
+    free(out);
+}
+
 /* The newest step dir of root (its name into step, 64 bytes); 0 or -1. */
 static int newest_step(const char *root, char *step)
 {
@@ -266,6 +314,17 @@ static void test_foreign_shard_file(void)
     rc = RUN_IN_DIR(&out, "%s eval --ckpt run-other/ckpt --data dev.db --threads 1", TU_PSREC);
     CU_ASSERT_EQUAL(rc, 0);
     free(out);
+    /* A whole step dir of another run of the same config (job.ckpt too, so the files agree
+     * with each other and the model hash fits) in this run's checkpoint dir: the run dir's
+     * run_id file catches it at --resume. */
+    rc = RUN_IN_DIR(&out, "%s train exp.conf --run.dir=run-same && rm -rf run-whole && "
+                    "cp -r run run-whole && rm -rf run-whole/ckpt/%s && "
+                    "cp -r run-same/ckpt/%s run-whole/ckpt/ && "
+                    "%s train exp.conf --resume --run.dir=run-whole",
+                    TU_PSREC, step, step, TU_PSREC);
+    expect_refused(rc, out, "train --resume (whole step dir)", "belongs to another run");
+    CU_ASSERT(out && strstr(out, "run-whole/run_id says "));
+    free(out);
 }
 
 int main(void)
@@ -276,6 +335,8 @@ int main(void)
         {"flipped bytes in a dev set: eval works or refuses", test_flipped_bytes},
         {"a dev set of another vocabulary is refused by fingerprint", test_fingerprint_mismatch},
         {"a shard file of another run is refused by run id", test_foreign_shard_file},
+        {"a dataset without fingerprint still evaluates, with a warning",
+         test_dataset_without_fingerprint},
         {NULL, NULL},
     };
     tu_add_suite("damaged", tests);

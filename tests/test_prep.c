@@ -225,6 +225,13 @@ static void test_shared_vocab_and_unlabeled(void)
     Dataset *ds;
     DatasetTxn *t;
     CU_ASSERT_FATAL(dataset_open(p, &ds) == 0);
+    /* The copied tables give the train set's fingerprint (what eval and resume compare). */
+    Dataset *tr;
+    snprintf(p, sizeof p, "%s/train.db", dir);
+    CU_ASSERT_FATAL(dataset_open(p, &tr) == 0);
+    CU_ASSERT(dataset_meta(tr)->fingerprint != 0);
+    CU_ASSERT_EQUAL(dataset_meta(ds)->fingerprint, dataset_meta(tr)->fingerprint);
+    dataset_free(&tr);
     CU_ASSERT_FATAL(dataset_txn_new(ds, &t) == 0);
     NewsView nv;
     CU_ASSERT_FATAL(dataset_get_news(t, 1, &nv) == 0); /* stocks zoom -> 10 <unk>, finance 2 */
