@@ -162,8 +162,15 @@ static int sum_table_rows(const char *step_dir, const RunMeta *m, TableRows *t, 
         char file[4400];
         CkptReader *r = NULL;
         snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
+        RunMeta mk;
         if (ckpt_reader_open(file, &r))
             return -1;
+        /* As loading does: every file of the cut is the same run's. */
+        if (runmeta_read(r, file, &mk) ||
+            runmeta_check_run_id(file, mk.run_id, "shard-0.ckpt", m->run_id)) {
+            ckpt_reader_free(&r);
+            return -1;
+        }
         for (size_t i = 0; i < ckpt_section_count(r); i++) {
             const char *name = ckpt_section_name(r, i, NULL);
             const char *dot = strrchr(name, '.');
@@ -253,6 +260,11 @@ static int cutview_load(const char *step_dir, const RunMeta *m, CutView *v)
         return 0;
     if ((rc = ckpt_reader_open(file, &r)))
         return rc;
+    RunMeta rm;
+    if (ckpt_section(r, "run.meta", &p, &n) == 0 &&
+        ((rc = runmeta_read(r, file, &rm)) ||
+         (rc = runmeta_check_run_id("shard-0.ckpt", m->run_id, file, rm.run_id))))
+        goto out;
     if (ckpt_section(r, "job.meta", &p, &n) != 0)
         goto out; /* not a cut's job.ckpt */
     JobCutMeta *jm = &v->jm;
@@ -444,6 +456,8 @@ static int inspect_step_dir(const char *step_dir, int json)
         {"seed", m.seed, "init seed"},
     };
     print_fields("checkpoint", step_dir, fields, sizeof fields / sizeof fields[0], json, 14);
+    print_hex("run_id", m.run_id, "the run these files belong to (0: unknown)", json, 14);
+    print_hex("data_fingerprint", m.data_fingerprint, "training set's (0: unknown)", json, 14);
     if (json) {
         printf(",\"valid\":true,\"optimizer\":\"%s\",\"lr\":%g,\"beta1\":%g,\"beta2\":%g,"
                "\"eps\":%g,\"files\":[",

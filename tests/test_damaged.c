@@ -303,6 +303,9 @@ static void test_foreign_shard_file(void)
     CU_ASSERT_EQUAL_FATAL(ckptdir_commit(root, n, files, 2, 100), 0);
     CU_ASSERT_EQUAL_FATAL(ckptdir_verify(from, NULL), 0); /* sizes and CRCs all fine */
 
+    rc = RUN_IN_DIR(&out, "%s inspect run-mixed/ckpt/%s", TU_PSREC, step);
+    expect_refused(rc, out, "inspect", "shard-0.ckpt belongs to another run (run id ");
+    free(out);
     rc = RUN_IN_DIR(&out, "%s eval --ckpt run-mixed/ckpt --data dev.db --threads 1", TU_PSREC);
     expect_refused(rc, out, "eval", "shard-0.ckpt belongs to another run (run id ");
     CU_ASSERT(out && strstr(out, "job.ckpt has run id "));
