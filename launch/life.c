@@ -183,8 +183,12 @@ int life_record_run_id(const Config *cfg, const RunLife *lf, uint64_t run_id)
         }
     }
     int len = snprintf(text, sizeof text, "%016llx\n", (unsigned long long)run_id);
-    if (!(f = fopen(path, "w")) || fwrite(text, 1, (size_t)len, f) != (size_t)len ||
-        fclose(f) != 0) {
+    int ok = (f = fopen(path, "w")) != NULL;
+    if (ok) {
+        ok = fwrite(text, 1, (size_t)len, f) == (size_t)len;
+        ok = fclose(f) == 0 && ok;
+    }
+    if (!ok) {
         LOG_ERROR("%s: cannot write: %s", path, strerror(errno));
         return -1;
     }
