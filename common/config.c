@@ -762,6 +762,47 @@ static int check_section_line(Loader *ld, const char *s)
     return 0;
 }
 
+/* Why a non-comment line cannot be config text, or NULL: a NUL byte (C strings would stop
+ * there: `hidden = 3\0 2` read as 3), another control character, or bytes that are not
+ * UTF-8. Refused before anything quotes the line in a message, so no message ever echoes raw
+ * binary to a terminal; *col receives the offending byte's 1-based column. */
+static const char *line_problem(const unsigned char *s, size_t n, size_t *col)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        *col = i + 1;
+        if (c == 0)
+            return "a NUL byte";
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return "a control character";
+        if (c < 0x80)
+            continue;
+        /* UTF-8: a lead byte C2..F4 and its continuation bytes 80..BF. */
+        size_t more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+                      : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+        if (!more || i + more >= n)
+            return "bytes that are not UTF-8 text";
+        for (size_t j = 1; j <= more; j++)
+            if ((s[i + j] & 0xc0) != 0x80)
+                return "bytes that are not UTF-8 text";
+        i += more;
+    }
+    return NULL;
+}
+
+/* The first bytes of a line with everything outside printable ASCII as \xHH. */
+static void escape_excerpt(const unsigned char *s, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < size; i++) {
+        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
+            out[o++] = (char)s[i];
+        else
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", s[i]);
+    }
+    out[o] = '\0';
+}
+
 /* inih's reader: hand over one physical line, without its line ending, leading spaces
  * (so inih never joins indented lines as multi-line values) or UTF-8 BOM. */
 static char *read_line(char *out, int num, void *stream)
@@ -790,6 +831,17 @@ static char *read_line(char *out, int num, void *stream)
         s += 3;
     while (isspace((unsigned char)*s))
         s++;
+    size_t raw = (size_t)n - (size_t)(s - ld->buf), col;
+    const char *why = *s == ';' || *s == '#' ? NULL
+                      : line_problem((const unsigned char *)s, raw, &col);
+    if (why) {
+        char ex[48 * 4 + 8];
+        escape_excerpt((const unsigned char *)s, raw < 48 ? raw : 48, ex, sizeof ex);
+        load_error(ld, ld->lineno,
+                   psrec_errf(PSREC_E_PARSE, "%s:%ld: the line holds %s (column %zu): \"%s\"%s",
+                              ld->path, ld->lineno, why, col, ex, raw > 48 ? "..." : ""));
+        return NULL;
+    }
     size_t len = strlen(s), limit = (size_t)num - 1;
 
     if (*s == '\0' || *s == ';' || *s == '#') {

@@ -726,19 +726,45 @@ static int owner_keeps(void *ctx, uint32_t table, uint64_t key)
     return keyrange_owner(table, key, f->shards) == f->shard;
 }
 
-/* Every shard file of step_dir into a new shard, rows filtered by owner (NULL: all). */
+/* The run id job.ckpt's run.meta carries (*id = 0 when there is no job.ckpt, or it is older
+ * than run ids). Returns 0 or an error naming the file. */
+static int job_run_id(const char *step_dir, char *file, size_t n, uint64_t *id)
+{
+    *id = 0;
+    snprintf(file, n, "%s/%s", step_dir, CKPTDIR_JOB_FILE);
+    if (access(file, F_OK) != 0)
+        return 0;
+    CkptReader *r = NULL;
+    RunMeta m;
+    const void *p;
+    size_t len;
+    int rc = ckpt_reader_open(file, &r);
+    if (!rc && ckpt_section(r, "run.meta", &p, &len) == 0 && !(rc = runmeta_read(r, file, &m)))
+        *id = m.run_id;
+    ckpt_reader_free(&r);
+    return rc;
+}
+
+/* Every shard file of step_dir into a new shard, rows filtered by owner (NULL: all). Every
+ * file must carry the run id of job.ckpt (the committer's), so that a shard file copied in
+ * from another run is refused even when the MANIFEST was redone to list it. */
 static int load_filtered(const char *step_dir, const OwnerFilter *owner, int lazy_dense,
                          int params_only, RunMeta *meta, Shard **out)
 {
     *out = NULL;
-    int rc = 0;
+    char job[PATH_BYTES];
+    uint64_t run_id;
+    int rc = job_run_id(step_dir, job, sizeof job, &run_id);
+    if (rc)
+        return rc;
     /* Shard 0's run.meta shapes the model; every shard file must belong to the same cut. */
     for (uint32_t k = 0; !rc && (k == 0 || k < meta->shards); k++) {
         char file[PATH_BYTES];
         CkptReader *r = NULL;
         RunMeta mk;
         snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
-        if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, k ? &mk : meta)))
+        if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, k ? &mk : meta)) ||
+            (rc = runmeta_check_run_id(file, (k ? &mk : meta)->run_id, job, run_id)))
             goto next;
         if (k == 0) {
             ShardOptions so;
@@ -746,6 +772,8 @@ static int load_filtered(const char *step_dir, const OwnerFilter *owner, int laz
             so.lazy_dense = lazy_dense;
             if ((rc = shard_new(&so, out)))
                 goto next;
+        } else if ((rc = runmeta_check_run_id(file, mk.run_id, "shard-0.ckpt", meta->run_id))) {
+            goto next;
         } else if (mk.shards != meta->shards || mk.shard != k || mk.step != meta->step) {
             rc = psrec_errf(PSREC_E_FORMAT, "%s: belongs to another checkpoint", file);
             goto next;

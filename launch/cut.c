@@ -137,7 +137,14 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
         jm.epoch = 0;
     CkptWriter *wr = NULL;
     const char *cfg = cw->config_text ? cw->config_text : "";
-    if ((rc = ckpt_writer_new(file, &wr)) ||
+    /* run.meta too, so job.ckpt names the run (run_id) that every shard file must match. */
+    RunMeta rm = cw->meta;
+    rm.step = img->step;
+    rm.epoch = jm.epoch;
+    rm.shards = img->shards;
+    rm.shard = 0;
+    rm.workers = W;
+    if ((rc = ckpt_writer_new(file, &wr)) || (rc = runmeta_write(wr, &rm)) ||
         (rc = ckpt_write_section(wr, "job.meta", &jm, sizeof jm)) ||
         (rc = ckpt_write_section(wr, "cut.pos", cuts, (size_t)W * WORKERCUT_BYTES)) ||
         (rc = ckpt_write_section(wr, "cut.finished", finished, (size_t)W * sizeof *finished)) ||
@@ -296,6 +303,16 @@ int cut_resume_load(const char *root, ResumeState *rs)
     snprintf(file, sizeof file, "%s/job.ckpt", rs->step_dir);
     if ((rc = ckpt_reader_open(file, &r)) ||
         (rc = section_copy(r, file, "job.meta", &rs->job, sizeof rs->job)))
+        goto out;
+    /* job.ckpt names the run (since run.meta 2); shard-0.ckpt must be that run's. */
+    const void *jp;
+    size_t jlen;
+    RunMeta jm;
+    char shard0[4600];
+    snprintf(shard0, sizeof shard0, "%s/shard-0.ckpt", rs->step_dir);
+    if (ckpt_section(r, "run.meta", &jp, &jlen) == 0 &&
+        ((rc = runmeta_read(r, file, &jm)) ||
+         (rc = runmeta_check_run_id(shard0, rs->meta.run_id, file, jm.run_id))))
         goto out;
     if (rs->job.version != JOBCUT_VERSION || rs->job.size != sizeof rs->job ||
         !rs->job.workers || rs->job.workers > (1u << 20) || rs->job.step != rs->meta.step) {

@@ -1092,6 +1092,10 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
     }
     if (ok)
         ok = agree(prepare_life(&j) == 0);
+    if (ok) { /* one run id for every rank's checkpoint files: rank 0's (equal when resumed) */
+        MPI_Bcast(&j.meta.run_id, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+        ok = agree(j.rank != 0 || life_record_run_id(cfg, &j.lf, j.meta.run_id) == 0);
+    }
     if (ok) {
         j.zctx = zmq_ctx_new();
         ok = agree(open_metrics(&j) == 0 && (!j.is_server || start_server(&j) == 0));

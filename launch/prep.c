@@ -571,6 +571,11 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     }
     if ((rc = read_news(&p)))
         goto out;
+    if (p.meta.news == 0) { /* every candidate would be the padding news: nothing to learn */
+        rc = psrec_errf(PSREC_E_RANGE, "%s: no news: the dataset would have no trainable "
+                        "sample and nothing to score", opt->news_path);
+        goto out;
+    }
     p.bytes_before = p.meta.tsv_bytes;
     if (!opt->vocab_from) {
         if ((rc = build_vocab(&p)) ||
