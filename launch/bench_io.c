@@ -3,9 +3,8 @@
  * bench_io_new lays out, under one temporary root:
  *   data/{train,dev}/{news,behaviors}.tsv   psrec gen's output (unless o->data is given)
  *   train.db, dev.db                        psrec prep (dev with --vocab-from train.db)
- *   ckpt/step-0000000001                    a checkpoint of a fresh model (no rows: every row
- *                                           a question touches is initialised from the seed
- *                                           at its first pull, as in a fresh run)
+ *   ckpt/step-0000000001                    a checkpoint of a fresh model with every row of
+ *                                           every table (as large as a trained one's)
  * and each bench_* call times one path on it, the same way the command does it: eval_run over
  * the dev set through the loaded model (psrec eval), cmd_recommend itself with stdout sent to
  * /dev/null (psrec recommend), bench_prep (psrec bench --prep). Memory is measured in this
@@ -16,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "common/params.h"
 #include "common/timer.h"
 #include "launch/bench.h"
 #include "launch/commands.h"
@@ -118,6 +118,34 @@ static RunMeta fresh_meta(const BenchIoOptions *o, const DatasetMeta *dm)
                      .workers = 1};
 }
 
+/* Make every row of every table exist (a pull initialises a row from the seed), so the
+ * checkpoint is as large as a trained model's and loading it costs what it costs then. */
+static int touch_every_row(Shard *s)
+{
+    enum { CHUNK = 1024 };
+    uint64_t keys[CHUNK];
+    float *rows = NULL;
+    int rc = 0;
+    for (uint32_t t = 0; t < PARAM_TABLES && !rc; t++) {
+        const uint64_t n_rows = shard_table_rows(s, t);
+        const size_t w = shard_table_width(s, t);
+        float *nr = realloc(rows, CHUNK * w * sizeof *rows);
+        if (!nr) {
+            rc = psrec_errf(PSREC_E_NOMEM, "bench: out of memory");
+            break;
+        }
+        rows = nr;
+        for (uint64_t k0 = 0; k0 < n_rows && !rc; k0 += CHUNK) {
+            const size_t n = n_rows - k0 < CHUNK ? (size_t)(n_rows - k0) : CHUNK;
+            for (size_t i = 0; i < n; i++)
+                keys[i] = k0 + i;
+            rc = shard_pull(s, t, keys, n, rows);
+        }
+    }
+    free(rows);
+    return rc;
+}
+
 /* Write step 1 of a fresh model into b->ckpt through the real checkpoint code. */
 static int write_fresh_checkpoint(BenchIo *b)
 {
@@ -130,7 +158,8 @@ static int write_fresh_checkpoint(BenchIo *b)
     const RunMeta meta = fresh_meta(&b->o, dataset_meta(ds));
     ShardOptions so;
     run_meta_shard_options(&meta, &so);
-    if ((rc = fs_mkdir_p(b->ckpt)) || (rc = shard_new(&so, &s)) || (rc = cut_image_new(1, &img)))
+    if ((rc = fs_mkdir_p(b->ckpt)) || (rc = shard_new(&so, &s)) || (rc = touch_every_row(s)) ||
+        (rc = cut_image_new(1, &img)))
         goto out;
     img->shards = 1;
     const WorkerCut wc = {.pos = {.seed = b->o.seed, .world = 1}};
