@@ -322,10 +322,25 @@ static int upsert(StrMap *m, const char *s, size_t n, uint32_t new_val, int over
 
 int strmap_get(const StrMap *m, const char *s, size_t n, uint32_t *val)
 {
+    return strmap_get_hashed(m, s, n, hash_bytes(s, n), val);
+}
+
+uint64_t strmap_hash(const char *s, size_t n)
+{
+    return hash_bytes(s, n);
+}
+
+void strmap_prefetch(const StrMap *m, uint64_t h)
+{
+    __builtin_prefetch(&m->slots[(size_t)h & (m->nslots - 1)]);
+}
+
+int strmap_get_hashed(const StrMap *m, const char *s, size_t n, uint64_t h, uint32_t *val)
+{
     if (n > UINT32_MAX)
         return 0;
     int found;
-    size_t i = find_slot(m, s, n, hash_bytes(s, n), &found);
+    size_t i = find_slot(m, s, n, h, &found);
     if (found && val)
         *val = m->slots[i].val;
     return found;

@@ -77,15 +77,21 @@ static int grow_slots(Table *t, size_t need)
     return 0;
 }
 
-/* Append a fresh slot for key: initial parameters, zero state, step 0. */
-static int new_slot(Table *t, uint64_t key, uint32_t *slot)
+/* Append a fresh slot for key: initial parameters (zeros when !init: the caller overwrites
+ * them, as a checkpoint load does, and the random init was half of loading a model), zero
+ * state, step 0. */
+static int new_slot(Table *t, uint64_t key, int init, uint32_t *slot)
 {
     int rc = grow_slots(t, t->used + 1);
     if (rc)
         return rc;
     float *row = t->data + t->used * t->row_floats;
-    table_init_row(&t->spec, t->seed, key, row);
-    memset(row + t->spec.width, 0, (t->row_floats - t->spec.width) * sizeof *row);
+    size_t from = 0;
+    if (init) {
+        table_init_row(&t->spec, t->seed, key, row);
+        from = t->spec.width;
+    }
+    memset(row + from, 0, (t->row_floats - from) * sizeof *row);
     t->steps[t->used] = 0;
     t->slot_keys[t->used] = key;
     *slot = (uint32_t)t->used++;
@@ -125,7 +131,10 @@ static int map_grow(Table *t)
     return 0;
 }
 
-/* Slot of key, creating the row when create is set. */
+/* Slot of key, creating the row when create is set. find_slot's create argument: 0 = find only, 1 = create with initial parameters,
+ * FIND_CREATE_BLANK = create with zeros (the caller writes the parameters). */
+enum { FIND_CREATE_BLANK = 2 };
+
 static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
 {
     if (key >= t->spec.rows)
@@ -151,7 +160,7 @@ static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
     }
     if (!create)
         return PSREC_E_NOTFOUND;
-    int rc = new_slot(t, key, slot);
+    int rc = new_slot(t, key, create != FIND_CREATE_BLANK, slot);
     if (rc)
         return rc;
     t->keys[h] = key;
@@ -196,7 +205,7 @@ int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Tabl
         uint32_t slot;
         int rc = grow_slots(t, spec->rows);
         for (uint64_t k = 0; !rc && k < spec->rows; k++)
-            rc = new_slot(t, k, &slot);
+            rc = new_slot(t, k, 1, &slot);
         if (rc) {
             table_free(&t);
             return rc;
@@ -429,7 +438,7 @@ int table_load_filtered(Table *t, const CkptReader *r, int params_only, TableRow
         uint32_t slot;
         if (keep && !keep(ctx, t->spec.id, keys[i]))
             continue;
-        if ((rc = find_slot(t, keys[i], 1, &slot)))
+        if ((rc = find_slot(t, keys[i], FIND_CREATE_BLANK, &slot)))
             return rc;
         float *row = t->data + slot * t->row_floats;
         const float *src = data + i * saved_row;
