@@ -599,7 +599,9 @@ static int run_worker(Job *j)
                        .worker_rank = (uint32_t)j->worker_index,
                        .workers = (uint32_t)j->workers,
                        .timeout = 60.0 + j->cfg->ps.rendezvous_timeout,
-                       .shard_mpi_ranks = j->shard_ranks};
+                       .shard_mpi_ranks = j->shard_ranks,
+                       .wire_dtype = (uint32_t)j->cfg->ps.wire_dtype};
+    _Static_assert((int)WIRE_DTYPE_CFG_BF16 == (int)WIRE_DTYPE_BF16, "config mirrors WireDtype");
     po.shape = (ParamShape){.E = j->meta.E, .H = j->meta.H, .vocab_rows = j->meta.vocab_rows,
                             .category_rows = j->meta.category_rows,
                             .user_rows = j->meta.user_rows};
