@@ -317,9 +317,11 @@ static void test_rate_limited_bf16(void)
     }
     char *out = NULL;
     /* Two ranks on host 1 talk MPI over TCP, which Open MPI refuses when a connection comes
-     * from host 1's extra first address (.21, test a's point): drop it for this job. */
-    CU_ASSERT_FATAL(tu_run(NULL, "timeout 20 ip netns exec %sa ip addr del %s.21/24 dev eth0",
-                           pfx, net) == 0);
+     * from host 1's extra first address (.21, test a's point): drop it for this job (deleting
+     * a primary address deletes the others of its subnet too: put .11 back). */
+    CU_ASSERT_FATAL(tu_run(NULL, "timeout 20 ip netns exec %sa ip addr del %s.21/24 dev eth0; "
+                                 "timeout 20 ip netns exec %sa ip addr replace %s.11/24 dev eth0",
+                           pfx, net, pfx, net) == 0);
     CU_ASSERT_FATAL(set_rate("200mbit") == 0);
     char hosts[128], args[4400];
     double secs;
