@@ -21,6 +21,7 @@ typedef struct BenchApplyOptions {
 typedef struct BenchApplyResult {
     double rows_per_s;          /* rows applied per second (median) */
     double apply_gb_per_s;      /* gradient bytes (f32) applied per second, 1e9 B */
+    double apply_cpu_gb_per_s;  /* the same per CPU second of the applying thread */
     double touched_gb_per_s;    /* bytes the apply reads and writes (param, m, v: 3 reads +
                                    3 writes of 4 B, plus the 4 B gradient), 1e9 B/s */
     double memcpy_gb_per_s;     /* memcpy of a 256 MB buffer, bytes copied per second */

@@ -319,17 +319,19 @@ static int run_apply(int repeat, int json)
     if (json) {
         printf("{\"mode\": \"apply\", \"word_dim\": %u, \"hidden\": %u, \"rows_per_push\": %u, "
                "\"repeat\": %d, \"apply_rows_per_s\": %.0f, \"apply_gb_per_s\": %.3f, "
-               "\"apply_touched_gb_per_s\": %.3f, \"memcpy_gb_per_s\": %.3f, "
+               "\"apply_cpu_gb_per_s\": %.3f, \"apply_touched_gb_per_s\": %.3f, \"memcpy_gb_per_s\": %.3f, "
                "\"bf16_encode_gb_per_s\": %.3f, \"bf16_decode_gb_per_s\": %.3f, "
                "\"sparse_fraction\": %.3f}\n",
-               o.E, o.H, o.rows, o.repeat, r.rows_per_s, r.apply_gb_per_s, r.touched_gb_per_s,
+               o.E, o.H, o.rows, o.repeat, r.rows_per_s, r.apply_gb_per_s, r.apply_cpu_gb_per_s,
+               r.touched_gb_per_s,
                r.memcpy_gb_per_s, r.bf16_encode_gb_per_s, r.bf16_decode_gb_per_s,
                r.sparse_fraction);
         return EXIT_OK;
     }
     printf("psrec bench --apply: one shard applying pushed rows (Adam), E=%u H=%u\n", o.E, o.H);
-    printf("  apply         %.0f rows/s, %.3f GB/s of gradients (%.3f GB/s touched)\n",
-           r.rows_per_s, r.apply_gb_per_s, r.touched_gb_per_s);
+    printf("  apply         %.0f rows/s, %.3f GB/s of gradients (%.3f GB/s touched; "
+           "%.3f GB/s per CPU second)\n",
+           r.rows_per_s, r.apply_gb_per_s, r.touched_gb_per_s, r.apply_cpu_gb_per_s);
     printf("  memcpy        %.3f GB/s copied\n", r.memcpy_gb_per_s);
     printf("  bf16          encode %.3f GB/s, decode %.3f GB/s (f32 side)\n",
            r.bf16_encode_gb_per_s, r.bf16_decode_gb_per_s);
