@@ -15,6 +15,9 @@
  * - Messages to one shard leave on one DEALER socket in call order, so a CLOCK follows the
  *   pushes of its step (ZeroMQ keeps a socket's order).
  * - A socket whose send failed is not used again (a multipart message may have been cut).
+ * - With wire dtype bf16 every pushed row passes through the error feedback (worker/efeed.h)
+ *   exactly once, in the order pushes are issued, so its residual carries into the row's next
+ *   push; pulls ask the shards for bf16 replies, which wire_recv widens back to f32.
  * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background,
  * CURVE (common/zsock.c is where its keys will go). */
 #include "worker/ps_zmq.h"
