@@ -61,6 +61,7 @@ typedef char ConfigStr[CONFIG_STR_MAX];
 _Static_assert(sizeof(ConfigOptimizer) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(ConfigConsistency) == sizeof(int), "enum stored as int");
 _Static_assert(sizeof(ConfigPartition) == sizeof(int), "enum stored as int");
+_Static_assert(sizeof(ConfigWireDtype) == sizeof(int), "enum stored as int");
 
 /* offsetof(Config, f), plus an incompatible-pointer-types diagnostic (an error with
  * PSREC_WERROR, and in GCC >= 14) when field f is not of type T, so a row cannot write the
@@ -93,6 +94,7 @@ _Static_assert(sizeof(ConfigPartition) == sizeof(int), "enum stored as int");
 static const char *const optimizer_words[] = {"adam", "adagrad", "sgd", NULL};
 static const char *const consistency_words[] = {"bsp", "ssp", "asp", NULL};
 static const char *const partition_words[] = {"range", "interleave", NULL};
+static const char *const wire_dtype_words[] = {"f32", "bf16", NULL};
 
 /* Sections appear in this order in written configs and in the reference. */
 static const char *const sections[] = {"data", "model", "train", "ps", "checkpoint", "run"};
@@ -163,6 +165,9 @@ static const Key keys[] = {
     K_U64R("ps", "max_rows_per_table", ps.max_rows_per_table, "16777216", 1, (1LL << 40),
            "most rows a shard holds of one table; a request that would create more is "
            "refused"),
+    K_ENUM("ps", "wire_dtype", ConfigWireDtype, ps.wire_dtype, wire_dtype_words, "f32",
+           "values on the wire: f32, or bf16 = half the bytes (pulls rounded to nearest even, "
+           "pushes with error feedback)"),
 
     K_INT("checkpoint", "every_steps", checkpoint.every_steps, "0", 0, INT_MAX,
           "checkpoint every N global steps (a consistent cut of the whole job); 0 = off"),

@@ -40,6 +40,11 @@ typedef enum ConfigConsistency {
     CONSISTENCY_ASP, /* nobody waits */
 } ConfigConsistency;
 
+typedef enum ConfigWireDtype {
+    WIRE_DTYPE_CFG_F32,  /* pulled rows and pushed gradients travel as f32 */
+    WIRE_DTYPE_CFG_BF16, /* as bf16: half the bytes (rounding with error feedback) */
+} ConfigWireDtype;
+
 /* Every field is a key `section.name` of the file; see config_print_reference() for the
  * meaning, default and range of each. */
 typedef struct Config {
@@ -81,6 +86,7 @@ typedef struct Config {
         uint64_t max_message_bytes;    /* one message, all frames (shards and workers) */
         uint64_t max_keys_per_request; /* one pull or push */
         uint64_t max_rows_per_table;   /* rows a shard holds of one table */
+        ConfigWireDtype wire_dtype; /* values on the wire; WIRE_DTYPE_CFG_* == WireDtype */
     } ps;
     struct {
         int every_steps; /* 0 = off (the end of training always writes one) */

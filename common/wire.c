@@ -8,6 +8,9 @@
  *   passed, as pointers aligned for their type (copied out of the frame when ZeroMQ's buffer
  *   is not: over TCP, frames may point into a shared receive buffer at any offset).
  * - protobuf-c types never leave this file.
+ * - Values are f32 in memory on both sides; bf16 exists only in frames: wire_send rounds while
+ *   it fills the frame (no extra copy), wire_recv widens into its aligned buffer, so no caller
+ *   ever sees a bf16 value or a non-finite one.
  * Not done here: anything about the meaning of a request (clocks, workers, consistency) and
  * byte swapping: the wire is little-endian and so must the host be (checked at compile time). */
 #include "common/wire.h"
@@ -42,6 +45,77 @@ _Static_assert(SAME_OP(WIRE_OP_PULL, PSREC__PS_OP__PS_OP_PULL) &&
                    SAME_OP(WIRE_FLAG_REPLAN, PSREC__PS_FLAG__PS_FLAG_REPLAN),
                "WireOp must mirror PsOp");
 #undef SAME_OP
+
+size_t wire_dtype_size(uint32_t dtype)
+{
+    return dtype == WIRE_DTYPE_F32 ? sizeof(float) : dtype == WIRE_DTYPE_BF16 ? 2 : 0;
+}
+
+const char *wire_dtype_name(uint32_t dtype)
+{
+    return dtype == WIRE_DTYPE_F32 ? "f32" : dtype == WIRE_DTYPE_BF16 ? "bf16" : "?";
+}
+
+uint16_t wire_bf16_round(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it NaN (rounding could make it Inf) */
+        return (uint16_t)((u >> 16) | 0x0040u);
+    /* Adding 0x7fff rounds up exactly when the cut-off half is above 0x8000; the kept last bit
+     * decides a tie (0x8000): up when it is odd, so the result is even. A carry into the
+     * exponent is right (next binade; from the largest finite values it gives infinity). */
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+float wire_bf16_widen(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+#define BF16_EXP 0x7f80u /* exponent bits all ones: NaN or infinity */
+
+int wire_bf16_encode(const float *in, size_t n, uint16_t *out)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) { /* one pass, no branch: the check is or'ed up */
+        uint16_t b = wire_bf16_round(in[i]);
+        memcpy((unsigned char *)out + 2 * i, &b, 2); /* out may sit anywhere in a frame */
+        bad |= (b & BF16_EXP) == BF16_EXP;
+    }
+    if (!bad)
+        return 0;
+    size_t i = 0;
+    while ((wire_bf16_round(in[i]) & BF16_EXP) != BF16_EXP)
+        i++;
+    return psrec_errf(PSREC_E_RANGE, "value %zu (%g) %s", i, (double)in[i],
+                      isfinite(in[i]) ? "overflows bf16" : "is not finite");
+}
+
+/* Widen without checking (validate checks every value afterwards). */
+static void bf16_widen_all(const void *in, size_t n, float *out)
+{
+    const unsigned char *p = in;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t b;
+        memcpy(&b, p + 2 * i, 2);
+        out[i] = wire_bf16_widen(b);
+    }
+}
+
+int wire_bf16_decode(const void *in, size_t n, float *out)
+{
+    bf16_widen_all(in, n, out);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(out[i]))
+            return psrec_errf(PSREC_E_RANGE, "value %zu is %s", i,
+                              isnan(out[i]) ? "NaN" : "infinite");
+    return 0;
+}
 
 void wire_verdicts_merge(WireVerdict *list, uint32_t *n, const WireHeader *h)
 {
@@ -117,6 +191,7 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
     ph->request_id = h->request_id;
     ph->key_count = h->key_count;
     ph->value_width = h->value_width;
+    ph->dtype = h->dtype;
     ph->error_code = h->error_code;
     size_t len = strnlen(h->error_text, WIRE_ERROR_TEXT_MAX - 1);
     memcpy(text, h->error_text, len);
@@ -165,6 +240,7 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
     h->request_id = ph->request_id;
     h->key_count = ph->key_count;
     h->value_width = ph->value_width;
+    h->dtype = ph->dtype;
     h->error_code = ph->error_code;
     if (ph->error_text)
         snprintf(h->error_text, sizeof h->error_text, "%s", ph->error_text);
@@ -215,7 +291,8 @@ int wire_encode_header(const WireHeader *h, void *buf, size_t cap, size_t *len)
 }
 
 /* Bytes of the keys and values frames of h, 0 for frames the op does not carry. Saturates
- * instead of overflowing (such a message is refused anyway). */
+ * instead of overflowing (such a message is refused anyway). An unknown dtype counts as f32
+ * (it is refused before its data is read). */
 static void data_sizes(const WireHeader *h, size_t *kbytes, size_t *vbytes)
 {
     int frames = frames_for(h->op, h->reply);
@@ -224,7 +301,7 @@ static void data_sizes(const WireHeader *h, size_t *kbytes, size_t *vbytes)
         kb = SIZE_MAX;
     if (frames >= 3 &&
         (__builtin_mul_overflow(h->key_count, (uint64_t)h->value_width, &vb) ||
-         __builtin_mul_overflow(vb, sizeof(float), &vb)))
+         __builtin_mul_overflow(vb, h->dtype == WIRE_DTYPE_BF16 ? 2 : sizeof(float), &vb)))
         vb = SIZE_MAX;
     *kbytes = kb;
     *vbytes = vb;
@@ -258,12 +335,29 @@ static int send_frame(void *sock, const void *data, size_t len, int more)
     }
 }
 
+/* zmq_msg_send of a prepared frame, retried on EINTR; the frame is closed either way.
+ * Returns 0 or zmq_errno(). */
+static int send_msg_frame(void *sock, zmq_msg_t *f, int more)
+{
+    for (;;) {
+        if (zmq_msg_send(f, sock, more ? ZMQ_SNDMORE : 0) >= 0)
+            return 0;
+        int e = zmq_errno();
+        if (e != EINTR) {
+            zmq_msg_close(f);
+            return e;
+        }
+    }
+}
+
 int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader *h,
               const uint64_t *keys, const float *vals)
 {
     uint8_t hbuf[WIRE_HEADER_MAX];
     size_t hlen, kb, vb;
     int frames = frames_for(h->op, h->reply);
+    if (!wire_dtype_size(h->dtype))
+        return psrec_errf(PSREC_E_RANGE, "%s: unknown dtype %u", wire_op_name(h->op), h->dtype);
     if (frames < 2 && h->key_count > 0)
         return psrec_errf(PSREC_E_RANGE, "%s %s carries no keys, key_count is %llu",
                           wire_op_name(h->op), h->reply ? "reply" : "request",
@@ -277,15 +371,32 @@ int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader 
     int rc = wire_encode_header(h, hbuf, sizeof hbuf, &hlen);
     if (rc)
         return rc;
+    /* bf16: round straight into the frame ZeroMQ will send, before any frame leaves, so a
+     * refused value sends nothing. */
+    zmq_msg_t vmsg;
+    int bf16 = frames >= 3 && h->dtype == WIRE_DTYPE_BF16;
+    if (bf16) {
+        if (zmq_msg_init_size(&vmsg, vb))
+            return zmq_errno();
+        if ((rc = wire_bf16_encode(vals, vb / 2, zmq_msg_data(&vmsg)))) {
+            zmq_msg_close(&vmsg);
+            return psrec_errf(rc, "%s: %s", wire_op_name(h->op), psrec_errmsg());
+        }
+    }
     if (id_len > 0 && (rc = send_frame(sock, identity, id_len, 1)))
-        return rc;
+        goto out;
     if ((rc = send_frame(sock, hbuf, hlen, frames > 1)))
-        return rc;
+        goto out;
     if (frames >= 2 && (rc = send_frame(sock, keys, kb, frames > 2)))
-        return rc;
-    if (frames >= 3 && (rc = send_frame(sock, vals, vb, 0)))
-        return rc;
-    return 0;
+        goto out;
+    if (frames >= 3) {
+        rc = bf16 ? send_msg_frame(sock, &vmsg, 0) : send_frame(sock, vals, vb, 0);
+        bf16 = 0; /* sent or closed */
+    }
+out:
+    if (bf16)
+        zmq_msg_close(&vmsg);
+    return rc;
 }
 
 void wire_msg_close(WireMsg *m)
@@ -414,6 +525,8 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
                       (unsigned long long)h->key_count, kbytes);
     if (h->table >= PARAM_TABLES)
         return refuse(PSREC_E_RANGE, reason, n, "%s %s: no table %u", op, dir, h->table);
+    if (!wire_dtype_size(h->dtype))
+        return refuse(PSREC_E_FORMAT, reason, n, "%s %s: unknown dtype %u", op, dir, h->dtype);
     if (want == 3) {
         if (h->value_width != lim->width[h->table])
             return refuse(PSREC_E_FORMAT, reason, n,
@@ -426,14 +539,25 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
                           dir, vsize, (unsigned long long)h->key_count, h->value_width, vbytes);
     }
 
-    const uint64_t *keys = aligned_data(m, &m->frame_[1], _Alignof(uint64_t), 0,
-                                        kbytes + vbytes, &nomem);
+    /* The buffer holds the keys (when unaligned) and the values as f32 (unaligned or bf16). */
+    const size_t nv = want == 3 ? vbytes / wire_dtype_size(h->dtype) : 0;
+    const size_t total = kbytes + nv * sizeof(float);
+    const uint64_t *keys = aligned_data(m, &m->frame_[1], _Alignof(uint64_t), 0, total, &nomem);
     const float *vals = NULL;
-    if (want == 3 && !nomem)
-        vals = aligned_data(m, &m->frame_[2], _Alignof(float), kbytes, kbytes + vbytes, &nomem);
+    if (want == 3 && !nomem && h->dtype == WIRE_DTYPE_BF16) {
+        if (!m->buf_ && !(m->buf_ = malloc(total ? total : 1)))
+            nomem = 1;
+        if (!nomem) {
+            float *wide = (float *)((char *)m->buf_ + kbytes);
+            bf16_widen_all(zmq_msg_data(&m->frame_[2]), nv, wide);
+            vals = wide;
+        }
+    } else if (want == 3 && !nomem) {
+        vals = aligned_data(m, &m->frame_[2], _Alignof(float), kbytes, total, &nomem);
+    }
     if (nomem)
         return refuse(PSREC_E_NOMEM, reason, n, "%s %s: no memory to align %zu bytes", op, dir,
-                      kbytes + vbytes);
+                      total);
     const uint64_t rows = lim->rows[h->table];
     for (uint64_t i = 0; i < h->key_count; i++)
         if (keys[i] >= rows)
@@ -441,7 +565,6 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
                           "%s %s: key %llu (index %llu) out of range for table %u (rows %llu)",
                           op, dir, (unsigned long long)keys[i], (unsigned long long)i, h->table,
                           (unsigned long long)rows);
-    const size_t nv = vbytes / sizeof(float);
     for (size_t i = 0; i < nv; i++)
         if (!isfinite(vals[i]))
             return refuse(PSREC_E_RANGE, reason, n, "%s %s: value %zu (key index %zu) is %s", op,

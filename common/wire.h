@@ -2,7 +2,8 @@
  *
  * proto/ps.proto is the specification. A message is a header frame (PsHeader, protobuf) and,
  * depending on the op and direction, a keys frame (u64 little-endian) and a values frame
- * (f32 little-endian). This module is the only one that sees protobuf-c types: everyone else
+ * (f32 little-endian, or bf16 when the header's dtype says so: half the bytes; wire_recv
+ * always hands out f32). This module is the only one that sees protobuf-c types: everyone else
  * uses WireHeader, a plain struct that mirrors PsHeader.
  *
  * Frames per message (anything else is refused by wire_recv):
@@ -41,6 +42,38 @@ typedef enum WireOp {
     WIRE_OP_ERROR = 7,
     WIRE_OP_CUT = 8,
 } WireOp;
+
+/* Encoding of a values frame (PsDtype in proto/ps.proto). On a PULL request, dtype asks for
+ * the reply's encoding. bf16 = the upper 16 bits of an IEEE f32 (8 exponent bits, 7 mantissa
+ * bits): same range as f32, relative precision 2^-8. */
+typedef enum WireDtype {
+    WIRE_DTYPE_F32 = 0,
+    WIRE_DTYPE_BF16 = 1,
+} WireDtype;
+
+/* Bytes per value of dtype; 0 for an unknown dtype. */
+size_t wire_dtype_size(uint32_t dtype);
+
+/* Name ("f32", "bf16"), "?" for an unknown value. Static string. */
+const char *wire_dtype_name(uint32_t dtype);
+
+/* f32 -> bf16, round to nearest, ties to even (the bits cut off are exactly half an ulp:
+ * round so the kept last bit is 0). Finite inputs of magnitude >= 0x1.ff8p127 round to
+ * infinity; NaN gives a quiet NaN. Callers that must not send such values use
+ * wire_bf16_encode, which refuses them. */
+uint16_t wire_bf16_round(float x);
+
+/* bf16 -> f32 (exact: every bf16 value is an f32 value). */
+float wire_bf16_widen(uint16_t b);
+
+/* Encode n floats as bf16 (round to nearest even). Returns 0, or PSREC_E_RANGE (detail names
+ * the index) when an input is NaN or infinite or rounds to infinity; out is then partly
+ * written. */
+int wire_bf16_encode(const float *in, size_t n, uint16_t *out);
+
+/* Decode n bf16 values. Returns 0, or PSREC_E_RANGE (detail names the index) when a value is
+ * NaN or infinite; out is then partly written. in need not be aligned. */
+int wire_bf16_decode(const void *in, size_t n, float *out);
 
 /* PsFlag bits of WireHeader.flags. */
 enum {
@@ -84,6 +117,7 @@ typedef struct WireHeader {
     uint64_t request_id;
     uint64_t key_count;
     uint32_t value_width;  /* floats per key in the values frame */
+    uint32_t dtype;        /* WireDtype of the values frame (PULL request: of its reply) */
     int32_t error_code;    /* ERROR replies: a psrec error code */
     char error_text[WIRE_ERROR_TEXT_MAX]; /* NUL-terminated; longer texts are cut */
     int has_stats;         /* stats is sent / was received */
@@ -116,7 +150,8 @@ typedef struct WireMsg {
     unsigned char identity[WIRE_IDENTITY_MAX]; /* ROUTER peer id (id_len bytes) */
     size_t id_len;           /* 0 when the socket has no identity frames */
     const uint64_t *keys;    /* (h.key_count) 8-byte aligned, or NULL when the op has none */
-    const float *vals;       /* (h.key_count, h.value_width) aligned, or NULL */
+    const float *vals;       /* (h.key_count, h.value_width) aligned, or NULL; f32 whatever
+                                h.dtype (bf16 frames are widened into buf_) */
     size_t bytes;            /* sum of all frame sizes read, identity excluded */
     zmq_msg_t frame_[WIRE_MAX_FRAMES];
     int nframe_;
@@ -148,14 +183,16 @@ size_t wire_message_size(const WireHeader *h);
 
 /* Send one message: the identity frame when id_len > 0 (ROUTER; pass NULL, 0 for DEALER or
  * PAIR), the header, then the keys and values frames that h->op and h->reply call for (table
- * above): keys (h->key_count u64) and vals (h->key_count * h->value_width f32). keys/vals may
+ * above): keys (h->key_count u64) and vals (h->key_count * h->value_width f32, put on the wire
+ * as h->dtype: bf16 values are rounded to nearest even while they are copied). keys/vals may
  * be NULL when key_count is 0 and are ignored for ops without those frames. The data is
  * copied into ZeroMQ messages (zmq_send), so the caller's buffers are free again on return:
  * zero-copy would need them to live until ZeroMQ's free callback, which may run long after
  * zmq_send returns. Blocks as zmq_send does (a ROUTER never blocks; it drops messages to
  * unknown or full peers). Retries on EINTR.
- * Returns 0, PSREC_E_RANGE (key_count > 0 with a NULL keys/vals, header too large, or
- * key_count on an op that carries no keys), or a ZeroMQ errno (zmq_errno) from sending; after
+ * Returns 0, PSREC_E_RANGE (key_count > 0 with a NULL keys/vals, header too large,
+ * key_count on an op that carries no keys, unknown dtype, or a bf16 value that is not finite
+ * or rounds to infinity: nothing is sent then), or a ZeroMQ errno (zmq_errno) from sending; after
  * an error in the middle of a message the socket is only fit to be closed. */
 int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader *h,
               const uint64_t *keys, const float *vals);
@@ -166,9 +203,10 @@ int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader 
  *   known (PSREC_E_FORMAT); sum of frame sizes <= lim->max_bytes (PSREC_E_RANGE); frame
  *   count right for op and direction (PSREC_E_FORMAT); key_count <= lim->max_keys
  *   (PSREC_E_RANGE) and 0 on ops without keys (PSREC_E_FORMAT); keys frame exactly
- *   key_count*8 bytes (PSREC_E_FORMAT); table < PARAM_TABLES (PSREC_E_RANGE); value_width ==
- *   the table's width on PUSH requests and PULL replies (PSREC_E_FORMAT); values frame exactly
- *   key_count*value_width*4 bytes (PSREC_E_FORMAT); every key < the table's rows
+ *   key_count*8 bytes (PSREC_E_FORMAT); table < PARAM_TABLES (PSREC_E_RANGE); dtype known
+ *   (PSREC_E_FORMAT); value_width == the table's width on PUSH requests and PULL replies
+ *   (PSREC_E_FORMAT); values frame exactly key_count*value_width*wire_dtype_size(dtype) bytes
+ *   (PSREC_E_FORMAT); every key < the table's rows
  *   (PSREC_E_RANGE); every value finite (PSREC_E_RANGE).
  * value_width of a PULL request is not checked (the reply carries the table's width).
  * All frames of the message are read even when it is refused, so the next call starts at the

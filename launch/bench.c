@@ -220,7 +220,7 @@ typedef struct Loopback {
     PsZmq *client;
 } Loopback;
 
-static int loopback_start(Loopback *lb, const ShardOptions *so, int asp)
+static int loopback_start(Loopback *lb, const ShardOptions *so, int asp, uint32_t wire_dtype)
 {
     lb->ctx = zmq_ctx_new();
     ServerLoopOptions lo = {.shard = *so,
@@ -237,7 +237,8 @@ static int loopback_start(Loopback *lb, const ShardOptions *so, int asp)
     lb->running = 1;
     const char *ep = server_loop_endpoint(lb->loop);
     PsZmqOptions po = {.zmq_ctx = lb->ctx, .endpoints = &ep, .shards = 1, .worker_rank = 0,
-                       .workers = 1, .shape = so->shape, .timeout = 120.0};
+                       .workers = 1, .shape = so->shape, .timeout = 120.0,
+                       .wire_dtype = wire_dtype};
     return ps_zmq_new(&po, &lb->client);
 }
 
@@ -329,7 +330,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
             r->dense_bytes += (double)specs[t].rows * specs[t].width * sizeof(float);
     }
     if (o->ps) {
-        if ((rc = loopback_start(&lb, &so, o->ps_asp)))
+        if ((rc = loopback_start(&lb, &so, o->ps_asp, o->wire_dtype)))
             goto out;
         ps_zmq_client(lb.client, &ps);
     } else {
@@ -373,8 +374,10 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
     r->useful_gflops = median(step_gflops, o->repeat);
     r->news_per_step = news / BENCH_BATCHES;
     r->tokens_per_step = tokens / BENCH_BATCHES;
-    r->pulled_mb_per_step = (double)(pulled - pulled0) / 1e6 / timed;
-    r->pushed_mb_per_step = (double)(pushed - pushed0) / 1e6 / timed;
+    /* The step counts f32 values; over the wire they take wire_dtype_size bytes each. */
+    const double value_scale = o->ps ? (double)wire_dtype_size(o->wire_dtype) / sizeof(float) : 1;
+    r->pulled_mb_per_step = (double)(pulled - pulled0) / 1e6 / timed * value_scale;
+    r->pushed_mb_per_step = (double)(pushed - pushed0) / 1e6 / timed * value_scale;
     r->last_loss = loss;
     if (lb.client) {
         uint64_t sent, received;

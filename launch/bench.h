@@ -30,6 +30,7 @@ typedef struct BenchModelOptions {
                             by the ZeroMQ client over loopback TCP (what a worker does) */
     int ps_asp;          /* with ps: 0 = BSP (the same updates as in-process), 1 = ASP (the
                             next pull no longer waits for this step's update) */
+    uint32_t wire_dtype; /* with ps: WireDtype of pulled rows and pushed gradients (0 = f32) */
 } BenchModelOptions;
 
 typedef struct BenchModelResult {
@@ -41,7 +42,8 @@ typedef struct BenchModelResult {
     double useful_gflops;          /* useful_gflop_per_step / median step time */
     double news_per_step;          /* distinct news encoded per step (mean) */
     double tokens_per_step;        /* their real title tokens (mean) */
-    double pulled_mb_per_step;     /* parameter payload, 1e6 bytes */
+    double pulled_mb_per_step;     /* parameter payload, 1e6 bytes (with ps: as it travels,
+                                      wire_dtype_size bytes a value) */
     double pushed_mb_per_step;
     double last_loss;
     double wire_mb_per_step;       /* --ps: bytes on the wire, both ways, 1e6 bytes */

@@ -9,7 +9,9 @@
  * readable summary; every speed claim in the README comes from this output. */
 #include "common/error.h"
 #include "common/log.h"
+#include "common/wire.h"
 #include "launch/bench.h"
+#include "launch/bench_wire.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/run.h"
@@ -36,7 +38,8 @@ static void bench_usage(FILE *f)
             "usage: psrec bench [--json] [model options] [--threads N] [--repeat R]\n"
             "       psrec bench --ps [--json] [model options] [--threads N] [--repeat R]\n"
             "       psrec bench --prep [--json] [--data DIR | prep size options] [--repeat R]\n"
-            "       psrec bench --checkpoint [--json] [shape options] [--dir DIR] [--repeat R]\n\n"
+            "       psrec bench --checkpoint [--json] [shape options] [--dir DIR] [--repeat R]\n"
+            "       psrec bench --apply [--json] [--repeat R]\n\n"
             "Model mode (default): time full training steps (dedup, pull, forward/backward,\n"
             "push with Adam through an in-process shard) on four random batches, cycled, and\n"
             "cblas_sgemm at an LSTM-like shape. Reports the median samples/s of R repeats,\n"
@@ -59,6 +62,11 @@ static void bench_usage(FILE *f)
             "prints samples_per_s, ps_samples_per_s, ps_ratio, bytes_per_sample (pulled +\n"
             "pushed payload), dense_bytes (a full pull of every table).\n"
             "  --asp              the shard runs ASP instead of BSP\n"
+            "  --wire-dtype T     f32 (default) or bf16: pulled rows and pushed gradients on\n"
+            "                     the wire (ps.wire_dtype); bytes_per_sample counts them so\n"
+            "                     (wire_dtype in the JSON)\n"
+            "Apply mode (--apply): one shard applying a flood of pushed rows (Adam, E=H=128),\n"
+            "against memcpy and bf16 conversion in the same run (docs/scaling.md's inputs).\n"
             "Prep mode: time prep_run of a train split (one core).\n"
             "  --prep             this mode\n"
             "  --data DIR         reuse DIR/train/{news,behaviors}.tsv instead of generating\n"
@@ -118,11 +126,12 @@ static int run_ps(const BenchModelOptions *o, int json)
     const double bytes_per_sample =
         (b.pulled_mb_per_step + b.pushed_mb_per_step) * 1e6 / (double)o->batch;
     if (json) {
-        printf("{\"mode\": \"ps\", \"consistency\": \"%s\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
+        printf("{\"mode\": \"ps\", \"wire_dtype\": \"%s\", \"consistency\": \"%s\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
                "\"his_len\": %d, \"word_dim\": %d, \"hidden\": %d, \"negatives\": %d, "
                "\"steps\": %d, \"repeat\": %d, \"samples_per_s\": %.2f, "
                "\"ps_samples_per_s\": %.2f, \"ps_ratio\": %.4f, \"samples_per_s_runs\": [",
-               o->ps_asp ? "asp" : "bsp", openblas_get_num_threads(), o->batch,
+               wire_dtype_name(o->wire_dtype), o->ps_asp ? "asp" : "bsp",
+               openblas_get_num_threads(), o->batch,
                o->dims.title_len, o->dims.his_len,
                o->dims.E, o->dims.H, o->dims.K, o->steps, o->repeat, a.samples_per_s,
                b.samples_per_s, ratio);
@@ -136,7 +145,8 @@ static int run_ps(const BenchModelOptions *o, int json)
                b.pulled_mb_per_step, b.pushed_mb_per_step);
         return EXIT_OK;
     }
-    printf("psrec bench --ps: training steps in-process vs one shard over loopback TCP\n");
+    printf("psrec bench --ps: training steps in-process vs one shard over loopback TCP (%s)\n",
+           wire_dtype_name(o->wire_dtype));
     printf("  in-process samples/s  %.1f (median of %d)\n", a.samples_per_s, a.repeat);
     printf("  PS samples/s          %.1f (median of %d)\n", b.samples_per_s, b.repeat);
     printf("  ratio                 %.3f\n", ratio);
@@ -284,10 +294,54 @@ static int run_checkpoint(const BenchCheckpointOptions *o, int json)
     return EXIT_OK;
 }
 
+/* --wire-dtype f32|bf16 (ps.wire_dtype's words). Returns 0, or 1 after a usage message. */
+static int wire_dtype_arg(const char *arg, uint32_t *out)
+{
+    if (!strcmp(arg, "f32") || !strcmp(arg, "bf16")) {
+        *out = strcmp(arg, "f32") ? WIRE_DTYPE_BF16 : WIRE_DTYPE_F32;
+        return 0;
+    }
+    fprintf(stderr, "psrec bench: --wire-dtype takes f32 or bf16, not '%s'\n", arg);
+    return 1;
+}
+
+/* --apply (launch/bench_wire.h, owned by the wire work): the shard's apply rate. */
+static int run_apply(int repeat, int json)
+{
+    BenchApplyOptions o;
+    BenchApplyResult r;
+    bench_apply_defaults(&o);
+    o.repeat = repeat;
+    if (bench_apply(&o, &r)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    if (json) {
+        printf("{\"mode\": \"apply\", \"word_dim\": %u, \"hidden\": %u, \"rows_per_push\": %u, "
+               "\"repeat\": %d, \"apply_rows_per_s\": %.0f, \"apply_gb_per_s\": %.3f, "
+               "\"apply_cpu_gb_per_s\": %.3f, \"apply_touched_gb_per_s\": %.3f, \"memcpy_gb_per_s\": %.3f, "
+               "\"bf16_encode_gb_per_s\": %.3f, \"bf16_decode_gb_per_s\": %.3f, "
+               "\"sparse_fraction\": %.3f}\n",
+               o.E, o.H, o.rows, o.repeat, r.rows_per_s, r.apply_gb_per_s, r.apply_cpu_gb_per_s,
+               r.touched_gb_per_s,
+               r.memcpy_gb_per_s, r.bf16_encode_gb_per_s, r.bf16_decode_gb_per_s,
+               r.sparse_fraction);
+        return EXIT_OK;
+    }
+    printf("psrec bench --apply: one shard applying pushed rows (Adam), E=%u H=%u\n", o.E, o.H);
+    printf("  apply         %.0f rows/s, %.3f GB/s of gradients (%.3f GB/s touched; "
+           "%.3f GB/s per CPU second)\n",
+           r.rows_per_s, r.apply_gb_per_s, r.touched_gb_per_s, r.apply_cpu_gb_per_s);
+    printf("  memcpy        %.3f GB/s copied\n", r.memcpy_gb_per_s);
+    printf("  bf16          encode %.3f GB/s, decode %.3f GB/s (f32 side)\n",
+           r.bf16_encode_gb_per_s, r.bf16_decode_gb_per_s);
+    return EXIT_OK;
+}
+
 enum {
     O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
     O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_ASP, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP,
-    O_CKPT, O_DIR
+    O_CKPT, O_DIR, O_WIRE_DTYPE, O_APPLY
 };
 
 int cmd_bench(int argc, char **argv)
@@ -317,6 +371,8 @@ int cmd_bench(int argc, char **argv)
         {"prep-impressions", required_argument, NULL, O_PIMP},
         {"checkpoint", no_argument, NULL, O_CKPT},
         {"dir", required_argument, NULL, O_DIR},
+        {"wire-dtype", required_argument, NULL, O_WIRE_DTYPE},
+        {"apply", no_argument, NULL, O_APPLY},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
     BenchModelOptions mo;
@@ -325,6 +381,7 @@ int cmd_bench(int argc, char **argv)
     bench_model_defaults(&mo);
     bench_prep_defaults(&po);
     bench_checkpoint_defaults(&co);
+    int apply = 0; /* --apply: the shard's apply rate (launch/bench_wire.h) */
     int json = 0, prep = 0, ps = 0, ckpt = 0, threads = default_threads(), repeat = mo.repeat;
     const char *model_opt = NULL, *prep_opt = NULL; /* an option of each mode seen */
     const char *step_opt = NULL; /* a model option that is not about the shape */
@@ -361,6 +418,8 @@ int cmd_bench(int argc, char **argv)
         case O_DIR: co.dir = optarg; break;
         case O_PS: ps = 1; break;
         case O_ASP: mo.ps_asp = 1; break;
+        case O_WIRE_DTYPE: bad = wire_dtype_arg(optarg, &mo.wire_dtype); break;
+        case O_APPLY: apply = 1; break;
         case O_DATA: po.data = optarg; break;
         case O_PNEWS:
             bad = cli_u32("bench", name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
@@ -383,6 +442,14 @@ int cmd_bench(int argc, char **argv)
     if (optind != argc) {
         fprintf(stderr, "psrec bench: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
+    }
+    if (apply) {
+        if (prep || ps || ckpt || model_opt || prep_opt || step_opt) {
+            fprintf(stderr, "psrec bench: --apply takes only --json and --repeat\n");
+            return EXIT_USAGE;
+        }
+        log_set_identity("bench", -1);
+        return run_apply(repeat, json);
     }
     if (ckpt && (prep || ps || mo.ps_asp || prep_opt || step_opt)) {
         fprintf(stderr, "psrec bench: --checkpoint does not take --%s\n",
@@ -418,6 +485,10 @@ int cmd_bench(int argc, char **argv)
     po.repeat = repeat;
     if (mo.ps_asp && !ps) {
         fprintf(stderr, "psrec bench: --asp needs --ps\n");
+        return EXIT_USAGE;
+    }
+    if (mo.wire_dtype != WIRE_DTYPE_F32 && !ps) {
+        fprintf(stderr, "psrec bench: --wire-dtype needs --ps\n");
         return EXIT_USAGE;
     }
     if (prep && ps) {

@@ -584,7 +584,9 @@ static int run_worker(Job *j)
                        .timeout = 60.0 + j->cfg->ps.rendezvous_timeout,
                        .shard_mpi_ranks = j->shard_ranks,
                        .max_message_bytes = j->cfg->ps.max_message_bytes,
-                       .max_keys_per_request = j->cfg->ps.max_keys_per_request};
+                       .max_keys_per_request = j->cfg->ps.max_keys_per_request,
+                       .wire_dtype = (uint32_t)j->cfg->ps.wire_dtype};
+    _Static_assert((int)WIRE_DTYPE_CFG_BF16 == (int)WIRE_DTYPE_BF16, "config mirrors WireDtype");
     po.shape = (ParamShape){.E = j->meta.E, .H = j->meta.H, .vocab_rows = j->meta.vocab_rows,
                             .category_rows = j->meta.category_rows,
                             .user_rows = j->meta.user_rows};

@@ -397,7 +397,8 @@ int gates_bsp_advance(Gates *g, GatesApplyFn apply, void *ctx)
 /* ---- deferred pulls --------------------------------------------------------------------- */
 
 int gates_defer(Gates *g, const void *id, size_t id_len, uint32_t worker, uint32_t table,
-                uint64_t clock, uint64_t request_id, const uint64_t *keys, uint64_t key_count)
+                uint64_t clock, uint64_t request_id, uint32_t dtype, const uint64_t *keys,
+                uint64_t key_count)
 {
     settle(g);
     if (g->n >= GATES_MAX_DEFERRED)
@@ -426,6 +427,7 @@ int gates_defer(Gates *g, const void *id, size_t id_len, uint32_t worker, uint32
     d->table = table;
     d->clock = clock;
     d->request_id = request_id;
+    d->dtype = dtype;
     d->key_count = key_count;
     g->n++;
     return 0;

@@ -46,6 +46,7 @@ typedef struct GatesPull {
     uint64_t clock;
     uint64_t request_id;
     uint64_t key_count;
+    uint32_t dtype;                 /* WireDtype the reply's rows go out in */
     uint64_t *keys;                 /* (key_count) owned; release with gates_pull_fini */
 } GatesPull;
 
@@ -124,10 +125,11 @@ int gates_bsp_accept_push(Gates *g, uint64_t clock, uint32_t table, const uint64
 int gates_bsp_advance(Gates *g, GatesApplyFn apply, void *ctx);
 
 /* Queue a pull whose gate is closed. id (id_len <= GATES_ID_MAX bytes) and keys (key_count)
- * are copied. Returns 0, PSREC_E_RANGE (GATES_MAX_DEFERRED waiting already, id too long) or
+ * are copied; dtype is kept for the reply. Returns 0, PSREC_E_RANGE (GATES_MAX_DEFERRED waiting already, id too long) or
  * PSREC_E_NOMEM, with detail; nothing is queued on an error. */
 int gates_defer(Gates *g, const void *id, size_t id_len, uint32_t worker, uint32_t table,
-                uint64_t clock, uint64_t request_id, const uint64_t *keys, uint64_t key_count);
+                uint64_t clock, uint64_t request_id, uint32_t dtype, const uint64_t *keys,
+                uint64_t key_count);
 
 /* Hand out the next waiting pull (in arrival order) whose gate is open now: returns 1 and
  * fills *out (the caller owns out->keys: gates_pull_fini), or 0 when there is none left.

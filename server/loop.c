@@ -381,6 +381,7 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
     reply_header(l, &r, req);
     r.key_count = req->key_count;
     r.value_width = width;
+    r.dtype = req->dtype; /* bf16: wire_send rounds the f32 rows to nearest even */
     l->stats.pulls++;
     return reply(l, id, id_len, &r, keys, l->rows);
 }
@@ -394,6 +395,7 @@ static void pull_header(WireHeader *h, const GatesPull *d)
     h->clock = d->clock;
     h->request_id = d->request_id;
     h->key_count = d->key_count;
+    h->dtype = d->dtype;
 }
 
 /* Answer, in arrival order, every deferred pull whose gate is open now. After an error that
@@ -425,7 +427,7 @@ static int defer_pull(ServerLoop *l, const WireMsg *m)
         return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
     }
     int rc = gates_defer(l->gates, m->identity, m->id_len, h->worker_rank, h->table, h->clock,
-                         h->request_id, m->keys, h->key_count);
+                         h->request_id, h->dtype, m->keys, h->key_count);
     if (rc)
         return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
     l->stats.deferred_pulls++;

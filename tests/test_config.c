@@ -323,6 +323,20 @@ static void test_bool_words(void)
     }
 }
 
+/* ps.wire_dtype: default f32, bf16 accepted, anything else refused at its file:line. */
+static void test_wire_dtype(void)
+{
+    Config cfg;
+    config_defaults(&cfg);
+    CU_ASSERT_EQUAL(cfg.ps.wire_dtype, WIRE_DTYPE_CFG_F32);
+    CU_ASSERT_EQUAL(config_set(&cfg, "ps", "wire_dtype", "bf16", NULL), 0);
+    CU_ASSERT_EQUAL(cfg.ps.wire_dtype, WIRE_DTYPE_CFG_BF16);
+    CU_ASSERT_NOT_EQUAL(config_set(&cfg, "ps", "wire_dtype", "fp16", NULL), 0);
+    CU_ASSERT_EQUAL(cfg.ps.wire_dtype, WIRE_DTYPE_CFG_BF16);
+    expect_file_error("[ps]\nservers = 1\nwire_dtype = f16\n", PSREC_E_PARSE,
+                      ":3: ps.wire_dtype: 'f16' is not one of f32, bf16");
+}
+
 static void test_error_unknown_key(void)
 {
     expect_file_error("[model]\nword_dim = 8\nhiden = 3\n", PSREC_E_PARSE,
@@ -725,6 +739,8 @@ static void test_reference(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(line, "learning rate"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "adam|adagrad|sgd"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "bsp|ssp|asp"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nps.wire_dtype "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "f32|bf16"));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nrun.dir "));
     CU_ASSERT_PTR_NOT_NULL(strstr(text, "\"runs/demo\""));
     CU_ASSERT_PTR_NULL(strstr(text, "min_count"));
@@ -735,7 +751,7 @@ static void test_reference(void)
             !strncmp(p + 1, "train.", 6) || !strncmp(p + 1, "ps.", 3) ||
             !strncmp(p + 1, "checkpoint.", 11) || !strncmp(p + 1, "run.", 4))
             keys++;
-    CU_ASSERT_EQUAL(keys, 39);
+    CU_ASSERT_EQUAL(keys, 40);
     free(text);
 }
 
@@ -855,6 +871,7 @@ static const TuTest tests[] = {
     {"comments_blank_lines_indent", test_comments_blank_lines_indent},
     {"crlf_and_bom", test_crlf_and_bom},
     {"bool_words", test_bool_words},
+    {"wire_dtype", test_wire_dtype},
     {"error_unknown_key", test_error_unknown_key},
     {"error_unknown_section", test_error_unknown_section},
     {"error_bad_int", test_error_bad_int},

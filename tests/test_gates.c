@@ -234,7 +234,7 @@ static int defer1(Gates *g, char tag, uint64_t clock, uint64_t request_id)
 {
     uint64_t keys[2] = {request_id * 10, request_id * 10 + 1};
     unsigned char id[3] = {'i', (unsigned char)tag, 0};
-    int rc = gates_defer(g, id, sizeof id, 1, PARAM_USER, clock, request_id, keys, 2);
+    int rc = gates_defer(g, id, sizeof id, 1, PARAM_USER, clock, request_id, 0, keys, 2);
     keys[0] = keys[1] = 0; /* the queue holds its own copy */
     return rc;
 }

@@ -194,6 +194,39 @@ static void test_rendezvous_failure(void)
     free(out);
 }
 
+/* ps.wire_dtype = bf16 with 2 shards and 2 workers (BSP): trains to the f32 run's dev AUC on
+ * the same data, and each step moves about half the bytes (keys stay 8 bytes, values halve). */
+static void test_bf16_trains(void)
+{
+    double auc[2] = {-1, -1}, bytes[2];
+    const char *dt[2] = {"f32", "bf16"};
+    for (int i = 0; i < 2; i++) {
+        char *out = NULL;
+        int rc = tu_run(&out, "timeout 300 " MPIRUN " -np 4 %s train %s/exp.conf "
+                              "--run.dir=%s/wire-%s --ps.servers=2 --ps.wire_dtype=%s",
+                        TU_PSREC, dir, dir, dt[i], dt[i]);
+        if (rc)
+            fprintf(stderr, "%s\n", out);
+        CU_ASSERT_FATAL(rc == 0);
+        char *json = strrchr(out, '{');
+        CU_ASSERT_FATAL(json != NULL);
+        CU_ASSERT(tu_json_number(json, "auc", &auc[i]));
+        double imps = 0;
+        CU_ASSERT(tu_json_number(json, "impressions", &imps) && imps == 500);
+        free(out);
+        char run[4200];
+        snprintf(run, sizeof run, "%s/wire-%s", dir, dt[i]);
+        bytes[i] = tu_shard_bytes(run);
+    }
+    /* Same data, steps and samples: the totals compare like per-sample figures. */
+    const double ratio = bytes[0] > 0 ? bytes[1] / bytes[0] : 0;
+    fprintf(stderr, "\n  dev AUC f32 %.4f, bf16 %.4f; bytes through the shards f32 %.0f, bf16 "
+                    "%.0f (ratio %.3f)\n", auc[0], auc[1], bytes[0], bytes[1], ratio);
+    CU_ASSERT(auc[1] > 0.7);
+    CU_ASSERT(fabs(auc[0] - auc[1]) < 0.01);
+    CU_ASSERT(ratio > 0.45 && ratio < 0.6);
+}
+
 /* A worker that fails before it reaches any shard: the shards hear of it point to point and
  * stop, the other worker's waiting pull is refused, and the job exits non-zero, never hangs. */
 static void test_worker_failure(void)
@@ -217,6 +250,7 @@ int main(void)
                                    {"SSP 2 shards 2 workers end to end", test_ssp_end_to_end},
                                    {"colocated shards and workers", test_colocate},
                                    {"rendezvous failures", test_rendezvous_failure},
+                                   {"bf16 on the wire trains", test_bf16_trains},
                                    {"a worker fails", test_worker_failure},
                                    {NULL, NULL}};
     tu_add_suite("mpi", tests);

@@ -12,9 +12,11 @@
 #include "server/shard.h"
 #include "server/table.h"
 #include "testutil/testutil.h"
+#include "worker/efeed.h"
 #include "worker/ps_zmq.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,6 +309,74 @@ static void test_push_arithmetic(void)
 
     client_done(&z0);
     client_done(&z1);
+    CU_ASSERT_EQUAL(cluster_end(&cl), 0);
+}
+
+/* bf16 on the wire (ps.wire_dtype), over TCP to both shards: a bf16 client's pulls are the f32
+ * client's rows rounded to nearest even, with about half the bytes received; its pushes
+ * arrive rounded with error feedback, so after two pushes of g (SGD, lr 1) a row moved by
+ * exactly what was pushed, 2g minus the residual the client keeps. */
+static void test_bf16_wire(void)
+{
+    Cluster cl;
+    cluster_start_on(&cl, SERVER_ASP, 2, 1);
+    PsZmq *zf = client(&cl, 0);
+    PsZmqOptions o = {.zmq_ctx = ctx, .endpoints = cl.eps, .shards = NSHARDS, .worker_rank = 1,
+                      .workers = 2, .shape = shape, .timeout = TIMEOUT_S,
+                      .shard_mpi_ranks = shard_ranks, .wire_dtype = WIRE_DTYPE_BF16};
+    PsZmq *zb = NULL;
+    CU_ASSERT_FATAL(ps_zmq_new(&o, &zb) == 0);
+    PsClient pf, pb;
+    ps_zmq_client(zf, &pf);
+    ps_zmq_client(zb, &pb);
+
+    enum { N = 40, E = 4 };
+    uint64_t keys[N];
+    for (int i = 0; i < N; i++)
+        keys[i] = (uint64_t)(i * 7 % 100);
+    float f32[N * E], b16[N * E], g[N * E], after[N * E];
+    uint64_t rf0, rb0, rf1, rb1;
+    ps_zmq_bytes(zf, NULL, &rf0);
+    ps_zmq_bytes(zb, NULL, &rb0);
+    CU_ASSERT(check_rc(ps_pull_sync(&pf, PARAM_WORD, keys, N, f32), 0));
+    CU_ASSERT(check_rc(ps_pull_sync(&pb, PARAM_WORD, keys, N, b16), 0));
+    ps_zmq_bytes(zf, NULL, &rf1);
+    ps_zmq_bytes(zb, NULL, &rb1);
+    int rounded = 1, differ = 0;
+    for (int i = 0; i < N * E; i++) {
+        rounded &= b16[i] == wire_bf16_widen(wire_bf16_round(f32[i]));
+        differ += b16[i] != f32[i];
+    }
+    CU_ASSERT(rounded && differ > N * E / 2);
+    /* values 16 -> 8 bytes a key of width 4; keys stay 8 bytes; each shard's reply header
+     * differs by a few bytes (the dtype field, the worker rank and request id varints) */
+    const uint64_t saved = (rf1 - rf0) - (rb1 - rb0);
+    CU_ASSERT(saved <= (uint64_t)N * E * 2 && saved >= (uint64_t)N * E * 2 - 8 * NSHARDS);
+
+    for (int i = 0; i < N * E; i++) /* not bf16 values: rounding leaves residuals */
+        g[i] = 0.1f + 1e-3f * (float)i;
+    CU_ASSERT(check_rc(ps_push_sync(&pb, PARAM_WORD, keys, N, g), 0));
+    CU_ASSERT(check_rc(ps_push_sync(&pb, PARAM_WORD, keys, N, g), 0));
+    CU_ASSERT(check_rc(ps_pull_sync(&pf, PARAM_WORD, keys, N, after), 0));
+    const EFeed *ef = ps_zmq_efeed(zb);
+    CU_ASSERT_FATAL(ef != NULL && ps_zmq_efeed(zf) == NULL);
+    double worst = 0;
+    int fed = 0;
+    for (int i = 0; i < N; i++) {
+        const float *r = efeed_residual(ef, PARAM_WORD, keys[i]);
+        CU_ASSERT_FATAL(r != NULL);
+        for (int d = 0; d < E; d++) {
+            double pushed = (double)f32[i * E + d] - after[i * E + d];
+            double want = 2.0 * g[i * E + d] - r[d];
+            double err = fabs(pushed - want);
+            worst = err > worst ? err : worst;
+            fed += r[d] != 0;
+        }
+    }
+    CU_ASSERT(worst < 1e-6); /* f32 rounding of the shard's two subtractions */
+    CU_ASSERT(fed > N * E / 2);
+    client_done(&zf);
+    client_done(&zb);
     CU_ASSERT_EQUAL(cluster_end(&cl), 0);
 }
 
@@ -725,6 +795,7 @@ int main(void)
         {"the same over loopback TCP", test_pull_matches_inproc_shard_tcp},
         {"pushes from two clients, exact arithmetic", test_push_arithmetic},
         {"outstanding tickets in any order; bounded", test_outstanding_tickets},
+        {"bf16 on the wire: rounded pulls, fed-back pushes", test_bf16_wire},
         {"ERROR replies name the shard", test_error_reply},
         {"silent shards time out; late replies dropped", test_timeout},
         {"a request the shard could not read fails at once", test_unread_request_fails},

@@ -319,6 +319,14 @@ static void test_refusals(void)
     push2.key_count = 2;
     push2.table = PARAM_CAT; /* width 3: 2 keys of 3 floats */
     push2.value_width = 3;
+    WireHeader dt7 = push3, pushb = push3;
+    dt7.dtype = 7;
+    pushb.dtype = WIRE_DTYPE_BF16;
+    static uint16_t bnan[12], binf[12];
+    for (int i = 0; i < 12; i++)
+        bnan[i] = binf[i] = 0x3f00; /* 0.5 */
+    bnan[7] = 0x7fc1;
+    binf[11] = 0xff80;
 
     const BadCase cases[] = {
         {"truncated header", pull3, 1, 1, {24}, {k3}, PSREC_E_PARSE, "does not decode", 0},
@@ -348,6 +356,13 @@ static void test_refusals(void)
         {"infinite value", push2, 0, 2, {16, 24}, {k3, vinf}, PSREC_E_RANGE,
          "value 5 (key index 1) is infinite", 1},
         {"oversized key_count", bigk, 0, 1, {0}, {NULL}, PSREC_E_RANGE, "key_count 4194305", 1},
+        {"unknown dtype", dt7, 0, 2, {24, 48}, {k3, v12}, PSREC_E_FORMAT, "unknown dtype 7", 1},
+        {"bf16 push with an f32-sized frame", pushb, 0, 2, {24, 48}, {k3, v12}, PSREC_E_FORMAT,
+         "values frame of 48 bytes", 1},
+        {"bf16 NaN", pushb, 0, 2, {24, 24}, {k3, bnan}, PSREC_E_RANGE,
+         "value 7 (key index 1) is NaN", 1},
+        {"bf16 infinity", pushb, 0, 2, {24, 24}, {k3, binf}, PSREC_E_RANGE,
+         "value 11 (key index 2) is infinite", 1},
         {"keys on CLOCK", clockk, 0, 0, {0}, {NULL}, PSREC_E_FORMAT, "carries no keys", 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -392,6 +407,169 @@ static void test_refusals(void)
     pair_close(&p);
 }
 
+/* Rounding at and around every kind of boundary: ties go to the even neighbour, a carry runs
+ * into the exponent, overflow reaches infinity, NaN stays NaN (even a payload only in the
+ * low bits), signed zero and subnormals. in/out are bit patterns. */
+static void test_bf16_rounding(void)
+{
+    static const struct {
+        uint32_t in;
+        uint16_t out;
+        int refused; /* wire_bf16_encode refuses it (not finite, or overflows) */
+    } cases[] = {
+        {0x3f800000u, 0x3f80, 0}, /* 1.0 exact */
+        {0x3f807fffu, 0x3f80, 0}, /* just below the tie: down */
+        {0x3f808000u, 0x3f80, 0}, /* tie, kept bit even: stays */
+        {0x3f808001u, 0x3f81, 0}, /* just above the tie: up */
+        {0x3f818000u, 0x3f82, 0}, /* tie, kept bit odd: up to even */
+        {0x3f80ffffu, 0x3f81, 0},
+        {0xbf818000u, 0xbf82, 0}, /* negative tie, odd: away to even */
+        {0xbf808000u, 0xbf80, 0},
+        {0x3fff8000u, 0x4000, 0}, /* tie, odd, carries into the exponent: 2.0 */
+        {0x3fff7fffu, 0x3fff, 0},
+        {0x80000000u, 0x8000, 0}, /* -0 */
+        {0x00000001u, 0x0000, 0}, /* smallest subnormal: to +0 */
+        {0x00008000u, 0x0000, 0}, /* subnormal tie, even */
+        {0x00018000u, 0x0002, 0}, /* subnormal tie, odd */
+        {0x007fffffu, 0x0080, 0}, /* largest subnormal rounds up to the smallest normal */
+        {0x7f7f0000u, 0x7f7f, 0}, /* largest finite bf16 */
+        {0x7f7f7fffu, 0x7f7f, 0},
+        {0x7f7f8000u, 0x7f80, 1}, /* tie, odd: overflows to infinity */
+        {0x7f7fffffu, 0x7f80, 1}, /* FLT_MAX */
+        {0xff7fffffu, 0xff80, 1}, /* -FLT_MAX */
+        {0x7f800000u, 0x7f80, 1}, /* +inf */
+        {0xff800000u, 0xff80, 1}, /* -inf */
+        {0x7fc00000u, 0x7fc0, 1}, /* quiet NaN */
+        {0x7f800001u, 0x7fc0, 1}, /* NaN whose payload is only in the cut bits */
+        {0xffffffffu, 0xffff, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float x;
+        memcpy(&x, &cases[i].in, 4);
+        uint16_t b = wire_bf16_round(x);
+        if (b != cases[i].out)
+            fprintf(stderr, "\n  bf16(0x%08x) = 0x%04x, want 0x%04x\n", cases[i].in, b,
+                    cases[i].out);
+        CU_ASSERT_EQUAL(b, cases[i].out);
+        uint16_t enc[3];
+        float arr[3] = {1.0f, x, 2.0f};
+        int rc = wire_bf16_encode(arr, 3, enc);
+        CU_ASSERT_EQUAL(rc, cases[i].refused ? PSREC_E_RANGE : 0);
+        if (cases[i].refused)
+            CU_ASSERT_PTR_NOT_NULL(strstr(psrec_errmsg(), "value 1 "));
+        float back[3];
+        CU_ASSERT_EQUAL(wire_bf16_decode(enc, 3, back), cases[i].refused ? PSREC_E_RANGE : 0);
+        if (!cases[i].refused) { /* widening is exact and rounding it again is the identity */
+            CU_ASSERT(back[0] == 1.0f && back[2] == 2.0f);
+            uint32_t u;
+            memcpy(&u, &back[1], 4);
+            CU_ASSERT_EQUAL(u, (uint32_t)cases[i].out << 16);
+            CU_ASSERT_EQUAL(wire_bf16_round(back[1]), cases[i].out);
+        }
+    }
+    /* Relative error of rounding is at most half an ulp, 2^-8 (8 significant bits). */
+    double worst = 0;
+    for (int i = 1; i < 200000; i++) {
+        float x = (float)(i * 1.000123) * (i % 2 ? 1e-6f : -3e3f);
+        float q = wire_bf16_widen(wire_bf16_round(x));
+        double e = fabs((double)q - x) / fabs((double)x);
+        if (e > worst)
+            worst = e;
+    }
+    CU_ASSERT(worst <= 1.0 / 256 && worst > 1.0 / 512);
+    CU_ASSERT_EQUAL(wire_dtype_size(WIRE_DTYPE_F32), 4);
+    CU_ASSERT_EQUAL(wire_dtype_size(WIRE_DTYPE_BF16), 2);
+    CU_ASSERT_EQUAL(wire_dtype_size(2), 0);
+}
+
+/* bf16 PUSH and PULL reply over TCP (unaligned frames): the values frame has 2 bytes a value,
+ * the receiver hands out aligned f32 equal to the rounded values, the byte counts agree; a
+ * PULL request's dtype reaches the shard; the sender refuses what does not fit bf16 and sends
+ * nothing of it. */
+static void test_bf16_round_trip(void)
+{
+    Pair p;
+    pair_open(&p, "tcp://127.0.0.1:*");
+    uint64_t keys[40];
+    float vals[40 * 4];
+    for (int i = 0; i < 40; i++)
+        keys[i] = (uint64_t)(i * 7 % 100);
+    for (int i = 0; i < 160; i++)
+        vals[i] = ((float)i - 80.3f) / 7.0f;
+    for (uint64_t n = 1; n <= 40; n++) {
+        WireHeader h;
+        wire_header_init(&h, WIRE_OP_PUSH);
+        h.table = PARAM_WORD;
+        h.key_count = n;
+        h.value_width = 4;
+        h.dtype = WIRE_DTYPE_BF16;
+        h.request_id = n;
+        CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, vals) == 0);
+        WireHeader f = h; /* the same in f32: the values frame is twice as large */
+        f.dtype = WIRE_DTYPE_F32;
+        unsigned char hb[WIRE_HEADER_MAX];
+        size_t hl, fl;
+        CU_ASSERT_FATAL(wire_encode_header(&h, hb, sizeof hb, &hl) == 0);
+        CU_ASSERT_FATAL(wire_encode_header(&f, hb, sizeof hb, &fl) == 0);
+        CU_ASSERT_EQUAL(wire_message_size(&h) - hl, n * 8 + n * 4 * 2);
+        CU_ASSERT_EQUAL(wire_message_size(&f) - fl, n * 8 + n * 4 * 4);
+    }
+    for (uint64_t n = 1; n <= 40; n++) {
+        WireMsg m;
+        char why[256];
+        CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+        CU_ASSERT(m.h.key_count == n && m.h.dtype == WIRE_DTYPE_BF16);
+        CU_ASSERT_EQUAL(m.bytes, wire_message_size(&m.h));
+        CU_ASSERT(((uintptr_t)m.keys & 7) == 0 && ((uintptr_t)m.vals & 3) == 0);
+        CU_ASSERT(memcmp(m.keys, keys, n * 8) == 0);
+        int same = 1;
+        for (size_t i = 0; i < n * 4; i++)
+            same &= m.vals[i] == wire_bf16_widen(wire_bf16_round(vals[i]));
+        CU_ASSERT(same);
+        wire_msg_close(&m);
+    }
+
+    /* PULL: the request's dtype arrives; the reply in bf16 comes back rounded. */
+    WireHeader h = pull_header(PARAM_WORD, 3, 77);
+    h.dtype = WIRE_DTYPE_BF16;
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, NULL) == 0);
+    WireMsg m;
+    char why[256];
+    CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.dtype == WIRE_DTYPE_BF16 && m.vals == NULL);
+    WireHeader r = m.h;
+    r.reply = 1;
+    r.value_width = 4;
+    unsigned char id[WIRE_IDENTITY_MAX];
+    size_t id_len = m.id_len;
+    memcpy(id, m.identity, id_len);
+    wire_msg_close(&m);
+    CU_ASSERT_FATAL(wire_send(p.router, id, id_len, &r, keys, vals) == 0);
+    CU_ASSERT_FATAL(recv_msg(p.dealer, 0, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.h.reply && m.h.dtype == WIRE_DTYPE_BF16 && m.bytes == wire_message_size(&r));
+    for (int i = 0; i < 12; i++)
+        CU_ASSERT(m.vals[i] == wire_bf16_widen(wire_bf16_round(vals[i])));
+    wire_msg_close(&m);
+
+    /* Refused before anything leaves: a non-finite value, an overflow, an unknown dtype. */
+    float bad[4] = {1, 2, 3.4e38f, 4};
+    wire_header_init(&h, WIRE_OP_PUSH);
+    h.table = PARAM_WORD;
+    h.key_count = 1;
+    h.value_width = 4;
+    h.dtype = WIRE_DTYPE_BF16;
+    CU_ASSERT(wire_send(p.dealer, NULL, 0, &h, keys, bad) == PSREC_E_RANGE);
+    bad[2] = NAN;
+    CU_ASSERT(wire_send(p.dealer, NULL, 0, &h, keys, bad) == PSREC_E_RANGE);
+    h.dtype = 9;
+    CU_ASSERT(wire_send(p.dealer, NULL, 0, &h, keys, vals) == PSREC_E_RANGE);
+    h = pull_header(PARAM_WORD, 1, 78);
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, NULL) == 0);
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == 0 && m.h.request_id == 78);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
 int main(void)
 {
     ctx = zmq_ctx_new();
@@ -400,6 +578,8 @@ int main(void)
         {"keys/values aligned over tcp", test_tcp_alignment},
         {"sender refuses inconsistent messages", test_send_checks},
         {"refusals keep the socket in step", test_refusals},
+        {"bf16 rounding at the boundaries", test_bf16_rounding},
+        {"bf16 push and pull over tcp", test_bf16_round_trip},
         {NULL, NULL},
     };
     tu_add_suite("wire", tests);

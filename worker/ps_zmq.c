@@ -15,6 +15,9 @@
  * - Messages to one shard leave on one DEALER socket in call order, so a CLOCK follows the
  *   pushes of its step (ZeroMQ keeps a socket's order).
  * - A socket whose send failed is not used again (a multipart message may have been cut).
+ * - With wire dtype bf16 every pushed row passes through the error feedback (worker/efeed.h)
+ *   exactly once, in the order pushes are issued, so its residual carries into the row's next
+ *   push; pulls ask the shards for bf16 replies, which wire_recv widens back to f32.
  * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background,
  * CURVE (common/zsock.c is where its keys will go). */
 #include "worker/ps_zmq.h"
@@ -25,6 +28,7 @@
 #include "common/rng.h"
 #include "common/timer.h"
 #include "common/zsock.h"
+#include "worker/efeed.h"
 #include "worker/heartbeat.h"
 
 #include <errno.h>
@@ -94,6 +98,9 @@ struct PsZmq {
     float *vals_buf;        /* (vals_cap) gradient rows grouped by shard */
     size_t vals_cap;
     size_t *fill;           /* (S) */
+
+    uint32_t dtype;         /* WireDtype of every pull reply and push */
+    EFeed *efeed;           /* bf16: residuals of pushed rows; NULL with f32 */
 
     uint64_t sent, received; /* bytes */
     uint64_t stale, bad;    /* replies matching no request; malformed replies */
@@ -166,6 +173,8 @@ static int check_options(const PsZmqOptions *o)
     for (uint32_t k = 0; k < o->shards; k++)
         if (!o->endpoints[k] || !o->endpoints[k][0])
             return psrec_errf(PSREC_E_RANGE, "PS client: no endpoint for shard %u", k);
+    if (!wire_dtype_size(o->wire_dtype))
+        return psrec_errf(PSREC_E_RANGE, "PS client: unknown wire dtype %u", o->wire_dtype);
     return 0;
 }
 
@@ -192,6 +201,9 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     if (opt->max_keys_per_request)
         c->lim.max_keys = opt->max_keys_per_request;
     params_specs(&opt->shape, c->specs);
+    c->dtype = opt->wire_dtype;
+    if (c->dtype == WIRE_DTYPE_BF16 && (rc = efeed_new(&opt->shape, &c->efeed)))
+        goto fail;
     rc = PSREC_E_NOMEM;
     c->endpoints = calloc(S, sizeof *c->endpoints);
     c->shard_ranks = calloc(S, sizeof *c->shard_ranks);
@@ -262,8 +274,14 @@ void ps_zmq_free(PsZmq **cp)
     free(c->order);
     free(c->keys_buf);
     free(c->vals_buf);
+    efeed_free(&c->efeed);
     free(c);
     *cp = NULL;
+}
+
+const struct EFeed *ps_zmq_efeed(const PsZmq *c)
+{
+    return c->efeed;
 }
 
 void ps_zmq_set_clock(PsZmq *c, uint64_t clock)
@@ -583,6 +601,8 @@ static int send_to(PsZmq *c, Pending *p, uint32_t k, const WireHeader *h, const 
 static void request_header(const PsZmq *c, const Pending *p, WireHeader *h, uint64_t clock)
 {
     wire_header_init(h, p->op);
+    if (p->op == WIRE_OP_PULL || p->op == WIRE_OP_PUSH)
+        h->dtype = c->dtype;
     h->table = p->table;
     h->worker_rank = c->rank;
     h->clock = clock;
@@ -716,11 +736,23 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
         for (size_t j = 0; j < n; j++)
             c->keys_buf[j] = keys[pos[j]];
         kb = c->keys_buf;
-        if (op == WIRE_OP_PUSH) {
-            for (size_t j = 0; j < n; j++)
-                memcpy(c->vals_buf + j * w, grads + pos[j] * w, w * sizeof *grads);
-            vb = c->vals_buf;
+    }
+    if (op == WIRE_OP_PUSH && c->efeed) {
+        /* bf16: the rows leave rounded with their residual; the wire's rounding of these
+         * bf16-exact values is then the identity. */
+        for (size_t j = 0; j < n; j++) {
+            size_t i = p->direct ? j : pos[j];
+            if ((rc = efeed_round_row(c->efeed, table, keys[i], grads + i * w,
+                                      c->vals_buf + j * w))) {
+                slot_release(p);
+                return psrec_errf(rc, "PUSH: %s", psrec_errmsg());
+            }
         }
+        vb = c->vals_buf;
+    } else if (op == WIRE_OP_PUSH && !p->direct) {
+        for (size_t j = 0; j < n; j++)
+            memcpy(c->vals_buf + j * w, grads + pos[j] * w, w * sizeof *grads);
+        vb = c->vals_buf;
     }
     for (uint32_t k = 0; k < c->S; k++) {
         if (!p->count[k])

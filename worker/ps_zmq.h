@@ -46,6 +46,11 @@ typedef struct PsZmqOptions {
                                       before sending, larger replies are not taken); 0:
                                       WIRE_DEFAULT_MAX_BYTES */
     uint64_t max_keys_per_request; /* ps.max_keys_per_request; 0: WIRE_DEFAULT_MAX_KEYS */
+    uint32_t wire_dtype;           /* WireDtype of pulled rows and pushed gradients on the
+                                      wire (0 = WIRE_DTYPE_F32). bf16: the shards round pulled
+                                      rows to nearest even; pushed gradients are rounded here
+                                      with error feedback (worker/efeed.h). The caller's
+                                      buffers are f32 either way. */
 } PsZmqOptions;
 
 typedef struct PsZmq PsZmq;
@@ -56,14 +61,14 @@ typedef struct PsZmq PsZmq;
  * opt: copied (endpoints and ranks too); opt->zmq_ctx is borrowed and must outlive the
  * client. opt->timeout must be > 0: it is also the longest a pull may wait at a shard's
  * consistency gate (BSP/SSP) before the wait fails, so size it above the slowest step.
- * Returns 0 and *out, PSREC_E_RANGE (bad options), PSREC_E_NOMEM, or a ZeroMQ errno (socket
+ * Returns 0 and *out, PSREC_E_RANGE (bad options, unknown wire_dtype), PSREC_E_NOMEM, or a ZeroMQ errno (socket
  * or connect failed; psrec_errmsg() names the shard and endpoint). *out is NULL on error. */
 int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out);
 
 /* Fill out->ops / out->impl so that the worker's PsClient calls go to c. c must outlive the
  * PsClient. Through it:
  *   pull/push  return PSREC_E_RANGE (unknown table, key >= the table's rows, NULL buffers,
- *              too large for one message), PSREC_E_STATE (PS_ZMQ_MAX_TICKETS outstanding,
+ *              too large for one message, bf16: a gradient not finite or over bf16's range), PSREC_E_STATE (PS_ZMQ_MAX_TICKETS outstanding,
  *              or after ps_zmq_shutdown), or a send error; else 0 and a ticket (n == 0: a
  *              ticket that is complete at once). Keys and grads are copied before return;
  *              a pull's out is written only during ps_wait calls, until its ticket's wait.
@@ -125,6 +130,10 @@ uint64_t ps_zmq_lost_mask(const PsZmq *c);
 /* This worker stops at a cut (preemption), not because its epochs are done: its SHUTDOWN
  * says so, and the shards then write no end-of-training checkpoint. */
 void ps_zmq_set_stopping(PsZmq *c);
+
+/* The bf16 residuals of pushed rows (worker/efeed.h), NULL with wire_dtype f32. Borrowed
+ * until ps_zmq_free. */
+const struct EFeed *ps_zmq_efeed(const PsZmq *c);
 
 /* Bytes sent and received so far (all frames of every message, as wire_message_size counts
  * them); either pointer may be NULL. */

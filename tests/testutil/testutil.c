@@ -129,6 +129,28 @@ int tu_json_number(const char *json, const char *key, double *v)
     return 1;
 }
 
+double tu_shard_bytes(const char *run_dir)
+{
+    enum { MAX_SHARDS = 64 };
+    double last[MAX_SHARDS] = {0};
+    char p[4200];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
+    char *text = tu_read_file(p, NULL);
+    char *save;
+    for (char *line = text ? strtok_r(text, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save)) {
+        double shard, in, out;
+        if (tu_json_number(line, "shard", &shard) && shard >= 0 && shard < MAX_SHARDS &&
+            tu_json_number(line, "bytes_in", &in) && tu_json_number(line, "bytes_out", &out))
+            last[(int)shard] = in + out;
+    }
+    free(text);
+    double sum = 0;
+    for (int k = 0; k < MAX_SHARDS; k++)
+        sum += last[k];
+    return sum;
+}
+
 int tu_small_experiment(const char *dir, int seed, const char *extra)
 {
     char *out = NULL;

@@ -31,6 +31,11 @@ int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 /* Find "key": <number> in a flat JSON text; returns 1 and sets *v when found. */
 int tu_json_number(const char *json, const char *key, double *v);
 
+/* Bytes every shard moved in a finished run: the sum over shards of bytes_in + bytes_out of
+ * each shard's last stats line in run_dir/metrics.jsonl (a shard writes one at the end).
+ * 0 when there is none. */
+double tu_shard_bytes(const char *run_dir);
+
 /* A small prepared set for end-to-end tests: `psrec gen` (600 news, 300 users, 2500 train and
  * 500 dev impressions, 6 topics, the given seed) into dir/g, then dir/train.db (title_len 12,
  * his_len 15) and dir/dev.db, and dir/exp.conf: E = H = 16, 2 epochs, batch 32, K 4,
