@@ -12,10 +12,16 @@
  *
  * Invariants: beta is 0 or 1; C is written only inside (M, N); no element is read past
  * K or N (masked loads). Summation order differs from OpenBLAS: results agree to rounding.
- * Not here: threads (the caller's work is split elsewhere, or not at all). */
+ * Threads: lstm_gemm_set_threads(n) splits each fast GEMM into chunks (rows for NN and NT,
+ * 64-column blocks for TN, so no two threads write one element) that the caller and n - 1
+ * helper threads (started on first use, asleep on a condition variable between GEMMs) take
+ * from an atomic counter; one job at a time, a second caller runs alone. */
 #include "worker/lstm_gemm.h"
 
 #include <cblas.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -180,15 +186,179 @@ AVX512 static void gemm_nt_avx512(int M, int N, int K, const float *A, size_t ld
     }
 }
 
+/* ------------------------------------------------------------------ threads */
+
+enum { KIND_NN, KIND_TN, KIND_NT };
+
+/* One GEMM split into chunks that the caller and the helpers take in turn (an atomic
+ * counter): a helper the OS does not schedule costs at most the chunk it holds, so a loaded
+ * machine degrades to one thread instead of waiting on a straggler's half. */
+typedef struct GemmJob {
+    int kind, M, N, K;
+    const float *A, *B;
+    size_t lda, ldb, ldc;
+    float beta;
+    float *C;
+    int chunks, chunk; /* chunk: rows (NN, NT) or columns (TN) per chunk */
+    atomic_int next, completed;
+} GemmJob;
+
+static int pool_want = 1;    /* lstm_gemm_set_threads */
+static int pool_started;     /* helper threads running (pool_want - 1 at their start) */
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
+static GemmJob *pool_job;    /* under pool_mu; NULL between jobs */
+static unsigned pool_gen;    /* under pool_mu; bumped per job */
+static atomic_int pool_inside; /* helpers holding pool_job */
+
+AVX512 static void run_chunk(GemmJob *j, int c)
+{
+    const int lo = c * j->chunk;
+    if (j->kind == KIND_TN) {
+        const int n = j->N - lo < j->chunk ? j->N - lo : j->chunk;
+        gemm_ab(j->M, n, j->K, j->A, 1, j->lda, j->B + lo, j->ldb, j->beta, j->C + lo, j->ldc,
+                j->M);
+        return;
+    }
+    const int m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
+    const float *a = j->A + (size_t)lo * j->lda;
+    float *cp = j->C + (size_t)lo * j->ldc;
+    if (j->kind == KIND_NN)
+        gemm_ab(m, j->N, j->K, a, j->lda, 1, j->B, j->ldb, j->beta, cp, j->ldc, MC);
+    else
+        gemm_nt_avx512(m, j->N, j->K, a, j->lda, j->B, j->ldb, j->beta, cp, j->ldc);
+}
+
+static void work(GemmJob *j)
+{
+    int c;
+    while ((c = atomic_fetch_add(&j->next, 1)) < j->chunks) {
+        run_chunk(j, c);
+        atomic_fetch_add(&j->completed, 1);
+    }
+}
+
+static void *helper_main(void *arg)
+{
+    (void)arg;
+    unsigned seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&pool_mu);
+        while (pool_gen == seen || !pool_job) {
+            seen = pool_gen;
+            pthread_cond_wait(&pool_cv, &pool_mu);
+        }
+        seen = pool_gen;
+        GemmJob *j = pool_job;
+        atomic_fetch_add(&pool_inside, 1);
+        pthread_mutex_unlock(&pool_mu);
+        work(j);
+        atomic_fetch_sub(&pool_inside, 1);
+    }
+    return NULL;
+}
+
+/* Start the helpers once (under pool_busy). Returns how many run. */
+static int pool_start(void)
+{
+    while (pool_started < pool_want - 1) {
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int rc = pthread_create(&t, &at, helper_main, NULL);
+        pthread_attr_destroy(&at);
+        if (rc)
+            break; /* fewer helpers: the caller does their chunks */
+        pool_started++;
+    }
+    return pool_started;
+}
+
+/* Run j on the caller plus the helpers when the pool is free and there is more than one
+ * chunk; otherwise on the caller alone (another thread's GEMM holds the pool). */
+static void run_job(GemmJob *j)
+{
+    atomic_init(&j->next, 0);
+    atomic_init(&j->completed, 0);
+    if (j->chunks < 2 || pool_want < 2 || pthread_mutex_trylock(&pool_busy)) {
+        work(j);
+        return;
+    }
+    if (pool_start() > 0) {
+        pthread_mutex_lock(&pool_mu);
+        pool_job = j;
+        pool_gen++;
+        pthread_cond_broadcast(&pool_cv);
+        pthread_mutex_unlock(&pool_mu);
+    }
+    work(j);
+    while (atomic_load(&j->completed) < j->chunks)
+        sched_yield();
+    /* No helper may still hold j (it lives on the caller's stack) once this returns. */
+    pthread_mutex_lock(&pool_mu);
+    pool_job = NULL;
+    pthread_mutex_unlock(&pool_mu);
+    while (atomic_load(&pool_inside) > 0)
+        sched_yield();
+    pthread_mutex_unlock(&pool_busy);
+}
+
+/* Chunks of `unit`-multiples so that each thread gets several (load balance) and none is
+ * tiny (helper wake-up costs about as much as a few thousand FMAs). */
+static int chunk_size(int extent, int unit, int min_chunk)
+{
+    const int threads = pool_want > 1 ? pool_want : 1;
+    int c = extent / (4 * threads);
+    if (c < min_chunk)
+        c = min_chunk;
+    c = (c + unit - 1) / unit * unit;
+    return c > 0 ? c : unit;
+}
+
+static void gemm_threaded(int kind, int M, int N, int K, const float *A, size_t lda,
+                          const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    GemmJob j = {.kind = kind, .M = M, .N = N, .K = K, .A = A, .B = B, .lda = lda,
+                 .ldb = ldb, .ldc = ldc, .beta = beta, .C = C};
+    if (kind == KIND_TN) {
+        j.chunk = chunk_size(N, 16 * NV, 16 * NV);
+        j.chunks = (N + j.chunk - 1) / j.chunk;
+    } else {
+        j.chunk = chunk_size(M, kind == KIND_NN ? MR : 4, 48);
+        j.chunks = (M + j.chunk - 1) / j.chunk;
+    }
+    run_job(&j);
+}
+
 int lstm_gemm_fast_available(void)
 {
     return __builtin_cpu_supports("avx512f");
+}
+
+int lstm_gemm_set_threads(int n)
+{
+    if (n < 1)
+        n = 1;
+    if (n > LSTM_GEMM_MAX_THREADS)
+        n = LSTM_GEMM_MAX_THREADS;
+    pthread_mutex_lock(&pool_busy); /* not while a job runs */
+    pool_want = n;
+    pthread_mutex_unlock(&pool_busy);
+    return n;
 }
 #else
 #define GEMM_X86 0
 int lstm_gemm_fast_available(void)
 {
     return 0;
+}
+
+int lstm_gemm_set_threads(int n)
+{
+    (void)n;
+    return 1;
 }
 #endif
 
@@ -216,7 +386,7 @@ void lstm_gemm_nn(int fast, int M, int N, int K, const float *A, int lda, const 
         if (K <= 0)
             scale_only(M, N, beta, C, ldc);
         else
-            gemm_ab(M, N, K, A, (size_t)lda, 1, B, (size_t)ldb, beta, C, (size_t)ldc, MC);
+            gemm_threaded(KIND_NN, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
         return;
     }
 #else
@@ -234,8 +404,8 @@ void lstm_gemm_tn(int fast, int M, int N, int K, const float *A, int lda, const 
     if (go_fast(fast, M, N)) {
         if (K <= 0)
             scale_only(M, N, beta, C, ldc);
-        else /* all of M per block: C (M, N) is small (a weight) and K is long */
-            gemm_ab(M, N, K, A, 1, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc, M);
+        else /* split by columns: C (M, N) is a weight, K (the packed rows) is long */
+            gemm_threaded(KIND_TN, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
         return;
     }
 #endif
@@ -251,7 +421,7 @@ void lstm_gemm_nt(int fast, int M, int N, int K, const float *A, int lda, const 
         if (K <= 0)
             scale_only(M, N, beta, C, ldc);
         else
-            gemm_nt_avx512(M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
+            gemm_threaded(KIND_NT, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
         return;
     }
 #endif

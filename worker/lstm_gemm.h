@@ -7,13 +7,22 @@
  *
  * All matrices are row-major with leading dimensions (row strides) lda, ldb, ldc in floats.
  * beta is 0 (C is overwritten, its old contents never read) or 1 (accumulate); other values
- * are not supported. Single-threaded on the fast path; no allocation. C must not overlap A
- * or B. */
+ * are not supported. The fast path uses lstm_gemm_set_threads' threads, the fallback
+ * OpenBLAS's; no allocation. C must not overlap A or B. Any thread may call these. */
 #ifndef PSREC_WORKER_LSTM_GEMM_H
 #define PSREC_WORKER_LSTM_GEMM_H
 
+/* Most threads lstm_gemm_set_threads accepts. */
+#define LSTM_GEMM_MAX_THREADS 64
+
 /* 1 when the fast kernels exist on this CPU (AVX-512F). */
 int lstm_gemm_fast_available(void);
+
+/* Threads for the fast kernels' GEMMs (default 1): the caller plus n - 1 helpers, started
+ * on the first GEMM that can use them. Clamped to 1..LSTM_GEMM_MAX_THREADS; returns the
+ * count set. Process-wide; waits for a GEMM in progress. Give it the cores the process
+ * may use (launch/run.c: run_set_threads), never more: helpers sleep between GEMMs. */
+int lstm_gemm_set_threads(int n);
 
 /* C (M, N) = beta C + A (M, K) . B (K, N) */
 void lstm_gemm_nn(int fast, int M, int N, int K, const float *A, int lda, const float *B,
