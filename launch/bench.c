@@ -26,6 +26,7 @@
 #include "server/loop.h"
 #include "server/shard.h"
 #include "worker/lstm.h"
+#include "worker/lstm_gemm.h"
 #include "worker/ps_zmq.h"
 #include "worker/train.h"
 
@@ -407,7 +408,8 @@ out:
 
 /* ------------------------------------------------------------------ sgemm */
 
-int bench_sgemm(int M, int N, int K, int calls, double *gflops)
+/* Median GFLOP/s of (M, K) x (K, N): cblas_sgemm, or lstm_gemm_nn's fast kernels (own). */
+static int time_gemm(int own, int M, int N, int K, int calls, double *gflops)
 {
     *gflops = 0;
     if (M < 1 || N < 1 || K < 1 || calls < 1 || calls > BENCH_MAX_REPEAT)
@@ -431,8 +433,11 @@ int bench_sgemm(int M, int N, int K, int calls, double *gflops)
     double t[BENCH_MAX_REPEAT];
     for (int c = -1; c < calls; c++) {
         double t0 = timer_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, 0.0f,
-                    C, N);
+        if (own)
+            lstm_gemm_nn(1, M, N, K, A, K, Bm, N, 0.0f, C, N);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N,
+                        0.0f, C, N);
         double dt = timer_now() - t0;
         if (c >= 0)
             t[c] = dt > 0 ? dt : 1e-9;
@@ -442,6 +447,16 @@ int bench_sgemm(int M, int N, int K, int calls, double *gflops)
     free(Bm);
     free(C);
     return 0;
+}
+
+int bench_sgemm(int M, int N, int K, int calls, double *gflops)
+{
+    return time_gemm(0, M, N, K, calls, gflops);
+}
+
+int bench_own_gemm(int M, int N, int K, int calls, double *gflops)
+{
+    return time_gemm(1, M, N, K, calls, gflops);
 }
 
 /* ------------------------------------------------------------------ kernel */
@@ -526,7 +541,7 @@ int bench_kernel(const BenchKernelOptions *o, BenchKernelResult *r)
     float *dWih = W + wn, *dWhh = dWih + (size_t)E * H4, *db = dWhh + (size_t)H * H4;
     r->rows = rows;
     r->gflop = bench_kernel_gflop(E, H, rows, pk.bs[0]);
-    double ms[BENCH_MAX_REPEAT], ratio[BENCH_MAX_REPEAT];
+    double ms[BENCH_MAX_REPEAT], ratio[BENCH_MAX_REPEAT], ratio_own[BENCH_MAX_REPEAT];
     for (int rep = -1; rep < o->repeat; rep++) { /* rep -1: untimed warm-up (page faults) */
         double t0 = timer_now();
         for (int c = 0; c < o->calls; c++) {
@@ -541,10 +556,15 @@ int bench_kernel(const BenchKernelOptions *o, BenchKernelResult *r)
             dt = 1e-9;
         if ((rc = bench_sgemm(o->sgemm_m, o->sgemm_n, o->sgemm_k, 3, &r->sgemm_runs[rep])))
             goto out;
+        if ((rc = bench_own_gemm(o->sgemm_m, o->sgemm_n, o->sgemm_k, 3, &r->own_runs[rep])))
+            goto out;
         ms[rep] = 1e3 * dt;
         r->kernel_runs[rep] = r->gflop / dt;
         ratio[rep] = r->kernel_runs[rep] / r->sgemm_runs[rep];
+        ratio_own[rep] = r->kernel_runs[rep] / r->own_runs[rep];
     }
+    r->own_gemm_gflops = median(r->own_runs, o->repeat);
+    r->kernel_ratio_own = median(ratio_own, o->repeat);
     r->repeat = o->repeat;
     r->ms = median(ms, o->repeat);
     r->kernel_gflops = median(r->kernel_runs, o->repeat);

@@ -103,6 +103,10 @@ typedef struct BenchKernelResult {
     double kernel_gflops;                 /* median of kernel_runs */
     double sgemm_gflops;                  /* median of sgemm_runs */
     double kernel_ratio;                  /* median of kernel_runs[i] / sgemm_runs[i] */
+    double own_runs[BENCH_MAX_REPEAT];    /* (repeat) bench_own_gemm at the same shape */
+    double own_gemm_gflops;               /* median of own_runs */
+    double kernel_ratio_own;              /* median of kernel_runs[i] / own_runs[i]: what the
+                                             layer keeps of its own GEMMs' speed */
 } BenchKernelResult;
 
 /* The reference shape: 3520 sequences, T 30, E = H = 128, 3 calls per repeat, 5 repeats,
@@ -150,6 +154,10 @@ typedef struct BenchPeerResult {
  * Returns PSREC_E_USAGE (bad options or a path with a quote), EIO (the script ran
  * but failed or printed no figure; detail in psrec_errmsg()). */
 int bench_peer(const BenchPeerOptions *o, BenchPeerResult *r);
+
+/* bench_sgemm's measurement of the LSTM's own GEMM (lstm_gemm_nn, fast kernels, its threads;
+ * cblas_sgemm where the CPU lacks them). Returns 0 or PSREC_E_NOMEM / PSREC_E_USAGE. */
+int bench_own_gemm(int M, int N, int K, int calls, double *gflops);
 
 typedef struct BenchPrepOptions {
     const char *data; /* directory with train/news.tsv + train/behaviors.tsv (gen's layout) to
