@@ -24,6 +24,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 
+enum { KIND_NN, KIND_TN, KIND_NT }; /* the transpose cases */
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define GEMM_X86 1
@@ -187,8 +189,6 @@ AVX512 static void gemm_nt_avx512(int M, int N, int K, const float *A, size_t ld
 }
 
 /* ------------------------------------------------------------------ threads */
-
-enum { KIND_NN, KIND_TN, KIND_NT };
 
 /* One GEMM split into chunks that the caller and the helpers take in turn (an atomic
  * counter): a helper the OS does not schedule costs at most the chunk it holds, so a loaded
@@ -362,12 +362,6 @@ int lstm_gemm_set_threads(int n)
 }
 #endif
 
-/* The fast path for this call: wanted, possible, and a shape with work in it. */
-static int go_fast(int fast, int M, int N)
-{
-    return fast && M > 0 && N > 0 && lstm_gemm_fast_available();
-}
-
 /* C = beta C for K = 0 (cblas does the same; our kernels never see K = 0). */
 static void scale_only(int M, int N, float beta, float *C, int ldc)
 {
@@ -378,53 +372,43 @@ static void scale_only(int M, int N, float beta, float *C, int ldc)
             C[(size_t)i * ldc + j] = 0.0f;
 }
 
-void lstm_gemm_nn(int fast, int M, int N, int K, const float *A, int lda, const float *B,
-                  int ldb, float beta, float *C, int ldc)
+/* One GEMM of the given kind: the fast kernels when wanted, available and there is work,
+ * else cblas_sgemm with the kind's transposes. */
+static void gemm(int kind, int fast, int M, int N, int K, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc)
 {
 #if GEMM_X86
-    if (go_fast(fast, M, N)) {
+    if (fast && M > 0 && N > 0 && lstm_gemm_fast_available()) {
         if (K <= 0)
             scale_only(M, N, beta, C, ldc);
         else
-            gemm_threaded(KIND_NN, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
+            gemm_threaded(kind, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
         return;
     }
 #else
+    (void)fast;
     (void)scale_only;
-    (void)go_fast;
 #endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta,
+    cblas_sgemm(CblasRowMajor, kind == KIND_TN ? CblasTrans : CblasNoTrans,
+                kind == KIND_NT ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta,
                 C, ldc);
 }
 
+void lstm_gemm_nn(int fast, int M, int N, int K, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc)
+{
+    gemm(KIND_NN, fast, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Split by columns in threads: C (M, N) is a weight, K (the packed rows) is long. */
 void lstm_gemm_tn(int fast, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc)
 {
-#if GEMM_X86
-    if (go_fast(fast, M, N)) {
-        if (K <= 0)
-            scale_only(M, N, beta, C, ldc);
-        else /* split by columns: C (M, N) is a weight, K (the packed rows) is long */
-            gemm_threaded(KIND_TN, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
-                ldc);
+    gemm(KIND_TN, fast, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
 
 void lstm_gemm_nt(int fast, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc)
 {
-#if GEMM_X86
-    if (go_fast(fast, M, N)) {
-        if (K <= 0)
-            scale_only(M, N, beta, C, ldc);
-        else
-            gemm_threaded(KIND_NT, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
-                ldc);
+    gemm(KIND_NT, fast, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }
