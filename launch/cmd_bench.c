@@ -311,8 +311,11 @@ static int run_checkpoint(const BenchCheckpointOptions *o, int json)
     return EXIT_OK;
 }
 
-/* Peer runs per --all: each takes tens of seconds at the reference shape. */
+/* Peer runs per --all and timed steps per run: at the reference shape a step takes the
+ * peer about 2 s on a quiet 2-core machine, and minutes on a loaded one (its OpenMP threads
+ * wait on each other), so --all keeps its share of the run bounded. */
 #define PEER_REPEAT_MAX 3
+#define PEER_STEPS 4
 
 /* The 1-minute load average, or -1: --all reports it so a reader can judge the figures. */
 static double load1(void)
@@ -440,7 +443,7 @@ static int run_all(const BenchModelOptions *mo_in, const BenchPrepOptions *po, i
     const double bytes_per_sample =
         (ps.pulled_mb_per_step + ps.pushed_mb_per_step) * 1e6 / (double)mo.batch;
     BenchPeerOptions peo = {.script = peer_script, .dims = *d, .batch = mo.batch,
-                            .threads = threads, .steps = 10, .warmup = 2,
+                            .threads = threads, .steps = PEER_STEPS, .warmup = 1,
                             .repeat = repeat < PEER_REPEAT_MAX ? repeat : PEER_REPEAT_MAX,
                             .vocab = mo.vocab, .categories = mo.categories, .users = mo.users};
     BenchPeerResult peer;
