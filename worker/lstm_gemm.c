@@ -332,9 +332,33 @@ static void gemm_threaded(int kind, int M, int N, int K, const float *A, size_t 
     run_job(&j);
 }
 
+/* OpenBLAS's own name for the kernels it picked (OpenBLAS API, not cblas). */
+char *openblas_get_corename(void);
+
+static int fast_ok;
+static pthread_once_t fast_once = PTHREAD_ONCE_INIT;
+
+/* Ours only where OpenBLAS has no AVX-512 kernels of its own for this CPU: with them its
+ * tuned, packed GEMM is the better one; without them (an older OpenBLAS on a newer CPU falls
+ * back to Prescott's SSE3 kernels) ours is faster. Decided once per process from the CPU and
+ * the library, so every run on a machine takes the same path (the same rounding). */
+static void fast_decide(void)
+{
+    static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    const char *core = openblas_get_corename();
+    fast_ok = __builtin_cpu_supports("avx512f");
+    for (size_t i = 0; fast_ok && core && i < sizeof avx512_cores / sizeof *avx512_cores; i++) {
+        const char *a = core, *b = avx512_cores[i];
+        while (*a && *b && (*a | 0x20) == *b)
+            a++, b++;
+        fast_ok = !(*a == '\0' && *b == '\0');
+    }
+}
+
 int lstm_gemm_fast_available(void)
 {
-    return __builtin_cpu_supports("avx512f");
+    pthread_once(&fast_once, fast_decide);
+    return fast_ok;
 }
 
 int lstm_gemm_set_threads(int n)

@@ -1,6 +1,6 @@
 /* The GEMMs of the LSTM layer (worker/lstm.c) at the shapes it has: row-major, single
- * precision, the three transpose cases it needs. With fast = 1 and a CPU with AVX-512F they
- * run register-blocked AVX-512 FMA kernels of our own; otherwise (or fast = 0) they call
+ * precision, the three transpose cases it needs. With fast = 1 where lstm_gemm_fast_available
+ * they run register-blocked AVX-512 FMA kernels of our own; otherwise (or fast = 0) they call
  * cblas_sgemm. Why our own: OpenBLAS picks its kernels from the CPU model, and a CPU it does
  * not know gets its generic SSE3 (Prescott) kernels, several times slower than the FMA units
  * allow at these shapes (K and N of 128 to 512).
@@ -15,7 +15,8 @@
 /* Most threads lstm_gemm_set_threads accepts. */
 #define LSTM_GEMM_MAX_THREADS 64
 
-/* 1 when the fast kernels exist on this CPU (AVX-512F). */
+/* 1 when the fast kernels are used on this machine: the CPU has AVX-512F and OpenBLAS has
+ * no AVX-512 kernels for it (its core name is not SkylakeX, Cooperlake or SapphireRapids). */
 int lstm_gemm_fast_available(void);
 
 /* Threads for the fast kernels' GEMMs (default 1): the caller plus n - 1 helpers, started
