@@ -79,21 +79,24 @@ typedef struct BenchRecommendResult {
 int bench_recommend(BenchIo *b, BenchRecommendResult *r);
 
 typedef struct BenchMemory {
-    double peak_rss_mb;       /* the measured worker's peak RSS (getrusage ru_maxrss), 1e6 B */
-    double rss_mb;            /* its RSS at the end of the work (smaps_rollup) */
-    double heap_mb;           /* anonymous resident pages (malloc heap, mmapped allocations,
-                                 stacks): what the worker owns */
+    double peak_rss_mb;       /* the bench process's peak RSS so far (getrusage ru_maxrss) */
+    double rss_mb;            /* its RSS at the end of the worker's data path (smaps) */
+    double heap_mb;           /* anonymous resident pages the data path added (malloc heap,
+                                 mmapped allocations, thread stacks): what the worker owns */
     double mapped_dataset_mb; /* resident file pages of the datasets' data.mdb maps: page
-                                 cache shared with every process mapping the file */
+                                 cache, shared with every process mapping the file, dropped
+                                 by the kernel under memory pressure */
     double mapped_other_mb;   /* other resident file-backed pages (the binary, libraries) */
+    double eval_news_mb;      /* of heap_mb: the scorer's (news_rows, H) matrix of the dev
+                                 set, the one part that scales with the data (its news) */
     uint64_t dataset_bytes;   /* the train and dev data.mdb files' sizes */
 } BenchMemory;
 
-/* What a worker holds after a training epoch's worth of reading and one eval: in a child
- * process (fork; the figures are its own, not the bench's), open both datasets, read every
- * training sample through the reader as a training worker does, run a few training steps, and
- * evaluate every dev impression; then read /proc/self/smaps (resident pages split by mapping)
- * and getrusage. Returns 0 or the first error (detail in psrec_errmsg()). */
+/* What a worker holds for its data, measured in this process from /proc/self/smaps before and
+ * after the worker's data path: open both datasets, read every training sample through the
+ * reader (one epoch, B 64), walk every dev impression, and allocate and fill the scorer's news
+ * matrix as eval does. The model (loaded before the first measurement) is not counted: it
+ * lives on the shards. Returns 0 or the first error (detail in psrec_errmsg()). */
 int bench_memory(BenchIo *b, BenchMemory *m);
 
 #endif

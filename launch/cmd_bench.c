@@ -567,6 +567,7 @@ static int run_all(const BenchModelOptions *mo_in, const BenchPrepOptions *po, i
     json_num("worker_rss_mb", mem.rss_mb, 1, mem_err);
     json_num("worker_heap_mb", mem.heap_mb, 1, mem_err);
     json_num("worker_mapped_dataset_mb", mem.mapped_dataset_mb, 1, mem_err);
+    json_num("worker_eval_news_mb", mem.eval_news_mb, 1, mem_err);
     printf("}\n");
     return EXIT_OK;
 }
