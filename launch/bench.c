@@ -25,6 +25,8 @@
 #include "launch/run.h"
 #include "server/loop.h"
 #include "server/shard.h"
+#include "worker/lstm.h"
+#include "worker/lstm_gemm.h"
 #include "worker/ps_zmq.h"
 #include "worker/train.h"
 
@@ -33,12 +35,14 @@
 #include <errno.h>
 #include <ftw.h>
 #include <malloc.h>
+#include <math.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define BENCH_BATCHES 4
@@ -346,7 +350,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
         goto out;
     uint64_t pulled0, pushed0;
     train_step_bytes(ts, &pulled0, &pushed0);
-    double step_s[BENCH_MAX_REPEAT], step_gflops[BENCH_MAX_REPEAT];
+    double step_s[BENCH_MAX_REPEAT], step_gflops[BENCH_MAX_REPEAT], ratio[BENCH_MAX_REPEAT];
     for (int rep = 0; rep < o->repeat; rep++) {
         double run_gflop = 0;
         double t0 = timer_now();
@@ -363,6 +367,15 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
         r->runs[rep] = (double)o->batch * (double)o->steps / dt;
         step_s[rep] = dt / (double)o->steps;
         step_gflops[rep] = run_gflop / dt;
+        if (o->sgemm_m > 0) {
+            if ((rc = bench_sgemm(o->sgemm_m, o->sgemm_n, o->sgemm_k, 3, &r->sgemm_runs[rep])))
+                goto out;
+            ratio[rep] = step_gflops[rep] / r->sgemm_runs[rep];
+        }
+    }
+    if (o->sgemm_m > 0) {
+        r->sgemm_gflops = median(r->sgemm_runs, o->repeat);
+        r->useful_ratio = median(ratio, o->repeat);
     }
     uint64_t pulled, pushed;
     train_step_bytes(ts, &pulled, &pushed);
@@ -398,7 +411,8 @@ out:
 
 /* ------------------------------------------------------------------ sgemm */
 
-int bench_sgemm(int M, int N, int K, int calls, double *gflops)
+/* Median GFLOP/s of (M, K) x (K, N): cblas_sgemm, or lstm_gemm_nn's fast kernels (own). */
+static int time_gemm(int own, int M, int N, int K, int calls, double *gflops)
 {
     *gflops = 0;
     if (M < 1 || N < 1 || K < 1 || calls < 1 || calls > BENCH_MAX_REPEAT)
@@ -422,8 +436,11 @@ int bench_sgemm(int M, int N, int K, int calls, double *gflops)
     double t[BENCH_MAX_REPEAT];
     for (int c = -1; c < calls; c++) {
         double t0 = timer_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N, 0.0f,
-                    C, N);
+        if (own)
+            lstm_gemm_nn(1, M, N, K, A, K, Bm, N, 0.0f, C, N);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, Bm, N,
+                        0.0f, C, N);
         double dt = timer_now() - t0;
         if (c >= 0)
             t[c] = dt > 0 ? dt : 1e-9;
@@ -432,6 +449,246 @@ int bench_sgemm(int M, int N, int K, int calls, double *gflops)
     free(A);
     free(Bm);
     free(C);
+    return 0;
+}
+
+int bench_sgemm(int M, int N, int K, int calls, double *gflops)
+{
+    return time_gemm(0, M, N, K, calls, gflops);
+}
+
+int bench_own_gemm(int M, int N, int K, int calls, double *gflops)
+{
+    return time_gemm(1, M, N, K, calls, gflops);
+}
+
+/* ------------------------------------------------------------------ kernel */
+
+void bench_kernel_defaults(BenchKernelOptions *o)
+{
+    *o = (BenchKernelOptions){.seqs = 3520, .T = 30, .E = 128, .H = 128, .calls = 3,
+                              .repeat = 5, .sgemm_m = 7040, .sgemm_n = 512, .sgemm_k = 128,
+                              .seed = 1};
+}
+
+double bench_kernel_gflop(int E, int H, uint64_t rows, int bs0)
+{
+    const double H4 = 4.0 * H, rec = (double)rows - (double)bs0;
+    return 3.0 * (2.0 * (double)rows * E * H4 + 2.0 * rec * H * H4) * 1e-9;
+}
+
+static void fill_random(float *x, size_t n, float scale, Rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] = scale * (float)(rng_uniform(rng) - 0.5);
+}
+
+int bench_kernel(const BenchKernelOptions *o, BenchKernelResult *r)
+{
+    memset(r, 0, sizeof *r);
+    if (o->seqs < 1 || o->T < 1 || o->E < 1 || o->H < 1 || o->calls < 1 || o->repeat < 1 ||
+        o->repeat > BENCH_MAX_REPEAT || (double)o->seqs * o->T * 6.0 * o->H > (double)INT32_MAX)
+        return psrec_errf(PSREC_E_USAGE, "bench: bad kernel shape (%d sequences, T %d, E %d, "
+                          "H %d, %d calls, %d repeats)", o->seqs, o->T, o->E, o->H, o->calls,
+                          o->repeat);
+    const int N = o->seqs, T = o->T, E = o->E, H = o->H, H4 = 4 * H;
+    const int lo = T / 2 > 1 ? T / 2 : 1;
+    int *lens = malloc((size_t)N * sizeof *lens);
+    int *bs = malloc((size_t)T * sizeof *bs);
+    int *off = malloc(((size_t)T + 1) * sizeof *off);
+    float *X = NULL, *Hout = NULL, *cache = NULL, *dH = NULL, *dX = NULL, *W = NULL, *ws = NULL;
+    int rc = 0;
+    if (!lens || !bs || !off) {
+        rc = psrec_errf(PSREC_E_NOMEM, "bench: no memory for %d sequences", N);
+        goto out;
+    }
+    Rng rng;
+    rng_seed(&rng, o->seed);
+    /* Lengths drawn as the model bench's titles, then sorted longest first (counting sort:
+     * the packed layout's order, which the model's news encoder also produces). */
+    {
+        int k = 0;
+        int *draw = calloc((size_t)T + 1, sizeof *draw);
+        if (!draw) {
+            rc = psrec_errf(PSREC_E_NOMEM, "bench: no memory for %d sequences", N);
+            goto out;
+        }
+        for (int i = 0; i < N; i++)
+            draw[lo + (int)rng_below(&rng, (uint64_t)(T - lo + 1))]++;
+        for (int len = T; len >= 0; len--)
+            for (int c = 0; c < draw[len]; c++)
+                lens[k++] = len;
+        free(draw);
+    }
+    LstmPack pk;
+    if ((rc = lstm_pack_init(&pk, lens, N, T, bs, off)))
+        goto out;
+    const size_t rows = (size_t)pk.N;
+    /* W holds W_ih (E, 4H), W_hh (H, 4H), b (4H) and their gradients, in that order. */
+    const size_t wn = (size_t)(E + H + 1) * H4;
+    X = malloc(rows * E * sizeof *X);
+    Hout = malloc(rows * H * sizeof *Hout);
+    cache = malloc(lstm_cache_floats(pk.N, H) * sizeof *cache);
+    dH = malloc(rows * H * sizeof *dH);
+    dX = malloc(rows * E * sizeof *dX);
+    W = calloc(2 * wn, sizeof *W);
+    ws = malloc(lstm_backward_ws_floats(N, H) * sizeof *ws);
+    if (!X || !Hout || !cache || !dH || !dX || !W || !ws) {
+        rc = psrec_errf(PSREC_E_NOMEM, "bench: no memory for an LSTM of %zu rows", rows);
+        goto out;
+    }
+    fill_random(X, rows * E, 0.2f, &rng);
+    fill_random(dH, rows * H, 0.02f, &rng);
+    fill_random(W, wn, 2.0f / sqrtf((float)H), &rng);
+    const float *Wih = W, *Whh = W + (size_t)E * H4, *b = W + (size_t)(E + H) * H4;
+    float *dWih = W + wn, *dWhh = dWih + (size_t)E * H4, *db = dWhh + (size_t)H * H4;
+    r->rows = rows;
+    r->gflop = bench_kernel_gflop(E, H, rows, pk.bs[0]);
+    double ms[BENCH_MAX_REPEAT], ratio[BENCH_MAX_REPEAT], ratio_own[BENCH_MAX_REPEAT];
+    for (int rep = -1; rep < o->repeat; rep++) { /* rep -1: untimed warm-up (page faults) */
+        double t0 = timer_now();
+        for (int c = 0; c < o->calls; c++) {
+            lstm_forward(&pk, E, H, X, NULL, Wih, Whh, b, Hout, cache);
+            lstm_backward(&pk, E, H, X, NULL, Wih, Whh, Hout, cache, dH, dX, dWih, dWhh, db,
+                          NULL, ws);
+        }
+        double dt = (timer_now() - t0) / o->calls;
+        if (rep < 0)
+            continue;
+        if (dt <= 0)
+            dt = 1e-9;
+        if ((rc = bench_sgemm(o->sgemm_m, o->sgemm_n, o->sgemm_k, 3, &r->sgemm_runs[rep])))
+            goto out;
+        if ((rc = bench_own_gemm(o->sgemm_m, o->sgemm_n, o->sgemm_k, 3, &r->own_runs[rep])))
+            goto out;
+        ms[rep] = 1e3 * dt;
+        r->kernel_runs[rep] = r->gflop / dt;
+        ratio[rep] = r->kernel_runs[rep] / r->sgemm_runs[rep];
+        ratio_own[rep] = r->kernel_runs[rep] / r->own_runs[rep];
+    }
+    r->own_gemm_gflops = median(r->own_runs, o->repeat);
+    r->kernel_ratio_own = median(ratio_own, o->repeat);
+    r->repeat = o->repeat;
+    r->ms = median(ms, o->repeat);
+    r->kernel_gflops = median(r->kernel_runs, o->repeat);
+    r->sgemm_gflops = median(r->sgemm_runs, o->repeat);
+    r->kernel_ratio = median(ratio, o->repeat);
+out:
+    free(lens);
+    free(bs);
+    free(off);
+    free(X);
+    free(Hout);
+    free(cache);
+    free(dH);
+    free(dX);
+    free(W);
+    free(ws);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ peer */
+
+/* 1 when `python -c 'import torch'` succeeds. */
+static int python_has_torch(const char *python)
+{
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' >/dev/null 2>&1", python);
+    return system(cmd) == 0;
+}
+
+static int readable(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
+/* The peer script: o->script, else beside the working directory, else two levels above the
+ * executable's directory. Returns 1 and fills path when found. */
+static int find_peer_script(const char *given, char *path, size_t cap)
+{
+    static const char rel[] = "shared/peers/torch_lstmnr.py";
+    if (given) {
+        snprintf(path, cap, "%s", given);
+        return readable(path);
+    }
+    snprintf(path, cap, "../%s", rel);
+    if (readable(path))
+        return 1;
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return 0;
+    *slash = '\0';
+    if ((size_t)snprintf(path, cap, "%s/../../%s", exe, rel) >= cap)
+        return 0;
+    return readable(path);
+}
+
+int bench_peer(const BenchPeerOptions *o, BenchPeerResult *r)
+{
+    memset(r, 0, sizeof *r);
+    const ModelDims *d = &o->dims;
+    if (o->repeat < 1 || o->repeat > BENCH_MAX_REPEAT || o->steps < 1 || o->warmup < 0 ||
+        o->threads < 1 || o->batch < 1)
+        return psrec_errf(PSREC_E_USAGE, "bench: bad peer options");
+    char script[4096];
+    if (!find_peer_script(o->script, script, sizeof script)) {
+        snprintf(r->skipped, sizeof r->skipped, "peer script %s not found",
+                 o->script ? o->script : "../shared/peers/torch_lstmnr.py");
+        return 0;
+    }
+    const char *env = getenv("PSREC_PYTHON");
+    const char *cands[] = {o->python ? o->python : env && *env ? env : "python3",
+                           o->python || (env && *env) ? NULL : "/usr/bin/python3"};
+    const char *python = NULL;
+    for (size_t i = 0; i < sizeof cands / sizeof *cands && !python; i++) {
+        if (cands[i] && strchr(cands[i], '\''))
+            return psrec_errf(PSREC_E_USAGE, "bench: python path %s has a quote", cands[i]);
+        if (cands[i] && python_has_torch(cands[i]))
+            python = cands[i];
+    }
+    if (!python) {
+        snprintf(r->skipped, sizeof r->skipped, "%s -c 'import torch' fails%s", cands[0],
+                 cands[1] ? " (so does /usr/bin/python3)" : "");
+        return 0;
+    }
+    if (strchr(script, '\''))
+        return psrec_errf(PSREC_E_USAGE, "bench: peer script path %s has a quote", script);
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd,
+             "'%s' '%s' bench --batch %d --title-len %d --his-len %d --word-dim %d --hidden %d "
+             "--neg %d --vocab %u --cats %u --users %u --steps %d --warmup %d --threads %d 2>&1",
+             python, script, o->batch, d->title_len, d->his_len, d->E, d->H, d->K, o->vocab,
+             o->categories, o->users, o->steps, o->warmup, o->threads);
+    for (int rep = 0; rep < o->repeat; rep++) {
+        FILE *p = popen(cmd, "r");
+        if (!p)
+            return psrec_errf(errno ? errno : EIO, "bench: cannot start the peer: %s",
+                              strerror(errno));
+        char line[1024], last[1024] = "";
+        double sps = -1;
+        while (fgets(line, sizeof line, p)) {
+            snprintf(last, sizeof last, "%s", line);
+            if (sscanf(line, "samples_per_s %lf", &sps) != 1)
+                sscanf(line, "torch %63s", r->version);
+        }
+        int st = pclose(p);
+        if (st != 0 || sps <= 0) {
+            last[strcspn(last, "\n")] = '\0';
+            return psrec_errf(EIO, "bench: the peer (%s) failed (status %d): %s", cmd,
+                              st, last);
+        }
+        r->runs[rep] = sps;
+    }
+    r->repeat = o->repeat;
+    r->samples_per_s = median(r->runs, o->repeat);
     return 0;
 }
 

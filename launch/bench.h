@@ -31,6 +31,9 @@ typedef struct BenchModelOptions {
     int ps_asp;          /* with ps: 0 = BSP (the same updates as in-process), 1 = ASP (the
                             next pull no longer waits for this step's update) */
     uint32_t wire_dtype; /* with ps: WireDtype of pulled rows and pushed gradients (0 = f32) */
+    int sgemm_m, sgemm_n, sgemm_k; /* when sgemm_m > 0: bench_sgemm at this shape after each
+                                      repeat (untimed for the steps), so useful_ratio compares
+                                      each repeat with the machine's state right after it */
 } BenchModelOptions;
 
 typedef struct BenchModelResult {
@@ -48,6 +51,9 @@ typedef struct BenchModelResult {
     double last_loss;
     double wire_mb_per_step;       /* --ps: bytes on the wire, both ways, 1e6 bytes */
     double dense_bytes;            /* bytes of a full pull of every table (the whole model) */
+    double sgemm_runs[BENCH_MAX_REPEAT]; /* (repeat) with sgemm_m > 0: GFLOP/s after each */
+    double sgemm_gflops;           /* median of sgemm_runs (0 without sgemm_m) */
+    double useful_ratio;           /* median of the repeats' useful GFLOP/s / sgemm_runs */
 } BenchModelResult;
 
 /* The reference shape of the peer's bench: B 64, title_len 30, his_len 50, E 128, H 128,
@@ -74,6 +80,86 @@ double bench_lstm_gflop(const ModelDims *d, uint64_t news_tokens, uint64_t user_
 /* Median GFLOP/s of cblas_sgemm on row-major (M, K) x (K, N) over `calls` timed calls (after
  * one untimed call), with OpenBLAS's current threads. Returns 0 or PSREC_E_NOMEM. */
 int bench_sgemm(int M, int N, int K, int calls, double *gflops);
+
+/* The LSTM kernel alone (worker/lstm.h): lstm_forward then lstm_backward over `seqs` packed
+ * sequences whose lengths are drawn as the model bench's titles (uniform in [T/2, T]), with
+ * random inputs and weights, against cblas_sgemm at a reference shape in the same
+ * repeat, so the ratio compares like with like on a loaded machine. */
+typedef struct BenchKernelOptions {
+    int seqs;         /* sequences N (3520 = B (his_len + 1 + K) at the reference shape) */
+    int T;            /* longest length (title_len) */
+    int E, H;         /* input and hidden sizes */
+    int calls;        /* timed forward+backward pairs per repeat, >= 1 */
+    int repeat;       /* 1..BENCH_MAX_REPEAT */
+    int sgemm_m, sgemm_n, sgemm_k; /* the reference GEMM timed after each repeat */
+    uint64_t seed;
+} BenchKernelOptions;
+
+typedef struct BenchKernelResult {
+    int repeat;
+    uint64_t rows;                        /* packed rows: the sum of the lengths */
+    double gflop;                         /* one forward+backward (bench_kernel_gflop) */
+    double kernel_runs[BENCH_MAX_REPEAT]; /* (repeat) GFLOP/s of each repeat */
+    double sgemm_runs[BENCH_MAX_REPEAT];  /* (repeat) sgemm GFLOP/s right after it */
+    double ms;                            /* median milliseconds of one forward+backward */
+    double kernel_gflops;                 /* median of kernel_runs */
+    double sgemm_gflops;                  /* median of sgemm_runs */
+    double kernel_ratio;                  /* median of kernel_runs[i] / sgemm_runs[i] */
+    double own_runs[BENCH_MAX_REPEAT];    /* (repeat) bench_own_gemm at the same shape */
+    double own_gemm_gflops;               /* median of own_runs */
+    double kernel_ratio_own;              /* median of kernel_runs[i] / own_runs[i]: what the
+                                             layer keeps of its own GEMMs' speed */
+} BenchKernelResult;
+
+/* The reference shape: 3520 sequences, T 30, E = H = 128, 3 calls per repeat, 5 repeats,
+ * sgemm 7040 x 512 x 128 (the model bench's). */
+void bench_kernel_defaults(BenchKernelOptions *o);
+
+/* FLOPs of one lstm_forward + lstm_backward (with dX, without dh0) in GFLOP, 2*M*N*K per GEMM:
+ *   forward  = 2 rows E 4H            X.W_ih, one GEMM over every packed row
+ *            + 2 (rows - bs0) H 4H    h_{t-1}.W_hh for t >= 1 (h0 = 0: no GEMM at t = 0)
+ *   backward = 2 rows E 4H (dW_ih) + 2 rows E 4H (dX)
+ *            + 2 (rows - bs0) H 4H (dW_hh) + 2 (rows - bs0) H 4H (dh_{t-1})
+ *   total    = 3 * forward
+ * rows = packed rows (real tokens), bs0 = sequences of length >= 1. The element-wise gate
+ * math is not counted: it is overhead against sgemm, as in bench_lstm_gflop. */
+double bench_kernel_gflop(int E, int H, uint64_t rows, int bs0);
+
+/* Per repeat: `calls` forward+backward pairs timed together, then bench_sgemm at the
+ * reference shape. Uses OpenBLAS's current thread count. Returns 0, PSREC_E_USAGE or
+ * PSREC_E_NOMEM (detail in psrec_errmsg()). */
+int bench_kernel(const BenchKernelOptions *o, BenchKernelResult *r);
+
+/* The PyTorch peer's bench mode (shared/peers/torch_lstmnr.py bench) at a given shape. */
+typedef struct BenchPeerOptions {
+    const char *python; /* interpreter; NULL: $PSREC_PYTHON, else the first of python3 and
+                           /usr/bin/python3 that can `import torch` */
+    const char *script; /* the peer script; NULL: ../shared/peers/torch_lstmnr.py from the
+                           working directory, else from two levels above the executable's
+                           directory (build/psrec in a checkout beside shared/) */
+    ModelDims dims;
+    int batch, threads, steps, warmup, repeat; /* repeat: runs of the script, 1..BENCH_MAX_REPEAT */
+    uint32_t vocab, categories, users;
+} BenchPeerOptions;
+
+typedef struct BenchPeerResult {
+    int repeat;                    /* runs made; 0 when skipped */
+    double runs[BENCH_MAX_REPEAT]; /* samples/s of each run */
+    double samples_per_s;          /* median */
+    char skipped[256];             /* why it did not run ("" when it ran) */
+    char version[64];              /* torch version the script printed */
+} BenchPeerResult;
+
+/* Run the peer script `repeat` times at the options' shape and threads, parsing its
+ * "samples_per_s X" line. When no interpreter can import torch or the script is not found,
+ * returns 0 with r->skipped saying why (the peer is optional: nothing may depend on it).
+ * Returns PSREC_E_USAGE (bad options or a path with a quote), EIO (the script ran
+ * but failed or printed no figure; detail in psrec_errmsg()). */
+int bench_peer(const BenchPeerOptions *o, BenchPeerResult *r);
+
+/* bench_sgemm's measurement of the LSTM's own GEMM (lstm_gemm_nn, fast kernels, its threads;
+ * cblas_sgemm where the CPU lacks them). Returns 0 or PSREC_E_NOMEM / PSREC_E_USAGE. */
+int bench_own_gemm(int M, int N, int K, int calls, double *gflops);
 
 typedef struct BenchPrepOptions {
     const char *data; /* directory with train/news.tsv + train/behaviors.tsv (gen's layout) to

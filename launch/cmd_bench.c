@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/wire.h"
 #include "launch/bench.h"
+#include "launch/bench_io.h"
 #include "launch/bench_wire.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -39,6 +40,9 @@ static void bench_usage(FILE *f)
             "       psrec bench --ps [--json] [model options] [--threads N] [--repeat R]\n"
             "       psrec bench --prep [--json] [--data DIR | prep size options] [--repeat R]\n"
             "       psrec bench --checkpoint [--json] [shape options] [--dir DIR] [--repeat R]\n"
+            "       psrec bench --all [--json] [model options] [--threads N] [--repeat R]\n"
+            "                   [--peer SCRIPT]\n"
+            "       psrec bench --kernel [--json] [model options] [--threads N] [--repeat R]\n"
             "       psrec bench --apply [--json] [--repeat R]\n\n"
             "Model mode (default): time full training steps (dedup, pull, forward/backward,\n"
             "push with Adam through an in-process shard) on four random batches, cycled, and\n"
@@ -84,6 +88,20 @@ static void bench_usage(FILE *f)
             "  --dir DIR          write the checkpoints into DIR (new or empty; the last one\n"
             "                     is left there); default: a temporary dir under $TMPDIR,\n"
             "                     removed afterwards\n"
+            "All (--all): every figure in one run: the model mode's step (sgemm timed after\n"
+            "each repeat: useful_ratio), the LSTM kernel alone (B (his_len + 1 + K) titles,\n"
+            "forward + backward: kernel_gflops, kernel_ratio), --ps (ps_samples_per_s,\n"
+            "ps_ratio, bytes_per_sample), the PyTorch peer at the same shape and threads\n"
+            "(peer_samples_per_s, peer_ratio; skipped with a reason without torch), eval,\n"
+            "prep, recommend and a worker's memory (skipped with a reason when unavailable),\n"
+            "and the load average before and after. --prep-news/-users/-impressions size\n"
+            "the generated data set of the data-path figures (default MIND-small's).\n"
+            "  --all              this mode\n"
+            "Kernel (--kernel): only the LSTM kernel part of --all (kernel_gflops,\n"
+            "sgemm_gflops, kernel_ratio).\n"
+            "  --peer SCRIPT      the peer (default ../shared/peers/torch_lstmnr.py, also\n"
+            "                     looked up beside the executable's checkout; the interpreter\n"
+            "                     is $PSREC_PYTHON, else python3 or /usr/bin/python3)\n"
             "All modes:\n"
             "  --repeat R         repeats; figures are medians (default %d, max %d)\n"
             "  --json             one JSON object on stdout instead of the summary\n"
@@ -156,6 +174,19 @@ static int run_ps(const BenchModelOptions *o, int json)
     return EXIT_OK;
 }
 
+/* The reference GEMM of every mode: the news LSTM's input projection of one batch's
+ * candidates, (B (1 + K) mean-title-length tokens, E) x (E, 4H). bench_model refuses shapes
+ * whose workspace (a multiple of this) does not fit in an int. */
+static void sgemm_shape(BenchModelOptions *o)
+{
+    const ModelDims *d = &o->dims;
+    const int lo = d->title_len / 2 > 1 ? d->title_len / 2 : 1;
+    const long long rows = (long long)o->batch * (1 + d->K) * ((lo + d->title_len) / 2);
+    o->sgemm_m = rows < INT32_MAX ? (int)rows : INT32_MAX;
+    o->sgemm_n = 4 * d->H;
+    o->sgemm_k = d->E;
+}
+
 static int run_model(const BenchModelOptions *o, int json)
 {
     const ModelDims *d = &o->dims;
@@ -164,13 +195,9 @@ static int run_model(const BenchModelOptions *o, int json)
         fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
         return EXIT_FAIL;
     }
-    /* An LSTM-like GEMM: the news LSTM's input projection of one batch's candidates,
-     * (B (1 + K) mean-title-length tokens, E) x (E, 4H). bench_model has already refused
-     * shapes whose workspace (a multiple of this) does not fit in an int. */
-    const int lo = d->title_len / 2 > 1 ? d->title_len / 2 : 1;
-    const long long rows = (long long)o->batch * (1 + d->K) * ((lo + d->title_len) / 2);
-    const int M = rows < INT32_MAX ? (int)rows : INT32_MAX;
-    const int N = 4 * d->H, K = d->E;
+    BenchModelOptions shape = *o;
+    sgemm_shape(&shape);
+    const int M = shape.sgemm_m, N = shape.sgemm_n, K = shape.sgemm_k;
     double sgemm;
     if (bench_sgemm(M, N, K, SGEMM_CALLS, &sgemm)) {
         fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
@@ -338,10 +365,271 @@ static int run_apply(int repeat, int json)
     return EXIT_OK;
 }
 
+/* Peer runs per --all and timed steps per run: at the reference shape a step takes the
+ * peer about 2 s on a quiet 2-core machine, and minutes on a loaded one (its OpenMP threads
+ * wait on each other), so --all keeps its share of the run bounded. */
+#define PEER_REPEAT_MAX 3
+#define PEER_STEPS 4
+
+/* The 1-minute load average, or -1: --all reports it so a reader can judge the figures. */
+static double load1(void)
+{
+    double l[1];
+    return getloadavg(l, 1) == 1 ? l[0] : -1.0;
+}
+
+/* JSON string body of s (quotes, backslashes and control characters escaped). */
+static void json_str(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+/* "key": value with `decimals` digits, or "key": null and "key_skipped": why. */
+static void json_num(const char *key, double v, int decimals, const char *skipped)
+{
+    if (skipped && *skipped) {
+        printf(", \"%s\": null, \"%s_skipped\": ", key, key);
+        json_str(skipped);
+    } else {
+        printf(", \"%s\": %.*f", key, decimals, v);
+    }
+}
+
+/* The detail of the last error, copied (the next call may overwrite it). */
+static void keep_err(char *dst, size_t cap)
+{
+    snprintf(dst, cap, "%s", psrec_errmsg());
+}
+
+/* The kernel bench at the model options' shape: every title slot of a batch, B (his_len + 1
+ * + K) sequences (as the peer encodes them), sgemm_shape's GEMM after each repeat. */
+static void kernel_options(const BenchModelOptions *mo, BenchKernelOptions *ko)
+{
+    BenchModelOptions s = *mo;
+    sgemm_shape(&s);
+    bench_kernel_defaults(ko);
+    ko->seqs = mo->batch * (mo->dims.his_len + 1 + mo->dims.K);
+    ko->T = mo->dims.title_len;
+    ko->E = mo->dims.E;
+    ko->H = mo->dims.H;
+    ko->repeat = mo->repeat;
+    ko->seed = mo->seed;
+    ko->sgemm_m = s.sgemm_m;
+    ko->sgemm_n = s.sgemm_n;
+    ko->sgemm_k = s.sgemm_k;
+}
+
+/* --kernel: the LSTM layer alone against sgemm. */
+static int run_kernel(const BenchModelOptions *mo, int json)
+{
+    BenchKernelOptions ko;
+    kernel_options(mo, &ko);
+    BenchKernelResult k;
+    if (bench_kernel(&ko, &k)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    if (json) {
+        printf("{\"mode\": \"kernel\", \"threads\": %d, \"sequences\": %d, \"title_len\": %d, "
+               "\"word_dim\": %d, \"hidden\": %d, \"repeat\": %d, \"rows\": %llu, "
+               "\"gflop\": %.4f, \"kernel_ms\": %.3f, \"kernel_gflops\": %.3f, "
+               "\"sgemm_gflops\": %.3f, \"kernel_ratio\": %.4f, \"kernel_gflops_runs\": [",
+               openblas_get_num_threads(), ko.seqs, ko.T, ko.E, ko.H, k.repeat,
+               (unsigned long long)k.rows, k.gflop, k.ms, k.kernel_gflops, k.sgemm_gflops,
+               k.kernel_ratio);
+        print_runs(k.kernel_runs, k.repeat, 3, ", ");
+        printf("], \"sgemm_gflops_runs\": [");
+        print_runs(k.sgemm_runs, k.repeat, 3, ", ");
+        printf("], \"own_gemm_gflops\": %.3f, \"kernel_ratio_own\": %.4f}\n",
+               k.own_gemm_gflops, k.kernel_ratio_own);
+        return EXIT_OK;
+    }
+    printf("psrec bench --kernel: LSTM forward+backward, %d sequences, T %d, E %d, H %d "
+           "(%llu rows, %.3f GFLOP); %d repeats\n",
+           ko.seqs, ko.T, ko.E, ko.H, (unsigned long long)k.rows, k.gflop, k.repeat);
+    printf("  kernel          %.2f GFLOP/s (%.1f ms)\n", k.kernel_gflops, k.ms);
+    printf("  sgemm           %.2f GFLOP/s (%dx%dx%d, after each repeat)\n", k.sgemm_gflops,
+           ko.sgemm_m, ko.sgemm_n, ko.sgemm_k);
+    printf("  ratio           %.3f (median of the repeats' ratios)\n", k.kernel_ratio);
+    printf("  own GEMM        %.2f GFLOP/s at that shape; kernel keeps %.3f of it\n",
+           k.own_gemm_gflops, k.kernel_ratio_own);
+    return EXIT_OK;
+}
+
+/* --all: every figure of issue 11 in one run and one JSON object (or a summary). The figures
+ * that need optional parts (the peer: torch; the data paths: launch/bench_io.c) say why they
+ * are missing instead of failing the run. */
+static int run_all(const BenchModelOptions *mo_in, const BenchPrepOptions *po, int repeat,
+                   int threads, const char *peer_script, int json)
+{
+    BenchModelOptions mo = *mo_in, pso = *mo_in;
+    const ModelDims *d = &mo.dims;
+    const double load_start = load1();
+    sgemm_shape(&mo);
+    BenchModelResult m, ps;
+    if (bench_model(&mo, &m)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    BenchKernelOptions ko;
+    kernel_options(&mo, &ko);
+    BenchKernelResult k;
+    if (bench_kernel(&ko, &k)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    pso.ps = 1;
+    if (bench_model(&pso, &ps)) {
+        fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
+        return EXIT_FAIL;
+    }
+    const double ps_ratio = ps.samples_per_s / m.samples_per_s;
+    const double bytes_per_sample =
+        (ps.pulled_mb_per_step + ps.pushed_mb_per_step) * 1e6 / (double)mo.batch;
+    BenchPeerOptions peo = {.script = peer_script, .dims = *d, .batch = mo.batch,
+                            .threads = threads, .steps = PEER_STEPS, .warmup = 1,
+                            .repeat = repeat < PEER_REPEAT_MAX ? repeat : PEER_REPEAT_MAX,
+                            .vocab = mo.vocab, .categories = mo.categories, .users = mo.users};
+    BenchPeerResult peer;
+    if (bench_peer(&peo, &peer)) {
+        keep_err(peer.skipped, sizeof peer.skipped);
+        peer.repeat = 0;
+    }
+    /* The data paths (launch/bench_io.c) on one generated and prepared data set. */
+    char io_err[512] = "", eval_err[512] = "", rec_err[512] = "", mem_err[512] = "",
+         prep_err[512] = "";
+    BenchEvalResult ev = {0};
+    BenchPrepIoResult pr = {0};
+    BenchRecommendResult rec = {0};
+    BenchMemory mem = {0};
+    BenchIoOptions io;
+    bench_io_defaults(&io);
+    io.dims = *d;
+    io.seed = mo.seed;
+    io.repeat = repeat;
+    io.gen.news = po->gen.news; /* --prep-* size the data set of every data-path figure */
+    io.gen.users = po->gen.users;
+    io.gen.train_impressions = po->gen.train_impressions;
+    BenchIo *bio = NULL;
+    if (bench_io_new(&bio, &io)) {
+        keep_err(io_err, sizeof io_err);
+        snprintf(eval_err, sizeof eval_err, "%s", io_err);
+        snprintf(rec_err, sizeof rec_err, "%s", io_err);
+        snprintf(mem_err, sizeof mem_err, "%s", io_err);
+    } else {
+        if (bench_eval(bio, &ev))
+            keep_err(eval_err, sizeof eval_err);
+        if (bench_prep_io(bio, &pr))
+            keep_err(prep_err, sizeof prep_err);
+        if (bench_recommend(bio, &rec))
+            keep_err(rec_err, sizeof rec_err);
+        if (bench_memory(bio, &mem))
+            keep_err(mem_err, sizeof mem_err);
+        bench_io_free(&bio);
+    }
+    /* Without the data-path set, prep is timed as --prep does. */
+    if (io_err[0] || prep_err[0]) {
+        BenchPrepResult bp;
+        if (bench_prep(po, &bp)) {
+            keep_err(prep_err, sizeof prep_err);
+        } else {
+            prep_err[0] = '\0';
+            pr.mb_per_s = bp.mb_per_s;
+            pr.mb_per_cpu_s = (double)bp.meta.tsv_bytes / 1e6 / bp.cpu_seconds;
+            pr.seconds = bp.seconds;
+            pr.tsv_bytes = bp.meta.tsv_bytes;
+        }
+    }
+    const double load_end = load1();
+    const double peer_ratio = peer.repeat ? m.samples_per_s / peer.samples_per_s : 0;
+    if (!json) {
+        printf("psrec bench --all: B=%d title_len=%d his_len=%d E=%d H=%d K=%d, %d threads, "
+               "%d repeats (medians); load %.1f -> %.1f\n",
+               mo.batch, d->title_len, d->his_len, d->E, d->H, d->K, threads, repeat,
+               load_start, load_end);
+        printf("  step            %.1f samples/s, useful %.2f GFLOP/s = %.3f of sgemm %.2f\n",
+               m.samples_per_s, m.useful_gflops, m.useful_ratio, m.sgemm_gflops);
+        printf("  LSTM kernel     %.2f GFLOP/s = %.3f of sgemm %.2f, %.3f of its own GEMM %.2f "
+               "(%.1f ms fwd+bwd, %llu rows)\n",
+               k.kernel_gflops, k.kernel_ratio, k.sgemm_gflops, k.kernel_ratio_own,
+               k.own_gemm_gflops, k.ms, (unsigned long long)k.rows);
+        printf("  one shard       %.1f samples/s = %.3f of in-process; %.0f bytes/sample\n",
+               ps.samples_per_s, ps_ratio, bytes_per_sample);
+        if (peer.repeat)
+            printf("  peer (torch %s) %.1f samples/s; psrec/peer %.2f\n", peer.version,
+                   peer.samples_per_s, peer_ratio);
+        else
+            printf("  peer            skipped: %s\n", peer.skipped);
+        printf("  eval            %s%.0f impressions/s\n", eval_err[0] ? "(skipped) " : "",
+               ev.impressions_per_s);
+        printf("  prep            %s%.1f MB/s\n", prep_err[0] ? "(skipped) " : "", pr.mb_per_s);
+        printf("  recommend       %s%.1f ms first, %.1f ms cached\n",
+               rec_err[0] ? "(skipped) " : "", rec.first_ms, rec.cached_ms);
+        printf("  worker memory   %s%.1f MB peak RSS: %.1f heap, %.1f mapped dataset\n",
+               mem_err[0] ? "(skipped) " : "", mem.peak_rss_mb, mem.heap_mb,
+               mem.mapped_dataset_mb);
+        return EXIT_OK;
+    }
+    printf("{\"mode\": \"all\", \"threads\": %d, \"repeat\": %d, \"batch\": %d, "
+           "\"title_len\": %d, \"his_len\": %d, \"word_dim\": %d, \"hidden\": %d, "
+           "\"negatives\": %d, \"vocab\": %u, \"users\": %u, \"load_start\": %.2f, "
+           "\"load_end\": %.2f",
+           threads, repeat, mo.batch, d->title_len, d->his_len, d->E, d->H, d->K, mo.vocab,
+           mo.users, load_start, load_end);
+    printf(", \"samples_per_s\": %.2f, \"samples_per_s_runs\": [", m.samples_per_s);
+    print_runs(m.runs, m.repeat, 2, ", ");
+    printf("], \"ms_per_step\": %.3f, \"useful_gflop_per_step\": %.4f, \"useful_gflops\": %.3f, "
+           "\"sgemm_gflops\": %.3f, \"useful_ratio\": %.4f, \"sgemm_m\": %d, \"sgemm_n\": %d, "
+           "\"sgemm_k\": %d",
+           m.ms_per_step, m.useful_gflop_per_step, m.useful_gflops, m.sgemm_gflops,
+           m.useful_ratio, mo.sgemm_m, mo.sgemm_n, mo.sgemm_k);
+    printf(", \"kernel_gflops\": %.3f, \"kernel_ratio\": %.4f, \"kernel_sgemm_gflops\": %.3f, "
+           "\"kernel_ms\": %.3f, \"kernel_sequences\": %d, \"kernel_rows\": %llu, "
+           "\"kernel_gflop\": %.4f, \"kernel_gflops_runs\": [",
+           k.kernel_gflops, k.kernel_ratio, k.sgemm_gflops, k.ms, ko.seqs,
+           (unsigned long long)k.rows, k.gflop);
+    print_runs(k.kernel_runs, k.repeat, 3, ", ");
+    printf("], \"kernel_sgemm_gflops_runs\": [");
+    print_runs(k.sgemm_runs, k.repeat, 3, ", ");
+    printf("], \"own_gemm_gflops\": %.3f, \"kernel_ratio_own\": %.4f", k.own_gemm_gflops,
+           k.kernel_ratio_own);
+    printf(", \"ps_samples_per_s\": %.2f, \"ps_ratio\": %.4f, \"bytes_per_sample\": %.1f, "
+           "\"wire_bytes_per_sample\": %.1f",
+           ps.samples_per_s, ps_ratio, bytes_per_sample,
+           ps.wire_mb_per_step * 1e6 / (double)mo.batch);
+    json_num("peer_samples_per_s", peer.samples_per_s, 2, peer.repeat ? "" : peer.skipped);
+    json_num("peer_ratio", peer_ratio, 3, peer.repeat ? "" : peer.skipped);
+    if (peer.repeat) {
+        printf(", \"peer_torch\": ");
+        json_str(peer.version);
+    }
+    json_num("eval_impressions_per_s", ev.impressions_per_s, 1, eval_err);
+    json_num("prep_mb_per_s", pr.mb_per_s, 2, prep_err);
+    json_num("recommend_ms", rec.first_ms, 2, rec_err);
+    json_num("recommend_cached_ms", rec.cached_ms, 2, rec_err);
+    json_num("peak_rss_mb", mem.peak_rss_mb, 1, mem_err);
+    json_num("worker_rss_mb", mem.rss_mb, 1, mem_err);
+    json_num("worker_heap_mb", mem.heap_mb, 1, mem_err);
+    json_num("worker_mapped_dataset_mb", mem.mapped_dataset_mb, 1, mem_err);
+    json_num("worker_eval_news_mb", mem.eval_news_mb, 1, mem_err);
+    printf("}\n");
+    return EXIT_OK;
+}
+
 enum {
     O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
     O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_ASP, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP,
-    O_CKPT, O_DIR, O_WIRE_DTYPE, O_APPLY
+    O_CKPT, O_DIR, O_ALL, O_PEER, O_KERNEL, O_WIRE_DTYPE, O_APPLY
 };
 
 int cmd_bench(int argc, char **argv)
@@ -373,6 +661,9 @@ int cmd_bench(int argc, char **argv)
         {"dir", required_argument, NULL, O_DIR},
         {"wire-dtype", required_argument, NULL, O_WIRE_DTYPE},
         {"apply", no_argument, NULL, O_APPLY},
+        {"all", no_argument, NULL, O_ALL},
+        {"kernel", no_argument, NULL, O_KERNEL},
+        {"peer", required_argument, NULL, O_PEER},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
     BenchModelOptions mo;
@@ -382,8 +673,9 @@ int cmd_bench(int argc, char **argv)
     bench_prep_defaults(&po);
     bench_checkpoint_defaults(&co);
     int apply = 0; /* --apply: the shard's apply rate (launch/bench_wire.h) */
-    int json = 0, prep = 0, ps = 0, ckpt = 0, threads = default_threads(), repeat = mo.repeat;
+    int json = 0, prep = 0, ps = 0, ckpt = 0, all = 0, kernel = 0, threads = default_threads(), repeat = mo.repeat;
     const char *model_opt = NULL, *prep_opt = NULL; /* an option of each mode seen */
+    const char *peer = NULL;                         /* --peer SCRIPT (--all) */
     const char *step_opt = NULL; /* a model option that is not about the shape */
     int c, li, bad = 0;
     opterr = 1;
@@ -416,6 +708,9 @@ int cmd_bench(int argc, char **argv)
         case O_PREP: prep = 1; break;
         case O_CKPT: ckpt = 1; break;
         case O_DIR: co.dir = optarg; break;
+        case O_ALL: all = 1; break;
+        case O_KERNEL: kernel = 1; break;
+        case O_PEER: peer = optarg; break;
         case O_PS: ps = 1; break;
         case O_ASP: mo.ps_asp = 1; break;
         case O_WIRE_DTYPE: bad = wire_dtype_arg(optarg, &mo.wire_dtype); break;
@@ -443,13 +738,42 @@ int cmd_bench(int argc, char **argv)
         fprintf(stderr, "psrec bench: unexpected argument '%s'\n", argv[optind]);
         return EXIT_USAGE;
     }
+    if (kernel && (all || prep || ps || ckpt || mo.ps_asp || prep_opt || co.dir)) {
+        fprintf(stderr, "psrec bench: --kernel is a mode of its own; it does not take --%s\n",
+                all ? "all" : prep ? "prep" : ps ? "ps" : ckpt ? "checkpoint"
+                : mo.ps_asp ? "asp" : prep_opt ? prep_opt : "dir");
+        return EXIT_USAGE;
+    }
+    if (kernel) {
+        log_set_identity("bench", -1);
+        mo.repeat = repeat;
+        run_set_threads(threads);
+        return run_kernel(&mo, json);
+    }
+    if (all && (prep || ps || ckpt || mo.ps_asp || po.data || co.dir)) {
+        fprintf(stderr, "psrec bench: --all runs every part itself; it does not take --%s\n",
+                prep ? "prep" : ps ? "ps" : ckpt ? "checkpoint" : mo.ps_asp ? "asp"
+                : po.data ? "data" : "dir");
+        return EXIT_USAGE;
+    }
+    if (peer && !all) {
+        fprintf(stderr, "psrec bench: --peer needs --all\n");
+        return EXIT_USAGE;
+    }
     if (apply) {
-        if (prep || ps || ckpt || model_opt || prep_opt || step_opt) {
+        if (prep || ps || ckpt || all || kernel || model_opt || prep_opt || step_opt) {
             fprintf(stderr, "psrec bench: --apply takes only --json and --repeat\n");
             return EXIT_USAGE;
         }
         log_set_identity("bench", -1);
         return run_apply(repeat, json);
+    }
+    if (all) {
+        log_set_identity("bench", -1);
+        mo.repeat = repeat;
+        po.repeat = repeat;
+        run_set_threads(threads);
+        return run_all(&mo, &po, repeat, threads, peer, json);
     }
     if (ckpt && (prep || ps || mo.ps_asp || prep_opt || step_opt)) {
         fprintf(stderr, "psrec bench: --checkpoint does not take --%s\n",

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "launch/modelload.h"
 #include "server/optim.h"
+#include "worker/lstm_gemm.h"
 
 #include <cblas.h>
 #include <errno.h>
@@ -96,6 +97,7 @@ void run_set_threads(int n)
         n = cores > 0 ? (int)cores : 1;
     }
     openblas_set_num_threads(n);
+    lstm_gemm_set_threads(n); /* the LSTM's own GEMMs: the same cores, not more */
 }
 
 /* The model part of the run meta (everything a config alone decides). */

@@ -36,7 +36,8 @@ int run_open_log(const Config *cfg);
  * under a redrawn progress line, and on every other rank, they go to run.dir/log only. */
 ProgressMode run_progress_setup(int reporting);
 
-/* OpenBLAS threads: n, or every core when n == 0. */
+/* Compute threads: OpenBLAS's and the LSTM GEMMs' (lstm_gemm_set_threads), n each (they
+ * never run at once: one caller thread issues both), or every core when n == 0. */
 void run_set_threads(int n);
 
 /* The run meta a config and its training set describe: model dims, id-space sizes, optimizer,

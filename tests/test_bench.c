@@ -2,7 +2,10 @@
  * runs real training steps and reports positive figures of the shape asked for; the FLOP
  * formula is the documented one; prep mode counts the generated impressions, reuses --data
  * untouched and leaves no temporary files; checkpoint mode writes a real, valid checkpoint of
- * every row and reports its size and positive timings; bad options are usage errors. No timing
+ * every row and reports its size and positive timings; the kernel mode's FLOP count follows
+ * its formula; the peer runner passes the shape and parses the figure, and skips (with a
+ * reason) without torch, using a stand-in interpreter so no test needs torch; --all prints
+ * every figure of issue 11 in one object; bad options are usage errors. No timing
  * thresholds: speed is what the benchmark reports, not what a test asserts. */
 #include "common/error.h"
 #include "launch/bench.h"
@@ -127,6 +130,150 @@ static void test_model_library(void)
     o.repeat = 1;
     o.vocab = 1;
     CU_ASSERT_EQUAL(bench_model(&o, &r), PSREC_E_USAGE);
+}
+
+static void test_kernel_formula(void)
+{
+    /* E 8, H 8: forward 2*10*32*8 + 2*(10-4)*8*32 = 5120 + 3072; total 3x. */
+    CU_ASSERT_DOUBLE_EQUAL(bench_kernel_gflop(8, 8, 10, 4), 3.0 * 8192 * 1e-9, 1e-15);
+    /* Every row at t = 0 (one step each): no recurrence GEMM. */
+    CU_ASSERT_DOUBLE_EQUAL(bench_kernel_gflop(16, 8, 5, 5), 3.0 * 2 * 5 * 16 * 32 * 1e-9, 1e-15);
+}
+
+static void test_kernel_library(void)
+{
+    BenchKernelOptions o;
+    bench_kernel_defaults(&o);
+    CU_ASSERT_EQUAL(o.seqs, 3520);
+    CU_ASSERT_EQUAL(o.T, 30);
+    o = (BenchKernelOptions){.seqs = 10, .T = 6, .E = 8, .H = 8, .calls = 1, .repeat = 2,
+                             .sgemm_m = 20, .sgemm_n = 32, .sgemm_k = 8, .seed = 3};
+    BenchKernelResult r;
+    CU_ASSERT_EQUAL_FATAL(bench_kernel(&o, &r), 0);
+    CU_ASSERT_EQUAL(r.repeat, 2);
+    /* Lengths 3..6: every sequence is active at t = 0. */
+    CU_ASSERT(r.rows >= 30 && r.rows <= 60);
+    CU_ASSERT_DOUBLE_EQUAL(r.gflop, bench_kernel_gflop(8, 8, r.rows, 10), 1e-15);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT(r.kernel_runs[i] > 0 && r.sgemm_runs[i] > 0 && r.own_runs[i] > 0);
+    CU_ASSERT(r.kernel_gflops > 0 && r.sgemm_gflops > 0 && r.ms > 0);
+    CU_ASSERT(r.kernel_ratio > 0 && r.kernel_ratio_own > 0);
+    o.repeat = 0;
+    CU_ASSERT_EQUAL(bench_kernel(&o, &r), PSREC_E_USAGE);
+}
+
+/* A stand-in interpreter: `-c ...` (the torch probe) exits with `probe`, a script run prints
+ * what the peer prints. */
+static const char *fake_python(const char *dir, int probe, const char *figure)
+{
+    static char path[512];
+    char text[512];
+    snprintf(path, sizeof path, "%s/python-%d", dir, probe);
+    snprintf(text, sizeof text,
+             "#!/bin/sh\nif [ \"$1\" = -c ]; then exit %d; fi\n"
+             "echo \"$@\" > %s/args\nprintf 'torch 9.9.9 threads=2\\nsamples_per_s %s\\n'\n",
+             probe, dir, figure);
+    CU_ASSERT_EQUAL(tu_write_file(path, text), 0);
+    chmod(path, 0755);
+    return path;
+}
+
+static void test_peer(void)
+{
+    const char *dir = tu_mkdtemp("bench-peer");
+    char script[512];
+    snprintf(script, sizeof script, "%s/peer.py", dir);
+    CU_ASSERT_EQUAL(tu_write_file(script, "# stand-in\n"), 0);
+    BenchPeerOptions o = {.python = fake_python(dir, 0, "12.5"), .script = script,
+                          .dims = {.E = 8, .H = 16, .title_len = 6, .his_len = 5, .K = 2},
+                          .batch = 3, .threads = 2, .steps = 4, .warmup = 1, .repeat = 2,
+                          .vocab = 100, .categories = 3, .users = 10};
+    BenchPeerResult r;
+    CU_ASSERT_EQUAL_FATAL(bench_peer(&o, &r), 0);
+    CU_ASSERT_EQUAL(r.repeat, 2);
+    CU_ASSERT_DOUBLE_EQUAL(r.samples_per_s, 12.5, 1e-9);
+    CU_ASSERT_STRING_EQUAL(r.skipped, "");
+    CU_ASSERT_STRING_EQUAL(r.version, "9.9.9");
+    /* The peer ran at the options' shape and threads. */
+    char args[600];
+    snprintf(args, sizeof args, "%s/args", dir);
+    char *a = tu_read_file(args, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    CU_ASSERT_PTR_NOT_NULL(strstr(a, "bench --batch 3 --title-len 6 --his-len 5 --word-dim 8 "
+                                     "--hidden 16 --neg 2 --vocab 100 --cats 3 --users 10 "
+                                     "--steps 4 --warmup 1 --threads 2"));
+    free(a);
+    /* No torch: skipped with the reason, not an error. */
+    o.python = fake_python(dir, 1, "12.5");
+    CU_ASSERT_EQUAL(bench_peer(&o, &r), 0);
+    CU_ASSERT_EQUAL(r.repeat, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.skipped, "import torch"));
+    /* No script: skipped. */
+    o.python = fake_python(dir, 0, "12.5");
+    o.script = "/nonexistent/peer.py";
+    CU_ASSERT_EQUAL(bench_peer(&o, &r), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.skipped, "not found"));
+    /* A peer that prints no figure is an error. */
+    o.script = script;
+    o.python = fake_python(dir, 0, "oops");
+    CU_ASSERT_NOT_EQUAL(bench_peer(&o, &r), 0);
+    tu_rmtree(dir);
+}
+
+static void test_kernel_json(void)
+{
+    char *out = NULL;
+    CU_ASSERT_EQUAL(tu_run(&out, "%s bench --kernel --json --batch 2 --title-len 6 --his-len 3 "
+                                 "--word-dim 8 --hidden 8 --negatives 1 --repeat 1 --threads 2",
+                           TU_PSREC),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT_EQUAL(json_get(out, "sequences"), 2 * (3 + 1 + 1));
+    CU_ASSERT_EQUAL(json_get(out, "threads"), 2);
+    CU_ASSERT(json_get(out, "kernel_gflops") > 0);
+    CU_ASSERT(json_get(out, "sgemm_gflops") > 0);
+    CU_ASSERT(json_get(out, "kernel_ratio") > 0);
+    CU_ASSERT(json_get(out, "own_gemm_gflops") > 0);
+    free(out);
+}
+
+/* --all at a tiny shape with no torch: every figure of the issue is a number, the peer's null
+ * with a reason. */
+static void test_all_json(void)
+{
+    const char *dir = tu_mkdtemp("bench-all");
+    char *out = NULL;
+    CU_ASSERT_EQUAL(tu_run(&out, "PSREC_PYTHON=%s %s bench --all --json " TINY_MODEL
+                                 " --threads 1 --prep-news 200 --prep-users 100 "
+                                 "--prep-impressions 300",
+                           fake_python(dir, 1, "1"), TU_PSREC),
+                    0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    static const char *const positive[] = {
+        "samples_per_s", "useful_gflops", "sgemm_gflops", "useful_ratio", "kernel_gflops",
+        "kernel_ratio", "ps_samples_per_s", "ps_ratio", "bytes_per_sample", "prep_mb_per_s",
+        "eval_impressions_per_s", "recommend_ms", "peak_rss_mb", "worker_rss_mb",
+        "worker_mapped_dataset_mb"};
+    for (size_t i = 0; i < sizeof positive / sizeof *positive; i++) {
+        double v = json_get(out, positive[i]);
+        if (!(v > 0))
+            fprintf(stderr, "%s: %g\n", positive[i], v);
+        CU_ASSERT(v > 0);
+    }
+    CU_ASSERT_EQUAL(json_get(out, "kernel_sequences"), 4 * (5 + 1 + 4));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"peer_samples_per_s\": null"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"peer_ratio_skipped\": \""));
+    static const char *const keys[] = {"worker_heap_mb", "worker_eval_news_mb"};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "\"%s\": ", keys[i]);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, k));
+    }
+    const char *obj = strstr(out, "{\"mode\": \"all\"");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(obj);
+    CU_ASSERT_PTR_NULL(strchr(obj + 1, '{')); /* one flat object (log lines come before) */
+    free(out);
+    tu_rmtree(dir);
 }
 
 static void test_prep(void)
@@ -350,6 +497,13 @@ static void test_bad_options(void)
         "--checkpoint --repeat 0",
         "--checkpoint --dir",
         "--dir /tmp",
+        "--all --prep",
+        "--all --ps",
+        "--all --checkpoint",
+        "--all --data /tmp",
+        "--kernel --all",
+        "--kernel --ps",
+        "--peer x.py",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *out = NULL;
@@ -382,6 +536,11 @@ int main(void)
         {"ps_mode", test_ps_mode},
         {"checkpoint_json", test_checkpoint_json},
         {"checkpoint_library", test_checkpoint_library},
+        {"kernel_formula", test_kernel_formula},
+        {"kernel_library", test_kernel_library},
+        {"kernel_json", test_kernel_json},
+        {"peer", test_peer},
+        {"all_json", test_all_json},
         {NULL, NULL},
     };
     tu_add_suite("bench", tests);

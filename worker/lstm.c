@@ -9,15 +9,18 @@
  *
  * The gate math runs 8 columns at a time with AVX2+FMA when the CPU has them (exp and tanh
  * from Cephes' float polynomials, ~1-2 ulp), otherwise (or after lstm_set_simd(0)) with libm.
+ * The GEMMs go through worker/lstm_gemm.h: its AVX-512 kernels with the vector mode on,
+ * cblas_sgemm otherwise; none needs a transposed copy (dX and dh read W where it lies).
  *
  * Invariants: rows of a step are a prefix of the rows of the previous step (sorted lengths),
  * so the carried gradients dh, dc of step t+1 cover exactly rows 0..bs[t+1]-1 of step t.
  * Padding is never stored, so nothing is computed on it.
- * Not here: allocation, sorting, threads of our own (OpenBLAS threads the GEMMs). */
+ * Not here: allocation, sorting, threads of our own. */
 #include "worker/lstm.h"
 
 #include "common/error.h"
-#include <cblas.h>
+#include "worker/lstm_gemm.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -240,8 +243,9 @@ static void cell_bwd(int simd, int H, float *g, const float *cprev, const float 
     cell_bwd_scalar(H, 0, g, cprev, tc, dh, dhc, dc, carry);
 }
 
-/* db (cols) += column sums of A (rows, cols). */
-static void colsum_acc(int rows, int cols, const float *A, float *db)
+/* db (cols) += column sums of A (rows, cols). restrict: without it -O2 cannot vectorize
+ * (db might alias A), and this loop touches every gate gradient once. */
+static void colsum_acc(int rows, int cols, const float *restrict A, float *restrict db)
 {
     for (int r = 0; r < rows; r++) {
         const float *a = A + (size_t)r * cols;
@@ -299,16 +303,14 @@ void lstm_forward(const LstmPack *pk, int In, int H, const float *X, const float
     float *TC = C + (size_t)N * H;           /* (N, H) */
     const int simd = use_simd();
 
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, H4, In, 1.0f, X, In, Wih, H4, 0.0f,
-                G, H4);
+    lstm_gemm_nn(simd, N, H4, In, X, In, Wih, H4, 0.0f, G, H4);
     for (int t = 0; t < pk->T; t++) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
         float *Gt = G + row * H4;
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
         if (hprev)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, H4, H, 1.0f, hprev, H, Whh,
-                        H4, 1.0f, Gt, H4);
+            lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 1.0f, Gt, H4);
         const float *cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL;
         for (int r = 0; r < n; r++)
             cell_fwd(simd, H, Gt + (size_t)r * H4, b, cprev ? cprev + (size_t)r * H : NULL,
@@ -348,17 +350,13 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
         /* Gt now holds dG_t (n, 4H). */
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
         if (hprev)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, H, H4, n, 1.0f, hprev, H, Gt,
-                        H4, 1.0f, dWhh, H4);
+            lstm_gemm_tn(simd, H, H4, n, hprev, H, Gt, H4, 1.0f, dWhh, H4);
         float *dh_out = t > 0 ? dhc : dh0;
         if (dh_out)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, H, H4, 1.0f, Gt, H4, Whh, H4,
-                        0.0f, dh_out, H);
+            lstm_gemm_nt(simd, n, H, H4, Gt, H4, Whh, H4, 0.0f, dh_out, H);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, In, H4, N, 1.0f, X, In, G, H4, 1.0f, dWih,
-                H4);
+    lstm_gemm_tn(simd, In, H4, N, X, In, G, H4, 1.0f, dWih, H4);
     colsum_acc(N, H4, G, db);
     if (dX)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, In, H4, 1.0f, G, H4, Wih, H4, 0.0f,
-                    dX, In);
+        lstm_gemm_nt(simd, N, In, H4, G, H4, Wih, H4, 0.0f, dX, In);
 }

@@ -10,7 +10,7 @@
  * Shapes: In input size, H hidden size, B sequences, T steps (longest length), N packed rows.
  * Weights are stored transposed against PyTorch so the input projection is one GEMM:
  *   W_ih (In, 4H), W_hh (H, 4H), b (4H), columns [0,H) gate i, [H,2H) f, [2H,3H) g, [3H,4H) o.
- * GEMMs go to OpenBLAS (and use its threads); nothing here allocates. */
+ * GEMMs go to worker/lstm_gemm.h (own AVX-512 kernels, or OpenBLAS); nothing here allocates. */
 #ifndef PSREC_WORKER_LSTM_H
 #define PSREC_WORKER_LSTM_H
 
@@ -31,8 +31,9 @@ typedef struct LstmPack {
  * Returns 0, or PSREC_E_RANGE (with detail) when lens is not sorted or out of range. */
 int lstm_pack_init(LstmPack *pk, const int *lens, int B, int max_T, int *bs, int *off);
 
-/* Choose the element-wise kernels: on = 1 (the default) uses the AVX2+FMA kernels when the
- * CPU has them (exp/tanh within ~2 ulp of libm), on = 0 forces the scalar libm kernels.
+/* Choose the kernels: on = 1 (the default) uses the AVX2+FMA gate math when the CPU has it
+ * (exp/tanh within ~2 ulp of libm) and lstm_gemm's AVX-512 GEMMs when it has AVX-512F;
+ * on = 0 forces the scalar libm gate math and cblas_sgemm.
  * Returns 1 when the vector kernels are in use afterwards. Process-wide: call it before
  * any thread runs the LSTM (tests and benchmarks compare the two). */
 int lstm_set_simd(int on);
