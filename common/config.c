@@ -95,6 +95,7 @@ static const char *const optimizer_words[] = {"adam", "adagrad", "sgd", NULL};
 static const char *const consistency_words[] = {"bsp", "ssp", "asp", NULL};
 static const char *const partition_words[] = {"range", "interleave", NULL};
 static const char *const wire_dtype_words[] = {"f32", "bf16", NULL};
+static const char *const security_words[] = {"curve", "none", NULL};
 
 /* Sections appear in this order in written configs and in the reference. */
 static const char *const sections[] = {"data", "model", "train", "ps", "checkpoint", "run"};
@@ -149,7 +150,8 @@ static const Key keys[] = {
           "base TCP port of the PS sockets; 0 = ephemeral ports chosen by the OS"),
     K_STR("ps", "host", ps.host, "", 0,
           "where shards bind: an IPv4 address, a network (10.1.0.0/24: each shard host's "
-          "address in it) or an interface name; empty = the first non-loopback IPv4"),
+          "address in it) or an interface name; empty = loopback if all ranks share a host, "
+          "else the first non-loopback IPv4"),
     K_DBL("ps", "rendezvous_timeout", ps.rendezvous_timeout, "30", 0, 86400, KF_MIN_OPEN,
           "seconds to wait for every peer at start-up"),
     K_DBL("ps", "heartbeat_interval", ps.heartbeat_interval, "1", 0, 3600, KF_MIN_OPEN,
@@ -168,6 +170,10 @@ static const Key keys[] = {
     K_ENUM("ps", "wire_dtype", ConfigWireDtype, ps.wire_dtype, wire_dtype_words, "f32",
            "values on the wire: f32, or bf16 = half the bytes (pulls rounded to nearest even, "
            "pushes with error feedback)"),
+    K_ENUM("ps", "security", ConfigSecurity, ps.security, security_words, "curve",
+           "curve = CURVE-encrypted PS traffic, shards admit only this job's workers (new keys "
+           "every start); none = no authentication (WARNING: anyone reaching a port owns the "
+           "model)"),
 
     K_INT("checkpoint", "every_steps", checkpoint.every_steps, "0", 0, INT_MAX,
           "checkpoint every N global steps (a consistent cut of the whole job); 0 = off"),
@@ -668,6 +674,12 @@ const char *config_optimizer_name(ConfigOptimizer o)
     return (int)o >= 0 && (int)o < n ? optimizer_words[o] : "?";
 }
 
+const char *config_security_name(ConfigSecurity sec)
+{
+    int n = (int)(sizeof security_words / sizeof security_words[0]) - 1;
+    return (int)sec >= 0 && (int)sec < n ? security_words[sec] : "?";
+}
+
 const char *config_consistency_name(ConfigConsistency c)
 {
     int n = (int)(sizeof consistency_words / sizeof consistency_words[0]) - 1;
@@ -1021,6 +1033,10 @@ int config_write(const Config *cfg, FILE *f)
                 continue;
             char value[CONFIG_STR_MAX];
             format_value(cfg, k, value, sizeof value);
+            if (k->offset == offsetof(Config, ps.security) && cfg->ps.security == SECURITY_NONE)
+                fprintf(f, "# WARNING: ps.security = none: PS traffic is neither authenticated "
+                           "nor encrypted; anyone who reaches a shard's port can read and "
+                           "change the model\n");
             fprintf(f, "# %s\n%s =%s%s\n", k->doc, k->name, value[0] ? " " : "", value);
         }
     }

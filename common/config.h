@@ -44,6 +44,10 @@ typedef enum ConfigWireDtype {
     WIRE_DTYPE_CFG_F32,  /* pulled rows and pushed gradients travel as f32 */
     WIRE_DTYPE_CFG_BF16, /* as bf16: half the bytes (rounding with error feedback) */
 } ConfigWireDtype;
+typedef enum ConfigSecurity {
+    SECURITY_CURVE, /* CURVE-encrypted PS traffic; shards admit only this job's workers */
+    SECURITY_NONE,  /* plain ZeroMQ: anyone reaching a shard's port can read/write the model */
+} ConfigSecurity;
 
 /* Every field is a key `section.name` of the file; see config_print_reference() for the
  * meaning, default and range of each. */
@@ -87,6 +91,7 @@ typedef struct Config {
         uint64_t max_keys_per_request; /* one pull or push */
         uint64_t max_rows_per_table;   /* rows a shard holds of one table */
         ConfigWireDtype wire_dtype; /* values on the wire; WIRE_DTYPE_CFG_* == WireDtype */
+        ConfigSecurity security;
     } ps;
     struct {
         int every_steps; /* 0 = off (the end of training always writes one) */
@@ -157,5 +162,6 @@ int config_checkpoint_dir(const Config *cfg, char *out, size_t size);
  * Static strings. */
 const char *config_optimizer_name(ConfigOptimizer o);
 const char *config_consistency_name(ConfigConsistency c);
+const char *config_security_name(ConfigSecurity s);
 
 #endif

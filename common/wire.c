@@ -208,6 +208,7 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
         ps->max_staleness = h->stats.max_staleness;
         ps->deferred_pulls = h->stats.deferred_pulls;
         ps->over_limit = h->stats.over_limit;
+        ps->refused_connections = h->stats.refused_connections;
         ph->stats = ps;
     }
     if (h->cut_len) {
@@ -254,7 +255,8 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
                                .bad_messages = ph->stats->bad_messages,
                                .max_staleness = ph->stats->max_staleness,
                                .deferred_pulls = ph->stats->deferred_pulls,
-                               .over_limit = ph->stats->over_limit};
+                               .over_limit = ph->stats->over_limit,
+                               .refused_connections = ph->stats->refused_connections};
     }
     /* A cut longer than WIRE_CUT_MAX is kept as length only: wire_recv refuses it. */
     h->cut_len = ph->cut.len > UINT32_MAX ? UINT32_MAX : (uint32_t)ph->cut.len;

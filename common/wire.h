@@ -103,6 +103,8 @@ typedef struct WireStats {
     uint64_t deferred_pulls;      /* pulls that had to wait for the consistency gate */
     uint64_t over_limit;          /* requests refused for a limit: message bytes, keys per
                                      request, rows per table (counted in bad_messages too) */
+    uint64_t refused_connections; /* peers refused a session: no key, a CURVE key not of this
+                                     job, a failed handshake, garbage (server/guard.h) */
 } WireStats;
 
 /* PsHeader as a plain struct. op is a WireOp, but a received header may carry any value

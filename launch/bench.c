@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "common/keys.h"
 #include "common/params.h"
 #include "common/rng.h"
 #include "common/timer.h"
@@ -224,26 +225,50 @@ typedef struct Loopback {
     PsZmq *client;
 } Loopback;
 
-static int loopback_start(Loopback *lb, const ShardOptions *so, int asp, uint32_t wire_dtype)
+/* With CURVE (the default of ps.security), a fresh server and client keypair, as a job's:
+ * the figure includes the encryption a real job pays. */
+static int loopback_start(Loopback *lb, const ShardOptions *so, const BenchModelOptions *o)
 {
-    lb->ctx = zmq_ctx_new();
+    KeyPair server, client;
+    memset(&server, 0, sizeof server);
+    memset(&client, 0, sizeof client);
+    int rc = 0;
+    if (!(lb->ctx = zmq_ctx_new()))
+        return psrec_errf(zmq_errno(), "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+    if (o->ps_io_threads > 0 && zmq_ctx_set(lb->ctx, ZMQ_IO_THREADS, o->ps_io_threads))
+        return psrec_errf(zmq_errno(), "ZMQ_IO_THREADS %d: %s", o->ps_io_threads,
+                          zmq_strerror(zmq_errno()));
+    if (!o->ps_insecure && ((rc = keys_pair_new(&server)) || (rc = keys_pair_new(&client))))
+        goto out;
     ServerLoopOptions lo = {.shard = *so,
                             .shard_count = 1,
                             .workers = 1,
-                            .consistency = asp ? SERVER_ASP : SERVER_BSP,
+                            .consistency = o->ps_asp ? SERVER_ASP : SERVER_BSP,
                             .endpoint = "tcp://127.0.0.1:*",
                             .zmq_ctx = lb->ctx};
-    int rc = server_loop_new(&lo, &lb->loop);
-    if (rc)
-        return rc;
-    if ((rc = server_loop_start(lb->loop)))
-        return rc;
+    char keyset[2][KEYS_Z85_SIZE]; /* [0] the client's public key, [1] the server's */
+    memcpy(keyset[0], client.pub, KEYS_Z85_SIZE);
+    memcpy(keyset[1], server.pub, KEYS_Z85_SIZE);
+    if (!o->ps_insecure) {
+        lo.curve_secret = server.sec;
+        lo.curve_clients = (const char (*)[KEYS_Z85_SIZE])keyset;
+        lo.curve_nclients = 1;
+    }
+    if ((rc = server_loop_new(&lo, &lb->loop)) || (rc = server_loop_start(lb->loop)))
+        goto out;
     lb->running = 1;
     const char *ep = server_loop_endpoint(lb->loop);
+    KeysClient kc = {.pub = client.pub, .sec = client.sec,
+                     .servers = (const char (*)[KEYS_Z85_SIZE])(keyset + 1)};
     PsZmqOptions po = {.zmq_ctx = lb->ctx, .endpoints = &ep, .shards = 1, .worker_rank = 0,
                        .workers = 1, .shape = so->shape, .timeout = 120.0,
-                       .wire_dtype = wire_dtype};
-    return ps_zmq_new(&po, &lb->client);
+                       .wire_dtype = o->wire_dtype,
+                       .curve = o->ps_insecure ? NULL : &kc};
+    rc = ps_zmq_new(&po, &lb->client);
+out:
+    keys_wipe(&server, sizeof server);
+    keys_wipe(&client, sizeof client);
+    return rc;
 }
 
 static void loopback_stop(Loopback *lb)
@@ -334,7 +359,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
             r->dense_bytes += (double)specs[t].rows * specs[t].width * sizeof(float);
     }
     if (o->ps) {
-        if ((rc = loopback_start(&lb, &so, o->ps_asp, o->wire_dtype)))
+        if ((rc = loopback_start(&lb, &so, o)))
             goto out;
         ps_zmq_client(lb.client, &ps);
     } else {
@@ -351,12 +376,14 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
     uint64_t pulled0, pushed0;
     train_step_bytes(ts, &pulled0, &pushed0);
     double step_s[BENCH_MAX_REPEAT], step_gflops[BENCH_MAX_REPEAT], ratio[BENCH_MAX_REPEAT];
+    double step_cpu[BENCH_MAX_REPEAT];
     for (int rep = 0; rep < o->repeat; rep++) {
         double run_gflop = 0;
-        double t0 = timer_now();
+        double t0 = timer_now(), c0 = cpu_s();
         if ((rc = run_steps(ts, &ps, batches, &nt, o, o->steps, &step, &loss)))
             goto out;
         double dt = timer_now() - t0;
+        step_cpu[rep] = (cpu_s() - c0) / (double)o->steps;
         /* Outside the timed region: which batches this repeat ran. */
         for (uint64_t s = step - (uint64_t)o->steps; s < step; s++) {
             const BenchBatch *b = &batches[s % BENCH_BATCHES];
@@ -383,6 +410,7 @@ int bench_model(const BenchModelOptions *o, BenchModelResult *r)
     r->repeat = o->repeat;
     r->samples_per_s = median(r->runs, o->repeat);
     r->ms_per_step = 1e3 * median(step_s, o->repeat);
+    r->cpu_ms_per_step = 1e3 * median(step_cpu, o->repeat);
     r->useful_gflop_per_step = gflop / BENCH_BATCHES;
     r->useful_gflops = median(step_gflops, o->repeat);
     r->news_per_step = news / BENCH_BATCHES;

@@ -34,6 +34,9 @@ typedef struct BenchModelOptions {
     int sgemm_m, sgemm_n, sgemm_k; /* when sgemm_m > 0: bench_sgemm at this shape after each
                                       repeat (untimed for the steps), so useful_ratio compares
                                       each repeat with the machine's state right after it */
+    int ps_insecure;     /* with ps: 0 = CURVE with fresh keys (ps.security's default),
+                            1 = no security (ps.security = none) */
+    int ps_io_threads;   /* with ps: ZMQ_IO_THREADS of the context; 0 = ZeroMQ's default */
 } BenchModelOptions;
 
 typedef struct BenchModelResult {
@@ -41,6 +44,10 @@ typedef struct BenchModelResult {
     double runs[BENCH_MAX_REPEAT]; /* (repeat) samples/s of each repeat, in run order */
     double samples_per_s;          /* median of runs */
     double ms_per_step;            /* median step time */
+    double cpu_ms_per_step;        /* median CPU time of this process (every thread: compute,
+                                      ZeroMQ I/O and CURVE, the shard's loop) per step; unlike
+                                      wall time it hardly moves when other jobs load the
+                                      machine */
     double useful_gflop_per_step;  /* mean over the batches (see bench_lstm_gflop) */
     double useful_gflops;          /* useful_gflop_per_step / median step time */
     double news_per_step;          /* distinct news encoded per step (mean) */

@@ -64,11 +64,14 @@ static void bench_usage(FILE *f)
             "PS mode (--ps): the model steps twice in one run, in-process and through one\n"
             "shard over loopback TCP (BSP, the worker's next pull overlapping its compute);\n"
             "prints samples_per_s, ps_samples_per_s, ps_ratio, bytes_per_sample (pulled +\n"
-            "pushed payload), dense_bytes (a full pull of every table).\n"
+            "pushed payload), dense_bytes (a full pull of every table), cpu_ms_per_step and\n"
+            "ps_cpu_ms_per_step (process CPU time per step, every thread).\n"
             "  --asp              the shard runs ASP instead of BSP\n"
             "  --wire-dtype T     f32 (default) or bf16: pulled rows and pushed gradients on\n"
             "                     the wire (ps.wire_dtype); bytes_per_sample counts them so\n"
             "                     (wire_dtype in the JSON)\n"
+            "  --security S       curve (default, as ps.security) or none; JSON field security\n"
+            "  --io-threads N     ZMQ_IO_THREADS of the PS context (default: ZeroMQ's, 1)\n"
             "Apply mode (--apply): one shard applying a flood of pushed rows (Adam, E=H=128),\n"
             "against memcpy and bf16 conversion in the same run (docs/scaling.md's inputs).\n"
             "Prep mode: time prep_run of a train split (one core).\n"
@@ -144,11 +147,14 @@ static int run_ps(const BenchModelOptions *o, int json)
     const double bytes_per_sample =
         (b.pulled_mb_per_step + b.pushed_mb_per_step) * 1e6 / (double)o->batch;
     if (json) {
-        printf("{\"mode\": \"ps\", \"wire_dtype\": \"%s\", \"consistency\": \"%s\", \"threads\": %d, \"batch\": %d, \"title_len\": %d, "
+        printf("{\"mode\": \"ps\", \"wire_dtype\": \"%s\", \"security\": \"%s\", "
+               "\"io_threads\": %d, \"consistency\": \"%s\", \"threads\": %d, \"batch\": %d, "
+               "\"title_len\": %d, "
                "\"his_len\": %d, \"word_dim\": %d, \"hidden\": %d, \"negatives\": %d, "
                "\"steps\": %d, \"repeat\": %d, \"samples_per_s\": %.2f, "
                "\"ps_samples_per_s\": %.2f, \"ps_ratio\": %.4f, \"samples_per_s_runs\": [",
-               wire_dtype_name(o->wire_dtype), o->ps_asp ? "asp" : "bsp",
+               wire_dtype_name(o->wire_dtype), o->ps_insecure ? "none" : "curve",
+               o->ps_io_threads > 0 ? o->ps_io_threads : 1, o->ps_asp ? "asp" : "bsp",
                openblas_get_num_threads(), o->batch,
                o->dims.title_len, o->dims.his_len,
                o->dims.E, o->dims.H, o->dims.K, o->steps, o->repeat, a.samples_per_s,
@@ -156,15 +162,17 @@ static int run_ps(const BenchModelOptions *o, int json)
         print_runs(a.runs, a.repeat, 2, ", ");
         printf("], \"ps_samples_per_s_runs\": [");
         print_runs(b.runs, b.repeat, 2, ", ");
-        printf("], \"bytes_per_sample\": %.1f, \"wire_bytes_per_sample\": %.1f, "
+        printf("], \"cpu_ms_per_step\": %.1f, \"ps_cpu_ms_per_step\": %.1f",
+               a.cpu_ms_per_step, b.cpu_ms_per_step);
+        printf(", \"bytes_per_sample\": %.1f, \"wire_bytes_per_sample\": %.1f, "
                "\"dense_bytes\": %.0f, \"pulled_mb_per_step\": %.3f, "
                "\"pushed_mb_per_step\": %.3f}\n",
                bytes_per_sample, b.wire_mb_per_step * 1e6 / (double)o->batch, b.dense_bytes,
                b.pulled_mb_per_step, b.pushed_mb_per_step);
         return EXIT_OK;
     }
-    printf("psrec bench --ps: training steps in-process vs one shard over loopback TCP (%s)\n",
-           wire_dtype_name(o->wire_dtype));
+    printf("psrec bench --ps: training steps in-process vs one shard over loopback TCP (%s, "
+           "security %s)\n", wire_dtype_name(o->wire_dtype), o->ps_insecure ? "none" : "curve");
     printf("  in-process samples/s  %.1f (median of %d)\n", a.samples_per_s, a.repeat);
     printf("  PS samples/s          %.1f (median of %d)\n", b.samples_per_s, b.repeat);
     printf("  ratio                 %.3f\n", ratio);
@@ -629,7 +637,7 @@ static int run_all(const BenchModelOptions *mo_in, const BenchPrepOptions *po, i
 enum {
     O_JSON = 256, O_BATCH, O_TITLE, O_HIS, O_WORD, O_HIDDEN, O_NEG, O_VOCAB, O_CATS, O_USERS,
     O_STEPS, O_WARMUP, O_SEED, O_THREADS, O_REPEAT, O_PS, O_ASP, O_PREP, O_DATA, O_PNEWS, O_PUSERS, O_PIMP,
-    O_CKPT, O_DIR, O_ALL, O_PEER, O_KERNEL, O_WIRE_DTYPE, O_APPLY
+    O_CKPT, O_DIR, O_ALL, O_PEER, O_KERNEL, O_WIRE_DTYPE, O_APPLY, O_SECURITY, O_IOTHREADS
 };
 
 int cmd_bench(int argc, char **argv)
@@ -664,6 +672,8 @@ int cmd_bench(int argc, char **argv)
         {"all", no_argument, NULL, O_ALL},
         {"kernel", no_argument, NULL, O_KERNEL},
         {"peer", required_argument, NULL, O_PEER},
+        {"security", required_argument, NULL, O_SECURITY},
+        {"io-threads", required_argument, NULL, O_IOTHREADS},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0}};
     BenchModelOptions mo;
@@ -676,6 +686,7 @@ int cmd_bench(int argc, char **argv)
     int json = 0, prep = 0, ps = 0, ckpt = 0, all = 0, kernel = 0, threads = default_threads(), repeat = mo.repeat;
     const char *model_opt = NULL, *prep_opt = NULL; /* an option of each mode seen */
     const char *peer = NULL;                         /* --peer SCRIPT (--all) */
+    const char *ps_opt = NULL;   /* --security or --io-threads seen (they need --ps) */
     const char *step_opt = NULL; /* a model option that is not about the shape */
     int c, li, bad = 0;
     opterr = 1;
@@ -715,6 +726,18 @@ int cmd_bench(int argc, char **argv)
         case O_ASP: mo.ps_asp = 1; break;
         case O_WIRE_DTYPE: bad = wire_dtype_arg(optarg, &mo.wire_dtype); break;
         case O_APPLY: apply = 1; break;
+        case O_SECURITY:
+            ps_opt = name;
+            if (strcmp(optarg, "curve") && strcmp(optarg, "none")) {
+                fprintf(stderr, "psrec bench: --security %s: expected curve or none\n", optarg);
+                bad = 1;
+            }
+            mo.ps_insecure = strcmp(optarg, "none") == 0;
+            break;
+        case O_IOTHREADS:
+            bad = cli_int("bench", name, optarg, 1, 64, &mo.ps_io_threads);
+            ps_opt = name;
+            break;
         case O_DATA: po.data = optarg; break;
         case O_PNEWS:
             bad = cli_u32("bench", name, optarg, GEN_NEWS_MIN, GEN_NEWS_MAX, &po.gen.news);
@@ -761,7 +784,7 @@ int cmd_bench(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (apply) {
-        if (prep || ps || ckpt || all || kernel || model_opt || prep_opt || step_opt) {
+        if (prep || ps || ckpt || all || kernel || model_opt || prep_opt || step_opt || ps_opt) {
             fprintf(stderr, "psrec bench: --apply takes only --json and --repeat\n");
             return EXIT_USAGE;
         }
@@ -775,9 +798,10 @@ int cmd_bench(int argc, char **argv)
         run_set_threads(threads);
         return run_all(&mo, &po, repeat, threads, peer, json);
     }
-    if (ckpt && (prep || ps || mo.ps_asp || prep_opt || step_opt)) {
+    if (ckpt && (prep || ps || mo.ps_asp || prep_opt || step_opt || ps_opt)) {
         fprintf(stderr, "psrec bench: --checkpoint does not take --%s\n",
-                prep ? "prep" : ps ? "ps" : mo.ps_asp ? "asp" : prep_opt ? prep_opt : step_opt);
+                prep ? "prep" : ps ? "ps" : mo.ps_asp ? "asp" : prep_opt ? prep_opt
+                : step_opt ? step_opt : ps_opt);
         return EXIT_USAGE;
     }
     if (co.dir && !ckpt) {
@@ -813,6 +837,10 @@ int cmd_bench(int argc, char **argv)
     }
     if (mo.wire_dtype != WIRE_DTYPE_F32 && !ps) {
         fprintf(stderr, "psrec bench: --wire-dtype needs --ps\n");
+        return EXIT_USAGE;
+    }
+    if (ps_opt && !ps) {
+        fprintf(stderr, "psrec bench: --%s needs --ps\n", ps_opt);
         return EXIT_USAGE;
     }
     if (prep && ps) {

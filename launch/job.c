@@ -15,9 +15,11 @@
  * copies its state when every worker reached the cut, its checkpoint thread writes its file,
  * shard 0's also writes job.ckpt and commits the step directory (launch/cut.h).
  * A watchdog alarm bounds start-up, since MPI_Init itself waits for every rank.
- * The data plane (pull/push/clock) is ZeroMQ: shards bind tcp://<host>:<port> on a real
- * interface (ps.host: an address, a network or an interface name that each machine resolves
- * for itself, launch/bindaddr.h), so a hostfile across machines works. */
+ * The data plane (pull/push/clock) is ZeroMQ, CURVE-encrypted by default with keys rank 0
+ * makes for this life (launch/jobkeys.h); shards bind tcp://<host>:<port>: loopback when every
+ * rank runs on one host (launch/samehost.h), else a real interface (ps.host: an address, a
+ * network or an interface name that each machine resolves for itself, launch/bindaddr.h), so
+ * a hostfile across machines works. */
 #include "launch/job.h"
 
 #include "common/dataset.h"
@@ -29,8 +31,10 @@
 #include "launch/bindaddr.h"
 #include "launch/ckptdir.h"
 #include "launch/cut.h"
+#include "launch/jobkeys.h"
 #include "launch/life.h"
 #include "launch/run.h"
+#include "launch/samehost.h"
 #include "server/loop.h"
 #include "worker/eval.h"
 #include "worker/heartbeat.h"
@@ -93,6 +97,9 @@ typedef struct Job {
     char (*endpoints)[ENDPOINT_MAX]; /* (size) */
     int *shard_ranks;                /* (shards) */
     PsZmq *client;
+    JobKeys keys;                /* this life's CURVE keys (ps.security = curve) */
+    int places;                  /* distinct hosts the ranks run on (launch/samehost.h) */
+    char host_name[256];         /* this rank's host, for the log */
     Heartbeat *heartbeat;        /* this worker's liveness actor */
     PsClient ps;
     MetricsResult last_eval;
@@ -206,10 +213,21 @@ static void hello(Job *j)
 
 static int start_server(Job *j)
 {
-    char host[BINDADDR_MAX], how[160], ep[ENDPOINT_MAX + BINDADDR_MAX];
-    if (bindaddr_resolve(j->cfg->ps.host, host, sizeof host, how, sizeof how)) {
-        LOG_ERROR("shard %d: %s", j->shard_index, psrec_errmsg());
-        return -1;
+    char host[BINDADDR_MAX], how[512], ep[ENDPOINT_MAX + BINDADDR_MAX];
+    if (!j->cfg->ps.host[0] && j->places == 1) { /* expose nothing: no other host needs it */
+        snprintf(host, sizeof host, "127.0.0.1");
+        snprintf(how, sizeof how, "all %d ranks on host %.200s: binding loopback, unreachable from "
+                 "other hosts; set ps.host to choose", j->size, j->host_name);
+    } else {
+        char what[160];
+        if (bindaddr_resolve(j->cfg->ps.host, host, sizeof host, what, sizeof what)) {
+            LOG_ERROR("shard %d: %s", j->shard_index, psrec_errmsg());
+            return -1;
+        }
+        if (j->cfg->ps.host[0])
+            snprintf(how, sizeof how, "%s", what);
+        else
+            snprintf(how, sizeof how, "ranks on %d hosts: %s", j->places, what);
     }
     LOG_INFO("shard %d binds %s (%s)", j->shard_index, host, how);
     if (j->cfg->ps.port)
@@ -226,6 +244,19 @@ static int start_server(Job *j)
                             .zmq_ctx = j->zctx,
                             .max_message_bytes = j->cfg->ps.max_message_bytes,
                             .max_keys_per_request = j->cfg->ps.max_keys_per_request};
+    if (j->keys.curve) { /* only this job's workers may open a session */
+        /* Test hook: shard 0's PUBLIC key to a file, so a test can play an outsider that
+         * knows the server key but holds no worker key of this job (ZAP must refuse it). */
+        const char *dump = getenv("PSREC_TEST_DUMP_SERVER_PUBKEY");
+        FILE *df = dump && j->shard_index == 0 ? fopen(dump, "w") : NULL;
+        if (df) {
+            fprintf(df, "%s\n", j->keys.pub[0]);
+            fclose(df);
+        }
+        lo.curve_secret = j->keys.shard_sec;
+        lo.curve_clients = (const char (*)[KEYS_Z85_SIZE])(j->keys.pub + j->shards);
+        lo.curve_nclients = (uint32_t)j->workers;
+    }
     run_meta_shard_options(&j->meta, &lo.shard);
     lo.shard.lazy_dense = j->shards > 1;
     lo.shard.max_rows = j->cfg->ps.max_rows_per_table;
@@ -273,7 +304,9 @@ static int start_server(Job *j)
     case CONSISTENCY_SSP: lo.consistency = SERVER_SSP; break;
     case CONSISTENCY_ASP: lo.consistency = SERVER_ASP; break;
     }
-    if (server_loop_new(&lo, &j->loop)) { /* owns lo.initial now, also on error */
+    int rc = server_loop_new(&lo, &j->loop); /* owns lo.initial now, also on error */
+    keys_wipe(j->keys.shard_sec, sizeof j->keys.shard_sec); /* ZeroMQ holds its own copy */
+    if (rc) {
         LOG_ERROR("cannot start shard %d on %s: %s", j->shard_index, ep, psrec_errmsg());
         return -1;
     }
@@ -597,12 +630,16 @@ static int run_worker(Job *j)
                            .worker_rank = (uint32_t)j->worker_index,
                            .interval = j->cfg->ps.heartbeat_interval,
                            .shape = po.shape};
+    /* Both the heartbeat and the data sockets are this worker's CURVE identity. */
+    KeysClient kc;
+    po.curve = ho.curve = jobkeys_client(&j->keys, j->worker_index, &kc);
     int rc = heartbeat_start(&ho, &j->heartbeat);
     if (!rc) {
         po.heartbeat = j->heartbeat;
         po.dead_after = j->cfg->ps.heartbeat_timeout;
         rc = ps_zmq_new(&po, &j->client);
     }
+    keys_wipe(j->keys.worker_sec, sizeof j->keys.worker_sec); /* ZeroMQ holds its own copy */
     free(eps);
     if (rc) {
         LOG_ERROR("cannot connect to the shards: %s", psrec_errmsg());
@@ -1098,6 +1135,16 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
         MPI_Bcast(&j.meta.run_id, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
         ok = agree(j.rank != 0 || life_record_run_id(cfg, &j.lf, j.meta.run_id) == 0);
     }
+    if (ok && cfg->ps.security == SECURITY_NONE && j.rank == 0)
+        LOG_WARN("WARNING: ps.security = none: parameter-server traffic is neither "
+                 "authenticated nor encrypted; anyone who reaches a shard's port can read and "
+                 "change the model");
+    /* Collectives while every rank is alive: the keys of this life, the bind address. */
+    if (ok)
+        ok = jobkeys_share(&j.keys, cfg->ps.security == SECURITY_CURVE, j.rank, j.size,
+                           j.shards, j.workers, j.first_worker_rank) == 0;
+    if (ok)
+        ok = samehost_places(j.size, &j.places, j.host_name, sizeof j.host_name) == 0;
     if (ok) {
         j.zctx = zmq_ctx_new();
         ok = agree(open_metrics(&j) == 0 && (!j.is_server || start_server(&j) == 0));
@@ -1148,6 +1195,7 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
     dataset_free(&j.dev);
     free(j.endpoints);
     free(j.shard_ranks);
+    jobkeys_fini(&j.keys);
     free(j.config_text);
     free(j.plan_bytes);
     reader_plan_free(&j.plan);

@@ -22,6 +22,7 @@
  * liveness by heartbeat timeouts, the checkpoint's file layout (snap_fn's). */
 #include "server/loop.h"
 
+#include "server/guard.h"
 #include "server/stage.h"
 
 #include "common/error.h"
@@ -55,6 +56,8 @@ struct ServerLoop {
     Shard *shard;
     WireLimits lim;
     void *sock;
+    Guard *guard;           /* ZAP handler and refusal counter (polled with sock) */
+    int curve;              /* CURVE on (else ps.security = none) */
     atomic_int stop;
     atomic_int failed;            /* a worker failed: refuse all but SHUTDOWN (job is ending) */
     atomic_uchar *failed_worker;  /* (W) reported failed by another thread */
@@ -109,13 +112,15 @@ struct ServerLoop {
 /* The shard's socket options (common/zsock.c sets every option of both sides). Called at
  * creation with linger 0 (never hang on a dead peer) and once more when the loop ends with a
  * bounded linger so the final replies are flushed. */
-static int socket_options(ServerLoop *l, int linger_ms)
+static int socket_options(ServerLoop *l, int linger_ms, const char *curve_secret)
 {
     char who[32];
     snprintf(who, sizeof who, "shard %u", l->opt.shard_index);
     ZsockOptions o = {.linger_ms = linger_ms,
                       .send_timeout_ms = -1,
-                      .max_msg_bytes = (int64_t)l->lim.max_bytes};
+                      .max_msg_bytes = (int64_t)l->lim.max_bytes,
+                      .curve_server_secret = curve_secret,
+                      .zap_domain = curve_secret ? "psrec" : NULL};
     return zsock_setup(l->sock, &o, who);
 }
 
@@ -181,7 +186,19 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
                         zmq_strerror(zmq_errno()));
         goto fail;
     }
-    if ((rc = socket_options(l, 0)))
+    /* The keys are the caller's (wiped after this call): keep no pointer to them. */
+    l->opt.curve_secret = NULL;
+    l->opt.curve_clients = NULL;
+    l->curve = opts->curve_secret != NULL;
+    if ((rc = socket_options(l, 0, opts->curve_secret)))
+        goto fail;
+    GuardOptions go = {.zmq_ctx = opts->zmq_ctx,
+                       .sock = l->sock,
+                       .shard_index = opts->shard_index,
+                       .curve = opts->curve_secret != NULL,
+                       .clients = opts->curve_clients,
+                       .nclients = opts->curve_nclients};
+    if ((rc = guard_new(&go, &l->guard))) /* the door is watched before it opens */
         goto fail;
     if (zmq_bind(l->sock, l->bind_to)) {
         rc = psrec_errf(zmq_errno(), "shard %u: cannot bind %s: %s (is the address this "
@@ -218,6 +235,11 @@ void server_loop_stop(ServerLoop *l)
     atomic_store(&l->stop, 1);
 }
 
+uint64_t server_loop_refused(const ServerLoop *l)
+{
+    return guard_refused(l->guard);
+}
+
 void server_loop_stats(const ServerLoop *l, WireStats *out)
 {
     ShardStats ss;
@@ -225,6 +247,7 @@ void server_loop_stats(const ServerLoop *l, WireStats *out)
     *out = l->stats;
     out->rows_held = ss.rows_held;
     out->over_limit += ss.over_limit;
+    out->refused_connections = guard_refused(l->guard);
 }
 
 void server_loop_free(ServerLoop **lp)
@@ -240,6 +263,7 @@ void server_loop_free(ServerLoop **lp)
     snapwriter_free(&l->writer); /* writes what was copied before anything goes */
     if (l->sock)
         zmq_close(l->sock);
+    guard_free(&l->guard); /* after the socket: no handshake is left to answer */
     shard_free(&l->shard);
     free(l->pos);
     free(l->pos_len);
@@ -917,11 +941,10 @@ static void write_stats(ServerLoop *l, double t)
     server_loop_stats(l, &s);
     LOG_INFO("shard %u: pulls %" PRIu64 " pushes %" PRIu64 " in %" PRIu64 " B out %" PRIu64
              " B rows %" PRIu64 " max staleness %" PRIu64 " deferred %" PRIu64 " bad %" PRIu64
-             " over limit %" PRIu64 " waiting %zu clock %" PRIu64,
+             " over limit %" PRIu64 " waiting %zu clock %" PRIu64 " refused %" PRIu64,
              l->opt.shard_index, s.pulls, s.pushes, s.bytes_in, s.bytes_out, s.rows_held,
              s.max_staleness, s.deferred_pulls, s.bad_messages, s.over_limit,
-             gates_waiting(l->gates),
-             gates_bsp_clock(l->gates));
+             gates_waiting(l->gates), gates_bsp_clock(l->gates), s.refused_connections);
     if (!l->opt.stats_file)
         return;
     fprintf(l->opt.stats_file,
@@ -929,10 +952,11 @@ static void write_stats(ServerLoop *l, double t)
             ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"rows_held\":%" PRIu64
             ",\"max_staleness\":%" PRIu64 ",\"deferred_pulls\":%" PRIu64
             ",\"bad_messages\":%" PRIu64 ",\"over_limit\":%" PRIu64
-            ",\"waiting_pulls\":%zu,\"bsp_clock\":%" PRIu64 "}\n",
+            ",\"waiting_pulls\":%zu,\"bsp_clock\":%" PRIu64 ",\"refused_connections\":%" PRIu64
+            "}\n",
             l->opt.shard_index, t - l->t0, s.pulls, s.pushes, s.bytes_in, s.bytes_out,
             s.rows_held, s.max_staleness, s.deferred_pulls, s.bad_messages, s.over_limit,
-            gates_waiting(l->gates), gates_bsp_clock(l->gates));
+            gates_waiting(l->gates), gates_bsp_clock(l->gates), s.refused_connections);
     fflush(l->opt.stats_file);
 }
 
@@ -1077,9 +1101,11 @@ int server_loop_run(ServerLoop *l)
                           l->opt.shard_index);
     l->ran = 1;
     static const char *names[] = {"BSP", "SSP", "ASP"};
-    LOG_INFO("shard %u of %u: serving %u workers on %s (%s, staleness %u)", l->opt.shard_index,
-             l->opt.shard_count, l->opt.workers, l->endpoint, names[l->opt.consistency],
-             l->opt.staleness);
+    LOG_INFO("shard %u of %u: serving %u workers on %s (%s, staleness %u, %s)",
+             l->opt.shard_index, l->opt.shard_count, l->opt.workers, l->endpoint,
+             names[l->opt.consistency], l->opt.staleness,
+             l->curve ? "CURVE: only this job's workers may connect"
+                      : "security none: anyone who reaches this port may read and write the model");
     l->t0 = timer_now();
     l->next_stats = l->opt.stats_interval > 0 ? l->t0 + l->opt.stats_interval : -1;
     for (uint32_t w = 0; w < l->opt.workers; w++)
@@ -1097,13 +1123,16 @@ int server_loop_run(ServerLoop *l)
             if (until < timeout)
                 timeout = until < 0 ? 0 : until;
         }
-        zmq_pollitem_t it = {.socket = l->sock, .events = ZMQ_POLLIN};
-        int n = zmq_poll(&it, 1, timeout);
+        zmq_pollitem_t it[1 + GUARD_ITEMS] = {{.socket = l->sock, .events = ZMQ_POLLIN}};
+        const int ng = guard_items(l->guard, it + 1);
+        int n = zmq_poll(it, 1 + ng, timeout);
         if (n < 0) {
             if (zmq_errno() != EINTR)
                 rc = zmq_errno();
         } else if (n > 0) {
-            rc = drain(l);
+            guard_serve(l->guard, it + 1, ng);
+            if (it[0].revents & ZMQ_POLLIN)
+                rc = drain(l);
         }
         if (!rc && (take_failures(l) | check_liveness(l, timer_now(), &rc)) && !rc) {
             int frc = fail_deferred(l);
@@ -1127,11 +1156,12 @@ int server_loop_run(ServerLoop *l)
         int frc = fail_deferred(l);
         if (!rc)
             rc = frc;
-        socket_options(l, FINAL_LINGER_MS);
+        socket_options(l, FINAL_LINGER_MS, NULL);
     }
     if (l->log_suppressed)
         LOG_WARN("shard %u: %" PRIu64 " more bad messages not logged", l->opt.shard_index,
                  l->log_suppressed);
+    guard_flush_log(l->guard);
     /* Every worker finished its epochs: the end-of-training checkpoint. Not after a stopping
      * cut (that cut is the checkpoint) nor after a failure (never publish a failed job). */
     if (!rc && l->opt.final_image && gates_live(l->gates) == 0 && !l->stopped &&

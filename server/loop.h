@@ -8,6 +8,7 @@
 #ifndef PSREC_SERVER_LOOP_H
 #define PSREC_SERVER_LOOP_H
 
+#include "common/keys.h"
 #include "common/wire.h"
 #include "server/gates.h"
 #include "server/shard.h"
@@ -53,6 +54,13 @@ typedef struct ServerLoopOptions {
      * and is counted (WireStats.over_limit, bad_messages). */
     Shard *initial;            /* a resumed shard to serve (ownership moves to the loop, also
                                   on error); NULL: a fresh one from `shard` */
+    /* Security (server/guard.h). curve_secret NULL: no authentication (ps.security = none).
+     * Else the socket is a CURVE server with this Z85 secret key and only the curve_nclients
+     * worker public keys in curve_clients may open a session. Both are read only during
+     * server_loop_new, so the caller wipes its copy right after. */
+    const char *curve_secret;
+    const char (*curve_clients)[KEYS_Z85_SIZE];
+    uint32_t curve_nclients;
 } ServerLoopOptions;
 
 typedef struct ServerLoop ServerLoop;
@@ -122,6 +130,10 @@ uint32_t server_loop_lost(const ServerLoop *l, uint32_t *out, uint32_t n);
 
 /* Counters so far. Only while the loop is not running (before or after server_loop_run). */
 void server_loop_stats(const ServerLoop *l, WireStats *out);
+
+/* Connections refused so far (no key, a key not of this job, garbage; server/guard.h).
+ * Only while the loop is not running. */
+uint64_t server_loop_refused(const ServerLoop *l);
 
 /* Another thread learnt (over MPI) that worker `worker` failed: the loop stops waiting for it
  * and, since the job is ending, refuses every further request except SHUTDOWN, so the other

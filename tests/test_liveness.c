@@ -78,27 +78,6 @@ static double day_diff(double a, double b)
 
 /* ---- processes --------------------------------------------------------------------------- */
 
-/* Run `sh -c cmd` in the background, its output into log, in a process group of its own (so
- * a test that gives up can end the whole tree it started, and nothing else). */
-static pid_t spawn(const char *cmd, const char *log)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        setpgid(0, 0);
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0)
-            _exit(126);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        setpgid(pid, pid);
-    return pid;
-}
-
 /* Like `pgrep -f needle`: pids whose command line contains needle (not this process), up to
  * max; with rank >= 0 only the MPI rank of that number (OMPI_COMM_WORLD_RANK in its
  * environment), which leaves out mpirun, timeout and supervise. Returns how many. */
@@ -367,7 +346,7 @@ static void ensure_clean_run(void)
     snprintf(cmd, sizeof cmd, "timeout 300 " MPIRUN " -np 3 %s train %s/exp.conf " RUN_OPTS
              " --train.epochs=%d --run.dir=%s", TU_PSREC, dir, EPOCHS, run);
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     int rc = reap(job, run, t0 + 320, &t1);
     if (rc)
@@ -400,7 +379,7 @@ static void test_slow_worker(void)
              " -x PSREC_TEST_SLEEP -np 3 %s train %s/exp.conf " RUN_OPTS
              " --train.epochs=%d --run.dir=%s", SLEEP_S, TU_PSREC, dir, EPOCHS, run);
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     int rc = reap(job, run, t0 + 320, &t1);
     CU_ASSERT_EQUAL(rc, 0);
@@ -450,7 +429,7 @@ static void test_stopped_worker(void)
              "%s/exp.conf " RUN_OPTS " --train.epochs=%d --run.dir=%s", TU_PSREC, dir,
              3 * EPOCHS, run);
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     const pid_t victim = victim_after(job, run, log, "step 20 loss", 1, t0 + 120);
     const double day_stop = day_now();
@@ -497,7 +476,7 @@ static void test_killed_worker(void)
              "%s/exp.conf " RUN_OPTS " --train.epochs=%d --run.dir=%s", TU_PSREC, dir, EPOCHS,
              run);
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     const pid_t victim = victim_after(job, run, log, "step 30 loss", 2, t0 + 120);
     const double day_kill = day_now();
@@ -542,7 +521,7 @@ static void test_killed_before_eval(void)
              " --checkpoint.every_steps=0 --train.epochs=2 --run.dir=%s", TU_PSREC, dir, run);
     /* (No periodic cut: one at step 80 would take the worker over before the evaluation.) */
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     const pid_t victim =
         victim_after(job, run, log, "on purpose (PSREC_TEST_SLEEP)", 2, t0 + 120);
@@ -593,7 +572,7 @@ static void test_dead_between_clocks(void)
                  "%s/exp.conf " RUN_OPTS " --ps.servers=2 --ps.consistency=%s "
                  "--train.epochs=%d --run.dir=%s", TU_PSREC, dir, modes[m], EPOCHS, run);
         double t0 = mono(), t1;
-        pid_t job = spawn(cmd, log);
+        pid_t job = (pid_t)tu_spawn(cmd, log);
         CU_ASSERT_FATAL(job > 0);
         int rc = reap(job, run, t0 + 320, &t1);
         CU_ASSERT(rc != 124 && rc != -1);
@@ -629,7 +608,7 @@ static void test_dead_shard(void)
              "%s/exp.conf " RUN_OPTS " --train.epochs=%d --run.dir=%s",
              (int)HB_TIMEOUT + 60, TU_PSREC, dir, LONG_EPOCHS, run);
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     const pid_t victim = victim_after(job, run, log, "step 20 loss", 0, t0 + 120);
     const double t_kill = mono(), day_kill = day_now();
@@ -679,7 +658,7 @@ static void test_dead_shard_supervised(void)
              "train %s/exp.conf " RUN_OPTS " --train.epochs=%d --run.dir=%s",
              TU_PSREC, TU_PSREC, dir, EPOCHS, run);
     double t0 = mono(), t1;
-    pid_t job = spawn(cmd, log);
+    pid_t job = (pid_t)tu_spawn(cmd, log);
     CU_ASSERT_FATAL(job > 0);
     int have_ckpt = 0;
     for (; !have_ckpt && mono() < t0 + 120; usleep(20000)) {

@@ -14,6 +14,8 @@
  * stays inside the namespaces and the bridge. Needs root and iproute2: otherwise the suite says
  * why and passes without running (ctest label netns, not part of unit). The firewall case needs
  * nft or iptables and is skipped with a message without either. */
+#include "common/keys.h"
+#include "testutil/outsider.h"
 #include "testutil/testutil.h"
 
 #include <math.h>
@@ -23,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define SHARD_PORT 47011 /* inside host 1's namespace only, so no clash with anything */
 
@@ -47,12 +50,12 @@ static void teardown(void)
     if (!pfx[0])
         return;
     tu_run(NULL,
-           "for ns in %sa %sb; do "
+           "for ns in %sa %sb %sc; do "
            "  ip netns pids $ns 2>/dev/null | xargs -r kill -9 2>/dev/null; "
            "  ip netns del $ns 2>/dev/null; "
            "done; ip link del %sv1 2>/dev/null; ip link del %sv2 2>/dev/null; "
-           "ip link del %sbr 2>/dev/null; true",
-           pfx, pfx, pfx, pfx, pfx);
+           "ip link del %sv3 2>/dev/null; ip link del %sbr 2>/dev/null; true",
+           pfx, pfx, pfx, pfx, pfx, pfx, pfx);
 }
 
 static void at_exit(void)
@@ -394,8 +397,101 @@ static void test_rate_limited_bf16(void)
     }
 }
 
-int main(void)
+/* e. Issue 9: with no ps.host, a job across hosts binds the address the hosts share (host 1's
+ * first non-loopback IPv4, .21, on the bridge) and says why; a third host on the same bridge
+ * that is not part of the job (namespace c, .14) knocks at the shard while the job trains,
+ * without a key and with a CURVE key of its own: no reply, and the job completes. */
+static void test_bind_and_third_host_outsider(void)
 {
+    char *out = NULL;
+    int rc = tu_run(&out,
+                    "set -e; T='timeout 20'; $T ip netns add %sc; "
+                    "$T ip link add %sv3 type veth peer name eth0 netns %sc; "
+                    "$T ip link set %sv3 master %sbr up; "
+                    "$T ip netns exec %sc ip addr add %s.14/24 dev eth0; "
+                    "$T ip netns exec %sc ip link set eth0 up; "
+                    "$T ip netns exec %sc ip link set lo up",
+                    pfx, pfx, pfx, pfx, pfx, pfx, net, pfx, pfx);
+    if (rc)
+        show("third host setup", out, rc, 0);
+    free(out);
+    CU_ASSERT_FATAL(rc == 0);
+    char log[4400], cmd[40000], hosts[128], ep[256] = "";
+    snprintf(log, sizeof log, "%s/third.out", dir);
+    snprintf(hosts, sizeof hosts, "%s:1,%s:1", h1, h2);
+    /* Worker 0 sleeps 6 s after step 40 (heartbeats go on): the outsider's window. */
+    snprintf(cmd, sizeof cmd,
+             "(PSREC_TEST_SLEEP=0:40:6 timeout 300 %s -x PSREC_TEST_SLEEP --host %s -np 2 %s "
+             "train %s/exp.conf --run.dir=%s/third --ps.servers=1 --train.epochs=1 > %s 2>&1; "
+             "echo \"job exit $?\" >> %s) < /dev/null > /dev/null 2>&1 &",
+             mpirun, hosts, TU_PSREC, dir, dir, log, log);
+    CU_ASSERT_FATAL(tu_run(NULL, "%s", cmd) == 0);
+    const char *key = "serving 1 workers on ";
+    for (double end = now() + 90; now() < end && !ep[0]; usleep(100000)) {
+        char *text = tu_read_file(log, NULL);
+        const char *p = text ? strstr(text, key) : NULL;
+        if (p) {
+            p += strlen(key);
+            snprintf(ep, sizeof ep, "%.*s", (int)strcspn(p, " \n"), p);
+        }
+        free(text);
+    }
+    /* Host 1's first non-loopback address: .21, or .11 when test rate_limited_bf16 (which
+     * drops .21) ran first. Never loopback: the workers are on another host. */
+    char want21[96], want11[96];
+    snprintf(want21, sizeof want21, "tcp://%s.21:", net);
+    snprintf(want11, sizeof want11, "tcp://%s:", h1);
+    CU_ASSERT(strncmp(ep, want21, strlen(want21)) == 0 || strncmp(ep, want11, strlen(want11)) == 0);
+    /* The outsider: this test binary again, inside namespace c. */
+    char self[4096] = "";
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char *oo = NULL;
+    int orc = ep[0] ? tu_run(&oo, "timeout 60 ip netns exec %sc %s --outsider %s", pfx, self, ep)
+                    : -1;
+    fprintf(stderr, "\n  shard at %s; outsider on host c (%s.14): %s", ep, net, oo ? oo : "-\n");
+    CU_ASSERT(orc == 0 && oo && strstr(oo, "replies 0 of"));
+    free(oo);
+    char *text = NULL;
+    for (double end = now() + 300; now() < end; usleep(200000)) {
+        free(text);
+        text = tu_read_file(log, NULL);
+        if (text && strstr(text, "job exit "))
+            break;
+    }
+    CU_ASSERT(text && strstr(text, " (ranks on 2 hosts: first non-loopback interface eth0)"));
+    CU_ASSERT(text && strstr(text, "\"auc\"") != NULL);
+    CU_ASSERT(text && strstr(text, "job exit 0") != NULL);
+    CU_ASSERT(text && strstr(text, "shard 0: refused ") != NULL); /* the guard counted */
+    if (text && !strstr(text, "job exit 0"))
+        show("job with a third-host outsider", text, -1, 0);
+    free(text);
+}
+
+/* The outsider's side of test e (run inside namespace c): knock at ep without a key and with
+ * a CURVE key of its own (a random server key: it cannot know the job's); print the replies. */
+static int outsider_main(const char *ep)
+{
+    const ParamShape shape = {.E = 16, .H = 16, .vocab_rows = 64, .category_rows = 4,
+                              .user_rows = 64};
+    KeyPair any;
+    if (keys_pair_new(&any))
+        return 2;
+    void *ctx = zmq_ctx_new();
+    int sent = 0, replies = 0;
+    for (int i = 0; i < 3; i++) {
+        replies += tu_outsider(ctx, ep, NULL, &shape, 0.5, &sent);
+        replies += tu_outsider(ctx, ep, any.pub, &shape, 0.5, &sent);
+    }
+    zmq_ctx_term(ctx);
+    printf("replies %d of %d requests sent\n", replies, sent);
+    return sent > 0 ? 0 : 3;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--outsider") == 0)
+        return outsider_main(argv[2]);
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     atexit(at_exit);
@@ -421,6 +517,8 @@ int main(void)
                                    {"missing_dataset", test_missing_dataset},
                                    {"rank_never_starts", test_rank_never_starts},
                                    {"rate_limited_bf16", test_rate_limited_bf16},
+                                   {"bind_and_third_host_outsider",
+                                    test_bind_and_third_host_outsider},
                                    {NULL, NULL}};
     tu_add_suite("netns", tests);
     return tu_run_all();

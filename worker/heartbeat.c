@@ -166,6 +166,7 @@ int heartbeat_start(const HeartbeatOptions *o, Heartbeat **out)
         snprintf(who, sizeof who, "heartbeat to shard %u", k);
         ZsockOptions zo = {.linger_ms = 0, .send_timeout_ms = 0,
                            .max_msg_bytes = (int64_t)hb->lim.max_bytes, .routing_id = id};
+        zsock_client_keys(&zo, o->curve, k);
         if (!(hb->endpoints[k] = strdup(o->endpoints[k])) ||
             !(hb->socks[k] = zmq_socket(o->zmq_ctx, ZMQ_DEALER))) {
             rc = hb->endpoints[k] ? psrec_errf(zmq_errno(), "%s: socket: %s", who,
@@ -182,6 +183,7 @@ int heartbeat_start(const HeartbeatOptions *o, Heartbeat **out)
         }
     }
     hb->opt.endpoints = NULL;
+    hb->opt.curve = NULL; /* the caller's, wiped after this call */
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);

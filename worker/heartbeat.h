@@ -17,6 +17,7 @@
 #ifndef PSREC_WORKER_HEARTBEAT_H
 #define PSREC_WORKER_HEARTBEAT_H
 
+#include "common/keys.h"
 #include "common/params.h"
 
 #include <stdint.h>
@@ -28,6 +29,8 @@ typedef struct HeartbeatOptions {
     uint32_t worker_rank;
     double interval;              /* seconds between heartbeats, > 0 */
     ParamShape shape;             /* wire limits of replies */
+    const KeysClient *curve;      /* CURVE keys (as the data sockets'); NULL = no security.
+                                     Read only during heartbeat_start */
 } HeartbeatOptions;
 
 typedef struct Heartbeat Heartbeat;

@@ -146,7 +146,7 @@ static void routing_id(uint32_t rank, char *out, size_t n)
     snprintf(out, n, "w%u-%016llx", rank, (unsigned long long)r);
 }
 
-static int socket_options(PsZmq *c, uint32_t k)
+static int socket_options(PsZmq *c, uint32_t k, const KeysClient *curve)
 {
     char id[64], who[64];
     routing_id(c->rank, id, sizeof id);
@@ -156,6 +156,7 @@ static int socket_options(PsZmq *c, uint32_t k)
                       .send_timeout_ms = ms >= INT_MAX ? INT_MAX : ms < 1.0 ? 1 : (int)ms,
                       .max_msg_bytes = (int64_t)c->lim.max_bytes,
                       .routing_id = id};
+    zsock_client_keys(&o, curve, k);
     return zsock_setup(c->socks[k], &o, who);
 }
 
@@ -233,7 +234,7 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
                             shard_rank(c, k), zmq_strerror(zmq_errno()));
             goto fail;
         }
-        if ((rc = socket_options(c, k)))
+        if ((rc = socket_options(c, k, opt->curve)))
             goto fail;
         if (zmq_connect(c->socks[k], c->endpoints[k])) {
             rc = psrec_errf(zmq_errno(), "shard %u (rank %d): cannot connect to %s: %s", k,

@@ -15,6 +15,7 @@
 #ifndef PSREC_WORKER_PS_ZMQ_H
 #define PSREC_WORKER_PS_ZMQ_H
 
+#include "common/keys.h"
 #include "common/params.h"
 #include "common/wire.h"
 #include "worker/ps_client.h"
@@ -51,6 +52,8 @@ typedef struct PsZmqOptions {
                                       rows to nearest even; pushed gradients are rounded here
                                       with error feedback (worker/efeed.h). The caller's
                                       buffers are f32 either way. */
+    const KeysClient *curve;       /* this worker's CURVE keys and the shards' public keys;
+                                      NULL = no security. Read only during ps_zmq_new */
 } PsZmqOptions;
 
 typedef struct PsZmq PsZmq;

@@ -2,11 +2,13 @@
  * fixture silently failed to build could pass without testing anything. */
 #include "testutil/testutil.h"
 
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 const char *tu_mkdtemp(const char *tag)
 {
@@ -203,4 +205,23 @@ int tu_run_all(void)
         return 1;
     }
     return failed ? 1 : 0;
+}
+
+int tu_spawn(const char *cmd, const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            _exit(126);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        setpgid(pid, pid);
+    return (int)pid;
 }

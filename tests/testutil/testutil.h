@@ -23,6 +23,11 @@ char *tu_read_file(const char *path, size_t *len);
  * when out is non-NULL. Returns the exit status (0..255), or 128+signal, or -1. */
 int tu_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Run `sh -c cmd` in the background, stdout+stderr into the file log, in a process group of
+ * its own (so a test that gives up can end the whole tree it started, and nothing else).
+ * Returns the child's pid (its group id too), or -1. */
+int tu_spawn(const char *cmd, const char *log);
+
 /* Path of the psrec binary under test, and of the source tree. */
 #define TU_PSREC PSREC_BIN
 #define TU_SRCDIR PSREC_SOURCE_DIR
