@@ -141,7 +141,7 @@ int ckpt_writer_new(const char *path, CkptWriter **out)
     *out = NULL;
     CkptWriter *w = calloc(1, sizeof *w);
     if (!w)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     snprintf(w->path, sizeof w->path, "%s", path);
     snprintf(w->tmp, sizeof w->tmp, "%s.tmp", path);
     w->fd = open(w->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -196,7 +196,7 @@ int ckpt_writer_finish(CkptWriter **wp)
     unsigned char *index = calloc(1, index_bytes());
     int rc;
     if (!index) {
-        rc = PSREC_E_NOMEM;
+        rc = psrec_nomem(__func__);
         goto fail;
     }
     CkptHeader h = {.magic = CKPT_MAGIC,
@@ -271,7 +271,7 @@ int ckpt_reader_open(const char *path, CkptReader **out)
         fclose(f);
         free(r);
         free(data);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     /* 16-byte aligned view of the file so float/u64 sections can be used in place */
     size_t n = fread(data, 1, (size_t)st.st_size, f);

@@ -73,6 +73,10 @@ _Static_assert(sizeof(ConfigPartition) == sizeof(int), "enum stored as int");
 #define K_U64(s, n, f, d, doc_)                                                              \
     { .section = s, .name = n, .type = KT_U64, .offset = FIELD(uint64_t, f), .def = d,      \
       .doc = doc_ }
+/* A uint64 key with a closed range [lo, hi] (hi <= INT64_MAX); K_U64's have none. */
+#define K_U64R(s, n, f, d, lo, hi, doc_)                                                     \
+    { .section = s, .name = n, .type = KT_U64, .offset = FIELD(uint64_t, f), .def = d,      \
+      .imin = lo, .imax = hi, .doc = doc_ }
 #define K_DBL(s, n, f, d, lo, hi, fl, doc_)                                                  \
     { .section = s, .name = n, .type = KT_DOUBLE, .offset = FIELD(double, f), .def = d,     \
       .dmin = lo, .dmax = hi, .flags = fl, .doc = doc_ }
@@ -142,7 +146,8 @@ static const Key keys[] = {
     K_INT("ps", "port", ps.port, "0", 0, 65535,
           "base TCP port of the PS sockets; 0 = ephemeral ports chosen by the OS"),
     K_STR("ps", "host", ps.host, "", 0,
-          "address shards bind to; empty = this host's first non-loopback IPv4 address"),
+          "where shards bind: an IPv4 address, a network (10.1.0.0/24: each shard host's "
+          "address in it) or an interface name; empty = the first non-loopback IPv4"),
     K_DBL("ps", "rendezvous_timeout", ps.rendezvous_timeout, "30", 0, 86400, KF_MIN_OPEN,
           "seconds to wait for every peer at start-up"),
     K_DBL("ps", "heartbeat_interval", ps.heartbeat_interval, "1", 0, 3600, KF_MIN_OPEN,
@@ -150,6 +155,14 @@ static const Key keys[] = {
     K_DBL("ps", "heartbeat_timeout", ps.heartbeat_timeout, "10", 0, 86400, KF_MIN_OPEN,
           "a worker or shard silent this long is dead (waiting at a consistency gate is not "
           "silence)"),
+    K_U64R("ps", "max_message_bytes", ps.max_message_bytes, "268435456", 65536,
+           (1LL << 40), "largest PS message (all frames) a shard or worker accepts; larger "
+           "ones are refused (ZMQ_MAXMSGSIZE too)"),
+    K_U64R("ps", "max_keys_per_request", ps.max_keys_per_request, "4194304", 1, (1LL << 40),
+           "most keys one pull or push may carry; more are refused"),
+    K_U64R("ps", "max_rows_per_table", ps.max_rows_per_table, "16777216", 1, (1LL << 40),
+           "most rows a shard holds of one table; a request that would create more is "
+           "refused"),
 
     K_INT("checkpoint", "every_steps", checkpoint.every_steps, "0", 0, INT_MAX,
           "checkpoint every N global steps (a consistent cut of the whole job); 0 = off"),
@@ -378,7 +391,7 @@ static void format_double(double v, char *out, size_t size)
 /* "[1, 4096]", "(0, 10]"; "" for keys without a numeric range. */
 static void format_range(const Key *k, char *out, size_t size)
 {
-    if (k->type == KT_INT) {
+    if (k->type == KT_INT || (k->type == KT_U64 && k->imax)) {
         snprintf(out, size, "[%lld, %lld]", k->imin, k->imax);
     } else if (k->type == KT_DOUBLE) {
         char lo[32], hi[32];
@@ -472,6 +485,8 @@ static int set_value(Config *cfg, const Key *k, const char *value, const char *w
         if (rc == -2)
             return psrec_errf(PSREC_E_RANGE, "%s: %s.%s: %s is out of range [0, %llu]", where,
                               k->section, k->name, value, (unsigned long long)UINT64_MAX);
+        if (k->imax && (v < (uint64_t)k->imin || v > (uint64_t)k->imax))
+            return out_of_range(k, value, where);
         *(uint64_t *)field = v;
         return 0;
     }
@@ -579,7 +594,14 @@ static int check_field(const Config *cfg, const Key *k, const char *where)
             return psrec_errf(PSREC_E_RANGE, "%s: %s.%s: value is not terminated", where,
                               k->section, k->name);
         return check_string(k, field, where);
-    case KT_U64:
+    case KT_U64: {
+        uint64_t v = *(const uint64_t *)field;
+        if (k->imax && (v < (uint64_t)k->imin || v > (uint64_t)k->imax)) {
+            snprintf(text, sizeof text, "%llu", (unsigned long long)v);
+            return out_of_range(k, text, where);
+        }
+        return 0;
+    }
     case KT_BOOL:
         return 0;
     }
@@ -740,6 +762,47 @@ static int check_section_line(Loader *ld, const char *s)
     return 0;
 }
 
+/* Why a non-comment line cannot be config text, or NULL: a NUL byte (C strings would stop
+ * there: `hidden = 3\0 2` read as 3), another control character, or bytes that are not
+ * UTF-8. Refused before anything quotes the line in a message, so no message ever echoes raw
+ * binary to a terminal; *col receives the offending byte's 1-based column. */
+static const char *line_problem(const unsigned char *s, size_t n, size_t *col)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        *col = i + 1;
+        if (c == 0)
+            return "a NUL byte";
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return "a control character";
+        if (c < 0x80)
+            continue;
+        /* UTF-8: a lead byte C2..F4 and its continuation bytes 80..BF. */
+        size_t more = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+                      : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+        if (!more || i + more >= n)
+            return "bytes that are not UTF-8 text";
+        for (size_t j = 1; j <= more; j++)
+            if ((s[i + j] & 0xc0) != 0x80)
+                return "bytes that are not UTF-8 text";
+        i += more;
+    }
+    return NULL;
+}
+
+/* The first bytes of a line with everything outside printable ASCII as \xHH. */
+static void escape_excerpt(const unsigned char *s, size_t n, char *out, size_t size)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < size; i++) {
+        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '\\')
+            out[o++] = (char)s[i];
+        else
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", s[i]);
+    }
+    out[o] = '\0';
+}
+
 /* inih's reader: hand over one physical line, without its line ending, leading spaces
  * (so inih never joins indented lines as multi-line values) or UTF-8 BOM. */
 static char *read_line(char *out, int num, void *stream)
@@ -768,6 +831,17 @@ static char *read_line(char *out, int num, void *stream)
         s += 3;
     while (isspace((unsigned char)*s))
         s++;
+    size_t raw = (size_t)n - (size_t)(s - ld->buf), col;
+    const char *why = *s == ';' || *s == '#' ? NULL
+                      : line_problem((const unsigned char *)s, raw, &col);
+    if (why) {
+        char ex[48 * 4 + 8];
+        escape_excerpt((const unsigned char *)s, raw < 48 ? raw : 48, ex, sizeof ex);
+        load_error(ld, ld->lineno,
+                   psrec_errf(PSREC_E_PARSE, "%s:%ld: the line holds %s (column %zu): \"%s\"%s",
+                              ld->path, ld->lineno, why, col, ex, raw > 48 ? "..." : ""));
+        return NULL;
+    }
     size_t len = strlen(s), limit = (size_t)num - 1;
 
     if (*s == '\0' || *s == ';' || *s == '#') {

@@ -78,6 +78,9 @@ typedef struct Config {
         double rendezvous_timeout; /* seconds */
         double heartbeat_interval; /* seconds */
         double heartbeat_timeout;  /* seconds */
+        uint64_t max_message_bytes;    /* one message, all frames (shards and workers) */
+        uint64_t max_keys_per_request; /* one pull or push */
+        uint64_t max_rows_per_table;   /* rows a shard holds of one table */
     } ps;
     struct {
         int every_steps; /* 0 = off (the end of training always writes one) */

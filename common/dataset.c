@@ -59,6 +59,7 @@ struct DatasetWriter {
     MDB_dbi dbi[TBL_COUNT];
     size_t puts_in_txn;
     uint64_t next[TBL_COUNT]; /* rows added per table: the only key each table accepts next */
+    uint64_t fp[TBL_COUNT]; /* FNV-1a of the name tables' rows so far (vocab, cats, users) */
     uint32_t *buf; /* record encoding scratch, grown as needed */
     size_t buf_cap;
     char path[4096];
@@ -71,6 +72,31 @@ static inline uint64_t words_for_bytes(uint32_t n)
 }
 
 /* ------------------------------------------------------------------ reading */
+
+/* LMDB maps the file and trusts its meta page: a page past the end of a truncated file is
+ * a SIGBUS on first touch, not an error. So the file must hold every page the newest meta
+ * page says is in use (last_pgno + 1 pages). */
+static int check_file_size(MDB_env *env, const char *path)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    int fd, rc;
+    struct stat fs;
+    if ((rc = mdb_env_info(env, &info)) || (rc = mdb_env_stat(env, &st)) ||
+        (rc = mdb_env_get_fd(env, &fd)))
+        return psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
+    if (fstat(fd, &fs) != 0)
+        return psrec_errf(errno, "%s/data.mdb: %s", path, strerror(errno));
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if ((uint64_t)fs.st_size < need)
+        return psrec_errf(PSREC_E_FORMAT,
+                          "%s/data.mdb: truncated: %llu bytes, LMDB's meta page says %llu "
+                          "pages of %u bytes (%llu bytes); re-run psrec prep",
+                          path, (unsigned long long)fs.st_size,
+                          (unsigned long long)info.me_last_pgno + 1, st.ms_psize,
+                          (unsigned long long)need);
+    return 0;
+}
 
 int dataset_open(const char *path, Dataset **out)
 {
@@ -100,6 +126,8 @@ int dataset_open(const char *path, Dataset **out)
         psrec_errf(rc, "%s: cannot open as an LMDB dataset: %s", path, mdb_strerror(rc));
         goto fail;
     }
+    if ((rc = check_file_size(ds->env, path)))
+        goto fail;
     if ((rc = mdb_txn_begin(ds->env, NULL, MDB_RDONLY, &txn))) {
         psrec_errf(rc, "%s: %s", path, mdb_strerror(rc));
         goto fail;
@@ -143,9 +171,11 @@ int dataset_open(const char *path, Dataset **out)
                         m.version, table_names[TBL_TEXTS], mdb_strerror(rc));
         goto fail;
     }
-    if (m.size != sizeof m || val.mv_size != sizeof m) {
+    /* Before version 3 the record ends before fingerprint (left 0: unknown). */
+    const size_t want = m.version >= 3 ? sizeof m : DATASET_META_V2_SIZE;
+    if (m.size != want || val.mv_size != want) {
         rc = psrec_errf(PSREC_E_FORMAT, "%s: meta record is %zu bytes, header says %u, need %zu",
-                        path, val.mv_size, m.size, sizeof m);
+                        path, val.mv_size, m.size, want);
         goto fail;
     }
     if (m.title_len == 0 || m.news_rows == 0 || m.vocab_rows < 2 || m.user_rows == 0 ||
@@ -211,7 +241,7 @@ int dataset_txn_new(Dataset *ds, DatasetTxn **out)
     *out = NULL;
     DatasetTxn *t = calloc(1, sizeof *t);
     if (!t)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->ds = ds;
     int rc = mdb_txn_begin(ds->env, NULL, MDB_RDONLY, &t->txn);
     if (rc) {
@@ -279,7 +309,16 @@ static const char *words_problem(const MDB_val *v, size_t min_words)
     return NULL;
 }
 
-const char *dataset_decode_news(const void *data, size_t size, uint32_t title_len,
+/* 1 when every one of the n ids is below rows. */
+static int ids_below(const uint32_t *ids, uint32_t n, uint64_t rows)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] >= rows)
+            return 0;
+    return 1;
+}
+
+const char *dataset_decode_news(const void *data, size_t size, const DatasetMeta *m,
                                 NewsView *out)
 {
     MDB_val v = {size, (void *)data};
@@ -288,10 +327,14 @@ const char *dataset_decode_news(const void *data, size_t size, uint32_t title_le
         return why;
     const uint32_t *w = data;
     size_t nw = size / 4;
-    if (w[1] == 0 || w[1] > title_len)
+    if (w[1] == 0 || w[1] > m->title_len)
         return "token count out of 1..title_len";
     if (nw != 3 + (size_t)w[1] + words_for_bytes(w[2]))
         return "size mismatch";
+    if (w[0] >= m->category_rows)
+        return "category id out of range";
+    if (!ids_below(w + 3, w[1], m->vocab_rows))
+        return "word id out of range";
     out->category = w[0];
     out->ntok = w[1];
     out->id_len = w[2];
@@ -300,7 +343,7 @@ const char *dataset_decode_news(const void *data, size_t size, uint32_t title_le
     return NULL;
 }
 
-const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_len,
+const char *dataset_decode_sample(const void *data, size_t size, const DatasetMeta *m,
                                   SampleView *out)
 {
     MDB_val v = {size, (void *)data};
@@ -311,11 +354,18 @@ const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_le
     size_t nw = size / 4;
     if (nw != 6 + (size_t)w[4] + w[5])
         return "size mismatch";
-    if (w[4] > his_len)
+    if (w[4] > m->his_len)
         return "history longer than his_len";
+    uint64_t imp = (uint64_t)w[2] | (uint64_t)w[3] << 32;
+    if (w[0] >= m->user_rows)
+        return "user row out of range";
+    if (w[1] >= m->news_rows || !ids_below(w + 6, w[4] + w[5], m->news_rows))
+        return "news row out of range";
+    if (imp >= m->impressions)
+        return "impression index out of range";
     out->user = w[0];
     out->pos = w[1];
-    out->impression = (uint64_t)w[2] | (uint64_t)w[3] << 32;
+    out->impression = imp;
     out->nhis = w[4];
     out->nneg = w[5];
     out->his = w + 6;
@@ -323,7 +373,8 @@ const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_le
     return NULL;
 }
 
-const char *dataset_decode_impression(const void *data, size_t size, ImpressionView *out)
+const char *dataset_decode_impression(const void *data, size_t size, const DatasetMeta *m,
+                                      ImpressionView *out)
 {
     MDB_val v = {size, (void *)data};
     const char *why = words_problem(&v, 5);
@@ -333,6 +384,18 @@ const char *dataset_decode_impression(const void *data, size_t size, ImpressionV
     size_t nw = size / 4;
     if (nw != 5 + (size_t)w[1] + w[2] + words_for_bytes(w[2]) + words_for_bytes(w[4]))
         return "size mismatch";
+    if (w[1] > m->his_len)
+        return "history longer than his_len";
+    if (w[0] >= m->user_rows)
+        return "user row out of range";
+    if (w[3] > 1)
+        return "labeled flag not 0/1";
+    if (!ids_below(w + 5, w[1] + w[2], m->news_rows))
+        return "news row out of range";
+    const uint8_t *labels = (const uint8_t *)(w + 5 + w[1] + w[2]);
+    for (uint32_t i = 0; w[3] && i < w[2]; i++)
+        if (labels[i] > 1)
+            return "label not 0/1";
     out->user = w[0];
     out->nhis = w[1];
     out->ncand = w[2];
@@ -340,7 +403,7 @@ const char *dataset_decode_impression(const void *data, size_t size, ImpressionV
     out->id_len = w[4];
     out->his = w + 5;
     out->cand = w + 5 + w[1];
-    out->labels = (const uint8_t *)(w + 5 + w[1] + w[2]);
+    out->labels = labels;
     out->id = (const char *)(w + 5 + w[1] + w[2] + words_for_bytes(w[2]));
     return NULL;
 }
@@ -351,7 +414,7 @@ int dataset_get_news(DatasetTxn *txn, uint32_t row, NewsView *out)
     int rc = get_u32_key(txn, TBL_NEWS, row, &v);
     if (rc)
         return rc;
-    const char *why = dataset_decode_news(v.mv_data, v.mv_size, txn->ds->meta.title_len, out);
+    const char *why = dataset_decode_news(v.mv_data, v.mv_size, &txn->ds->meta, out);
     return why ? corrupt(txn, TBL_NEWS, row, why) : 0;
 }
 
@@ -361,7 +424,7 @@ int dataset_get_sample(DatasetTxn *txn, uint64_t index, SampleView *out)
     int rc = get_size_key(txn, TBL_SAMPLES, index, &v);
     if (rc)
         return rc;
-    const char *why = dataset_decode_sample(v.mv_data, v.mv_size, txn->ds->meta.his_len, out);
+    const char *why = dataset_decode_sample(v.mv_data, v.mv_size, &txn->ds->meta, out);
     return why ? corrupt(txn, TBL_SAMPLES, index, why) : 0;
 }
 
@@ -371,7 +434,7 @@ int dataset_get_impression(DatasetTxn *txn, uint64_t index, ImpressionView *out)
     int rc = get_size_key(txn, TBL_IMPS, index, &v);
     if (rc)
         return rc;
-    const char *why = dataset_decode_impression(v.mv_data, v.mv_size, out);
+    const char *why = dataset_decode_impression(v.mv_data, v.mv_size, &txn->ds->meta, out);
     return why ? corrupt(txn, TBL_IMPS, index, why) : 0;
 }
 
@@ -460,7 +523,7 @@ int dataset_writer_new(const char *path, DatasetWriter **out)
     *out = NULL;
     DatasetWriter *w = calloc(1, sizeof *w);
     if (!w)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     snprintf(w->path, sizeof w->path, "%s", path);
     int rc;
     if (mkdir(path, 0755) != 0) {
@@ -535,12 +598,56 @@ static int check_next(DatasetWriter *w, int table, uint64_t key)
     return 0;
 }
 
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= FNV_PRIME;
+    }
+    return h;
+}
+
+/* A name table's row into its running hash: id and length as LE u32, then the bytes. */
+static void fingerprint_row(DatasetWriter *w, int table, uint32_t id, const void *data,
+                            uint32_t len)
+{
+    const unsigned char hdr[8] = {(unsigned char)id,         (unsigned char)(id >> 8),
+                                  (unsigned char)(id >> 16), (unsigned char)(id >> 24),
+                                  (unsigned char)len,        (unsigned char)(len >> 8),
+                                  (unsigned char)(len >> 16), (unsigned char)(len >> 24)};
+    if (!w->fp[table])
+        w->fp[table] = FNV_OFFSET;
+    w->fp[table] = fnv(fnv(w->fp[table], hdr, sizeof hdr), data, len);
+}
+
+/* The dataset's fingerprint: the three name tables' hashes, each with its table's tag. Never
+ * 0, which means "unknown" (datasets before version 3). */
+static uint64_t fingerprint_finish(const DatasetWriter *w)
+{
+    uint64_t h = FNV_OFFSET;
+    const int tables[] = {TBL_VOCAB, TBL_CATS, TBL_USERS};
+    for (size_t i = 0; i < 3; i++) {
+        unsigned char b[9] = {(unsigned char)tables[i]};
+        for (int k = 0; k < 8; k++)
+            b[1 + k] = (unsigned char)(w->fp[tables[i]] >> (8 * k));
+        h = fnv(h, b, sizeof b);
+    }
+    return h ? h : 1;
+}
+
 static int put_u32(DatasetWriter *w, int table, uint32_t id, const void *data, size_t size)
 {
     MDB_val key = {sizeof id, &id}, val = {size, (void *)data};
     int rc = check_next(w, table, id);
-    if (!rc && !(rc = writer_put(w, table, &key, &val)))
+    if (!rc && !(rc = writer_put(w, table, &key, &val))) {
         w->next[table]++;
+        if (table == TBL_VOCAB || table == TBL_CATS || table == TBL_USERS)
+            fingerprint_row(w, table, id, data, (uint32_t)size);
+    }
     return rc;
 }
 
@@ -583,7 +690,7 @@ int dataset_put_news(DatasetWriter *w, uint32_t row, const NewsView *n)
     size_t words = 3 + (size_t)n->ntok + words_for_bytes(n->id_len);
     uint32_t *b = writer_buf(w, words);
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     b[0] = n->category;
     b[1] = n->ntok;
     b[2] = n->id_len;
@@ -598,7 +705,7 @@ int dataset_put_news_text(DatasetWriter *w, uint32_t row, const NewsText *t)
     size_t bytes = 8 + (size_t)t->title_len + t->category_len;
     char *b = (char *)writer_buf(w, words_for_bytes((uint32_t)bytes));
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     memcpy(b, &t->title_len, 4);
     memcpy(b + 4, &t->category_len, 4);
     copy_in(b + 8, t->title, t->title_len);
@@ -611,7 +718,7 @@ int dataset_put_sample(DatasetWriter *w, uint64_t index, const SampleView *s)
     size_t words = 6 + (size_t)s->nhis + s->nneg;
     uint32_t *b = writer_buf(w, words);
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     b[0] = s->user;
     b[1] = s->pos;
     b[2] = (uint32_t)s->impression;
@@ -629,7 +736,7 @@ int dataset_put_impression(DatasetWriter *w, uint64_t index, const ImpressionVie
     size_t words = 5 + (size_t)imp->nhis + imp->ncand + lw + iw;
     uint32_t *b = writer_buf(w, words);
     if (!b)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     memset(b, 0, words * 4);
     b[0] = imp->user;
     b[1] = imp->nhis;
@@ -652,6 +759,7 @@ int dataset_writer_finish(DatasetWriter **wp, const DatasetMeta *meta)
     m.version = DATASET_VERSION;
     m.size = sizeof m;
     m.tokenizer_version = DATASET_TOKENIZER_VERSION;
+    m.fingerprint = fingerprint_finish(w);
     MDB_val key = {4, "meta"}, val = {sizeof m, &m};
     int rc = writer_put(w, TBL_META, &key, &val);
     if (rc)

@@ -19,7 +19,13 @@
  *
  * Versions: 2 added news_text (what `psrec recommend` prints). Version 1 datasets still open;
  * they have no news_text (dataset_has_news_text says so, dataset_get_news_text gives empty
- * strings), and re-running psrec prep adds it. */
+ * strings), and re-running psrec prep adds it. 3 added meta.fingerprint: a 64-bit hash of
+ * the vocab, categories and users tables (every row's id and bytes, in order), which the
+ * writer computes as rows are added. A split made --vocab-from a train set copies those
+ * tables, so it carries the train set's fingerprint; a checkpoint records it (RunMeta
+ * data_fingerprint) and launch/modelload.h's rule compares them. Version 1 and 2 datasets
+ * still open with fingerprint 0 ("unknown"): the rule then falls back to table sizes and
+ * warns. */
 #ifndef PSREC_COMMON_DATASET_H
 #define PSREC_COMMON_DATASET_H
 
@@ -27,7 +33,7 @@
 #include <stdint.h>
 
 #define DATASET_MAGIC 0x31424452435350ULL /* "PSRCRDB1" as little-endian bytes */
-#define DATASET_VERSION 2u
+#define DATASET_VERSION 3u
 #define DATASET_VERSION_MIN 1u /* the oldest version this psrec still reads */
 #define DATASET_TOKENIZER_VERSION 1u
 
@@ -63,7 +69,11 @@ typedef struct DatasetMeta {
     uint64_t vocab_rows;     /* rows of the vocabulary, <pad> and <unk> included */
     uint64_t category_rows;  /* rows of the categories table, <none> included */
     uint64_t tsv_bytes;      /* bytes of TSV read */
+    uint64_t fingerprint;    /* version 3 on: hash of vocab, categories, users (0: unknown) */
 } DatasetMeta;
+
+/* The meta record's size before version 3 (without fingerprint). */
+#define DATASET_META_V2_SIZE offsetof(DatasetMeta, fingerprint)
 
 /* Decoded views. Pointers borrow from the LMDB map and live until the DatasetTxn that
  * produced them is reset or ended. Token and id arrays are u32 in host order. */
@@ -113,16 +123,20 @@ typedef struct DatasetWriter DatasetWriter;
 /* ---- reading ---- */
 
 /* The record decoders dataset_get_news/sample/impression apply to the bytes LMDB returns,
- * exposed so tests/fuzz/fuzz_ckpt.c can feed them arbitrary bytes. data[0..size) is one
- * record; title_len / his_len are the dataset meta's limits. On success *out borrows from
- * data and NULL is returned; otherwise the reason the record is damaged (static string) and
- * *out is undefined. A record that decodes lies wholly inside data[0..size). */
-const char *dataset_decode_news(const void *data, size_t size, uint32_t title_len,
+ * exposed so tests/fuzz/fuzz_dataset.c can feed them arbitrary bytes. data[0..size) is one
+ * record; m is the dataset's meta, whose limits every decoded record obeys: sizes consistent,
+ * ntok in 1..title_len, nhis <= his_len, category < category_rows, word ids < vocab_rows,
+ * user rows < user_rows, news rows (history, click, negatives, candidates) < news_rows,
+ * a sample's impression < impressions, labeled and labels 0/1. So a damaged record can never
+ * index a table out of bounds downstream. On success *out borrows from data and NULL is
+ * returned; otherwise the reason the record is damaged (static string) and *out is
+ * undefined. A record that decodes lies wholly inside data[0..size). */
+const char *dataset_decode_news(const void *data, size_t size, const DatasetMeta *m,
                                 NewsView *out);
-const char *dataset_decode_sample(const void *data, size_t size, uint32_t his_len,
+const char *dataset_decode_sample(const void *data, size_t size, const DatasetMeta *m,
                                   SampleView *out);
-const char *dataset_decode_impression(const void *data, size_t size, ImpressionView *out);
-
+const char *dataset_decode_impression(const void *data, size_t size, const DatasetMeta *m,
+                                      ImpressionView *out);
 
 /* Open a prepared dataset read-only and validate its meta record. On error *out is NULL
  * and psrec_errmsg() names the path and the problem. */
@@ -166,7 +180,8 @@ int dataset_put_news(DatasetWriter *w, uint32_t row, const NewsView *news);
 int dataset_put_news_text(DatasetWriter *w, uint32_t row, const NewsText *text);
 int dataset_put_sample(DatasetWriter *w, uint64_t index, const SampleView *s);
 int dataset_put_impression(DatasetWriter *w, uint64_t index, const ImpressionView *imp);
-/* Write meta (magic/version/size filled in here), commit, sync and close. Frees w. */
+/* Write meta (magic/version/size and fingerprint filled in here), commit, sync and close.
+ * Frees w. */
 int dataset_writer_finish(DatasetWriter **w, const DatasetMeta *meta);
 /* Abandon: close and remove the directory. Frees w. */
 void dataset_writer_abort(DatasetWriter **w);

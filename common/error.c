@@ -50,6 +50,11 @@ const char *psrec_errmsg(void)
     return errbuf;
 }
 
+int psrec_nomem(const char *where)
+{
+    return psrec_errf(PSREC_E_NOMEM, "out of memory (%s)", where);
+}
+
 void psrec_errclear(void)
 {
     errbuf[0] = '\0';

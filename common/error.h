@@ -34,6 +34,10 @@ int psrec_errf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 
  * it when none was given. Lives until the next psrec_errf() of this thread. */
 const char *psrec_errmsg(void);
 
+/* A failed allocation: psrec_errf(PSREC_E_NOMEM, "out of memory (where)"), so the error that
+ * reaches the user never carries a stale detail of an earlier one. Returns PSREC_E_NOMEM. */
+int psrec_nomem(const char *where);
+
 /* Forget the recorded detail (so a stale one is never shown for a new error). */
 void psrec_errclear(void);
 

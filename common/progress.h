@@ -86,6 +86,7 @@ typedef struct ProgressMeter {
     int on;                  /* stderr is a terminal (progress_mode_auto() == TTY) */
     const char *what, *unit; /* borrowed: string literals */
     double t0, t_shown;
+    double delay;            /* seconds before the first line */
     int shown;
 } ProgressMeter;
 

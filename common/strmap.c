@@ -205,11 +205,11 @@ static void slot_fill(Slot *sl, const Entry *e, size_t k)
 static int grow_slots(StrMap *m)
 {
     if (m->nslots > SIZE_MAX / 2 / sizeof(Slot))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     size_t ns = m->nslots * 2, mask = ns - 1;
     Slot *slots = calloc(ns, sizeof *slots);
     if (!slots)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     for (size_t k = 0; k < m->count; k++) {
         const Entry *e = &m->entries[k];
         size_t i = (size_t)hash_bytes(e->key, e->len) & mask;
@@ -226,11 +226,11 @@ static int grow_slots(StrMap *m)
 static int grow_entries(StrMap *m)
 {
     if (m->ecap > SIZE_MAX / 2 / sizeof(Entry))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     size_t ncap = m->ecap * 2;
     Entry *e = realloc(m->entries, ncap * sizeof *e);
     if (!e)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     m->entries = e;
     m->ecap = ncap;
     return 0;
@@ -322,10 +322,25 @@ static int upsert(StrMap *m, const char *s, size_t n, uint32_t new_val, int over
 
 int strmap_get(const StrMap *m, const char *s, size_t n, uint32_t *val)
 {
+    return strmap_get_hashed(m, s, n, hash_bytes(s, n), val);
+}
+
+uint64_t strmap_hash(const char *s, size_t n)
+{
+    return hash_bytes(s, n);
+}
+
+void strmap_prefetch(const StrMap *m, uint64_t h)
+{
+    __builtin_prefetch(&m->slots[(size_t)h & (m->nslots - 1)]);
+}
+
+int strmap_get_hashed(const StrMap *m, const char *s, size_t n, uint64_t h, uint32_t *val)
+{
     if (n > UINT32_MAX)
         return 0;
     int found;
-    size_t i = find_slot(m, s, n, hash_bytes(s, n), &found);
+    size_t i = find_slot(m, s, n, h, &found);
     if (found && val)
         *val = m->slots[i].val;
     return found;

@@ -34,6 +34,17 @@ void strmap_free(StrMap **map);
  * Returns 1 and sets *val (when val is non-NULL) if present, 0 if absent. */
 int strmap_get(const StrMap *map, const char *s, size_t n, uint32_t *val);
 
+/* Batched lookups, for a caller resolving many keys at once (prep resolves a behaviors
+ * line's ~50 news ids): hash every key, prefetch every key's home slot, then look them up,
+ * so the cache misses of a large map overlap instead of following one another.
+ *   strmap_hash      the map's hash of s[0..n) (the same for every map)
+ *   strmap_prefetch  a hint only: start loading the home slot of hash h into the cache
+ *   strmap_get_hashed  strmap_get with h = strmap_hash(s, n) given (a wrong h gives a wrong
+ *                    answer); same results as strmap_get. */
+uint64_t strmap_hash(const char *s, size_t n);
+void strmap_prefetch(const StrMap *map, uint64_t h);
+int strmap_get_hashed(const StrMap *map, const char *s, size_t n, uint64_t h, uint32_t *val);
+
 /* Insert key s[0..n) with new_val unless present; never overwrites.
  *   val       when non-NULL, set to the key's value: new_val if inserted, else the old one
  *   inserted  when non-NULL, set to 1 if the key was added, 0 if it was already there

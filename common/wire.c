@@ -132,6 +132,7 @@ static void to_proto(const WireHeader *h, Psrec__PsHeader *ph, Psrec__PsStats *p
         ps->bad_messages = h->stats.bad_messages;
         ps->max_staleness = h->stats.max_staleness;
         ps->deferred_pulls = h->stats.deferred_pulls;
+        ps->over_limit = h->stats.over_limit;
         ph->stats = ps;
     }
     if (h->cut_len) {
@@ -176,7 +177,8 @@ static void from_proto(const Psrec__PsHeader *ph, WireHeader *h)
                                .rows_held = ph->stats->rows_held,
                                .bad_messages = ph->stats->bad_messages,
                                .max_staleness = ph->stats->max_staleness,
-                               .deferred_pulls = ph->stats->deferred_pulls};
+                               .deferred_pulls = ph->stats->deferred_pulls,
+                               .over_limit = ph->stats->over_limit};
     }
     /* A cut longer than WIRE_CUT_MAX is kept as length only: wire_recv refuses it. */
     h->cut_len = ph->cut.len > UINT32_MAX ? UINT32_MAX : (uint32_t)ph->cut.len;
@@ -328,6 +330,24 @@ static const void *aligned_data(WireMsg *m, zmq_msg_t *f, size_t align, size_t o
     return (char *)m->buf_ + off;
 }
 
+/* protobuf-c's allocations for unpacking a header go through our malloc (its default
+ * allocator lives in the shared library, out of reach of a test's allocation-failure hook)
+ * and say whether one failed, so running out of memory is not reported as a malformed
+ * header. */
+static void *pb_alloc(void *data, size_t size)
+{
+    void *p = malloc(size);
+    if (!p)
+        *(int *)data = 1;
+    return p;
+}
+
+static void pb_free(void *data, void *p)
+{
+    (void)data;
+    free(p);
+}
+
 /* Every check of wire_recv after all frames were read (frames = frames seen, including the
  * ones not kept). */
 static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason, size_t n)
@@ -338,11 +358,16 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
     if (hsize > WIRE_HEADER_MAX)
         return refuse(PSREC_E_PARSE, reason, n, "header frame of %zu bytes (max %d)", hsize,
                       WIRE_HEADER_MAX);
-    Psrec__PsHeader *ph = psrec__ps_header__unpack(NULL, hsize, zmq_msg_data(&m->frame_[0]));
+    int nomem = 0;
+    ProtobufCAllocator pa = {.alloc = pb_alloc, .free = pb_free, .allocator_data = &nomem};
+    Psrec__PsHeader *ph = psrec__ps_header__unpack(&pa, hsize, zmq_msg_data(&m->frame_[0]));
+    if (!ph && nomem)
+        return refuse(PSREC_E_NOMEM, reason, n, "no memory to decode a header of %zu bytes",
+                      hsize);
     if (!ph)
         return refuse(PSREC_E_PARSE, reason, n, "header of %zu bytes does not decode", hsize);
     from_proto(ph, &m->h);
-    psrec__ps_header__free_unpacked(ph, NULL);
+    psrec__ps_header__free_unpacked(ph, &pa);
     m->header_ok = 1;
 
     const WireHeader *h = &m->h;
@@ -401,7 +426,6 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
                           dir, vsize, (unsigned long long)h->key_count, h->value_width, vbytes);
     }
 
-    int nomem = 0;
     const uint64_t *keys = aligned_data(m, &m->frame_[1], _Alignof(uint64_t), 0,
                                         kbytes + vbytes, &nomem);
     const float *vals = NULL;

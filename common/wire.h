@@ -68,6 +68,8 @@ typedef struct WireStats {
     uint64_t bad_messages;        /* requests answered with ERROR */
     uint64_t max_staleness;       /* largest (pull clock - slowest finished) served */
     uint64_t deferred_pulls;      /* pulls that had to wait for the consistency gate */
+    uint64_t over_limit;          /* requests refused for a limit: message bytes, keys per
+                                     request, rows per table (counted in bad_messages too) */
 } WireStats;
 
 /* PsHeader as a plain struct. op is a WireOp, but a received header may carry any value

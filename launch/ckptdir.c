@@ -126,7 +126,7 @@ static int file_crc(const char *path, int sync, uint64_t *size, uint32_t *crc)
     *size = 0;
     *crc = 0;
     if (!buf) {
-        rc = PSREC_E_NOMEM;
+        rc = psrec_nomem(__func__);
         goto out;
     }
     for (;;) {
@@ -192,7 +192,7 @@ static int manifest_parse(char *text, size_t len, CkptManifest *m)
     m->version = version;
     m->step = step;
     if (!(m->files = calloc(nfiles, sizeof *m->files)))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     while ((line = strtok_r(NULL, "\n", &save))) {
         CkptManifestEntry *e = &m->files[m->nfiles];
         char name[CKPTDIR_NAME_MAX + 1];
@@ -236,7 +236,7 @@ static int manifest_read(const char *step_dir, CkptManifest *m)
     size_t len = text ? fread(text, 1, MANIFEST_MAX_BYTES + 1, f) : 0;
     fclose(f);
     if (!text)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     if (len > MANIFEST_MAX_BYTES)
         rc = psrec_errf(PSREC_E_FORMAT, "%s: MANIFEST is too large", step_dir);
     else if ((rc = manifest_parse(text, len, m)))
@@ -448,7 +448,7 @@ static int list_step_dirs(const char *root, StepDir **done, size_t *ndone, StepD
             size_t c = *cap ? *cap * 2 : 16;
             StepDir *p = realloc(*arr, c * sizeof *p);
             if (!p) {
-                rc = PSREC_E_NOMEM;
+                rc = psrec_nomem(__func__);
                 break;
             }
             *arr = p;
@@ -528,11 +528,17 @@ static void prune(const char *root, uint64_t committed, int keep)
             continue;
         char p[PATH_BYTES];
         CkptManifest m;
-        int valid = !join(p, sizeof p, root, done[i].name) && !manifest_read(p, &m);
-        if (valid) {
+        int rc = join(p, sizeof p, root, done[i].name);
+        if (!rc)
+            rc = manifest_read(p, &m);
+        if (!rc) {
             ckptdir_manifest_fini(&m);
             if (++others >= (size_t)keep)
                 remove_dir_logged(root, done[i].name, "pruned");
+        } else if (rc != PSREC_E_NOTFOUND && rc != PSREC_E_FORMAT) {
+            /* Not known to be invalid (no memory, an I/O error): never delete on a doubt. */
+            LOG_WARN("checkpoint: cannot check %s/%s, kept: %s", root, done[i].name,
+                     psrec_errmsg());
         } else if (done[i].step < committed) {
             remove_dir_logged(root, done[i].name, "no valid MANIFEST");
         }
@@ -556,7 +562,7 @@ int ckptdir_commit(const char *root, uint64_t step, const char *const *files, si
         return psrec_errf(PSREC_E_USAGE, "%s: a checkpoint needs at least one file", tmpdir);
     size_t cap = 128 + nfiles * (CKPTDIR_NAME_MAX + 40), len = 0;
     if (!(text = malloc(cap)))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     len += (size_t)snprintf(text, cap, MANIFEST_MAGIC " %u step %llu files %zu\n",
                             CKPTDIR_MANIFEST_VERSION, (unsigned long long)step, nfiles);
     for (size_t i = 0; i < nfiles; i++) {
@@ -720,19 +726,45 @@ static int owner_keeps(void *ctx, uint32_t table, uint64_t key)
     return keyrange_owner(table, key, f->shards) == f->shard;
 }
 
-/* Every shard file of step_dir into a new shard, rows filtered by owner (NULL: all). */
+/* The run id job.ckpt's run.meta carries (*id = 0 when there is no job.ckpt, or it is older
+ * than run ids). Returns 0 or an error naming the file. */
+static int job_run_id(const char *step_dir, char *file, size_t n, uint64_t *id)
+{
+    *id = 0;
+    snprintf(file, n, "%s/%s", step_dir, CKPTDIR_JOB_FILE);
+    if (access(file, F_OK) != 0)
+        return 0;
+    CkptReader *r = NULL;
+    RunMeta m;
+    const void *p;
+    size_t len;
+    int rc = ckpt_reader_open(file, &r);
+    if (!rc && ckpt_section(r, "run.meta", &p, &len) == 0 && !(rc = runmeta_read(r, file, &m)))
+        *id = m.run_id;
+    ckpt_reader_free(&r);
+    return rc;
+}
+
+/* Every shard file of step_dir into a new shard, rows filtered by owner (NULL: all). Every
+ * file must carry the run id of job.ckpt (the committer's), so that a shard file copied in
+ * from another run is refused even when the MANIFEST was redone to list it. */
 static int load_filtered(const char *step_dir, const OwnerFilter *owner, int lazy_dense,
                          int params_only, RunMeta *meta, Shard **out)
 {
     *out = NULL;
-    int rc = 0;
+    char job[PATH_BYTES];
+    uint64_t run_id;
+    int rc = job_run_id(step_dir, job, sizeof job, &run_id);
+    if (rc)
+        return rc;
     /* Shard 0's run.meta shapes the model; every shard file must belong to the same cut. */
     for (uint32_t k = 0; !rc && (k == 0 || k < meta->shards); k++) {
         char file[PATH_BYTES];
         CkptReader *r = NULL;
         RunMeta mk;
         snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
-        if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, k ? &mk : meta)))
+        if ((rc = ckpt_reader_open(file, &r)) || (rc = runmeta_read(r, file, k ? &mk : meta)) ||
+            (rc = runmeta_check_run_id(file, (k ? &mk : meta)->run_id, job, run_id)))
             goto next;
         if (k == 0) {
             ShardOptions so;
@@ -740,6 +772,8 @@ static int load_filtered(const char *step_dir, const OwnerFilter *owner, int laz
             so.lazy_dense = lazy_dense;
             if ((rc = shard_new(&so, out)))
                 goto next;
+        } else if ((rc = runmeta_check_run_id(file, mk.run_id, "shard-0.ckpt", meta->run_id))) {
+            goto next;
         } else if (mk.shards != meta->shards || mk.shard != k || mk.step != meta->step) {
             rc = psrec_errf(PSREC_E_FORMAT, "%s: belongs to another checkpoint", file);
             goto next;

@@ -64,7 +64,7 @@ int cmd_eval(int argc, char **argv)
     FILE *pf = NULL;
     int rc = EXIT_FAIL;
     if (modelload_open(ckpt, &lm) || dataset_open(data, &ds) ||
-        modelload_check_data(&lm.meta, dataset_meta(ds), data)) {
+        modelload_check_data(&lm.meta, lm.step_dir, dataset_meta(ds), data)) {
         fprintf(stderr, "psrec eval: %s\n", psrec_errmsg());
         goto out;
     }

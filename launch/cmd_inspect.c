@@ -62,6 +62,16 @@ static void json_string(const char *s)
 
 /* The head of a report: "{"path":..,"name":value,..." (JSON, left open for the caller to
  * close) or a titled table, one field per line. */
+/* A 64-bit identity (fingerprint, run id) as 16 hex digits: a JSON string, since JSON
+ * numbers lose bits past 2^53. */
+static void print_hex(const char *name, uint64_t v, const char *doc, int json, int width)
+{
+    if (json)
+        printf(",\"%s\":\"%016llx\"", name, (unsigned long long)v);
+    else
+        printf("  %-*s %16llx  %s\n", width, name, (unsigned long long)v, doc);
+}
+
 static void print_fields(const char *kind, const char *path, const Field *f, size_t n, int json,
                          int width)
 {
@@ -97,6 +107,8 @@ static int inspect_ckpt_file(const char *file, int json)
         {"shards", m.shards, "shard files"},      {"shard", m.shard, "this file's shard"},
     };
     print_fields("checkpoint", file, fields, sizeof fields / sizeof fields[0], json, 14);
+    print_hex("run_id", m.run_id, "the run this file belongs to (0: unknown)", json, 14);
+    print_hex("data_fingerprint", m.data_fingerprint, "training set's (0: unknown)", json, 14);
     printf(json ? ",\"tables\":{" : "  tables (rows held / key range x width):\n");
     int first = 1;
     for (size_t i = 0; i < ckpt_section_count(r); i++) {
@@ -150,8 +162,15 @@ static int sum_table_rows(const char *step_dir, const RunMeta *m, TableRows *t, 
         char file[4400];
         CkptReader *r = NULL;
         snprintf(file, sizeof file, "%s/shard-%u.ckpt", step_dir, k);
+        RunMeta mk;
         if (ckpt_reader_open(file, &r))
             return -1;
+        /* As loading does: every file of the cut is the same run's. */
+        if (runmeta_read(r, file, &mk) ||
+            runmeta_check_run_id(file, mk.run_id, "shard-0.ckpt", m->run_id)) {
+            ckpt_reader_free(&r);
+            return -1;
+        }
         for (size_t i = 0; i < ckpt_section_count(r); i++) {
             const char *name = ckpt_section_name(r, i, NULL);
             const char *dot = strrchr(name, '.');
@@ -241,6 +260,11 @@ static int cutview_load(const char *step_dir, const RunMeta *m, CutView *v)
         return 0;
     if ((rc = ckpt_reader_open(file, &r)))
         return rc;
+    RunMeta rm;
+    if (ckpt_section(r, "run.meta", &p, &n) == 0 &&
+        ((rc = runmeta_read(r, file, &rm)) ||
+         (rc = runmeta_check_run_id("shard-0.ckpt", m->run_id, file, rm.run_id))))
+        goto out;
     if (ckpt_section(r, "job.meta", &p, &n) != 0)
         goto out; /* not a cut's job.ckpt */
     JobCutMeta *jm = &v->jm;
@@ -432,6 +456,8 @@ static int inspect_step_dir(const char *step_dir, int json)
         {"seed", m.seed, "init seed"},
     };
     print_fields("checkpoint", step_dir, fields, sizeof fields / sizeof fields[0], json, 14);
+    print_hex("run_id", m.run_id, "the run these files belong to (0: unknown)", json, 14);
+    print_hex("data_fingerprint", m.data_fingerprint, "training set's (0: unknown)", json, 14);
     if (json) {
         printf(",\"valid\":true,\"optimizer\":\"%s\",\"lr\":%g,\"beta1\":%g,\"beta2\":%g,"
                "\"eps\":%g,\"files\":[",
@@ -562,6 +588,7 @@ int cmd_inspect(int argc, char **argv)
         {"tsv_bytes", m->tsv_bytes, "bytes of TSV read"},
     };
     print_fields("dataset", path, fields, sizeof fields / sizeof fields[0], json, 20);
+    print_hex("fingerprint", m->fingerprint, "vocab, categories, users (0: unknown)", json, 20);
     if (json)
         printf("}\n");
     dataset_free(&ds);

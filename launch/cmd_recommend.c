@@ -305,7 +305,7 @@ int cmd_recommend(int argc, char **argv)
     NewsCacheInfo ci = {0};
     int rc = EXIT_FAIL;
     if (modelload_open(ckpt, &lm) || dataset_open(data, &r.ds) ||
-        modelload_check_data(&lm.meta, dataset_meta(r.ds), data)) {
+        modelload_check_data(&lm.meta, lm.step_dir, dataset_meta(r.ds), data)) {
         fprintf(stderr, "psrec recommend: %s\n", psrec_errmsg());
         goto out;
     }

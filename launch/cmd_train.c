@@ -211,6 +211,7 @@ int cmd_train(int argc, char **argv)
     run_meta_from_config(&cfg, tm, &c.meta);
     run_meta_dims(&c.meta, &c.dims);
     if (life_load_resume(&cfg, &flags, &c.meta, &lf) ||
+        life_record_run_id(&cfg, &lf, c.meta.run_id) ||
         run_prepare_dir(&cfg, flags.resume, &c.metrics))
         goto out;
     ReaderPosition start;

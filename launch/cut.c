@@ -85,7 +85,7 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
         free(done);
         free(lost);
         free(seen);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     JobCutMeta jm = {.version = JOBCUT_VERSION,
                      .size = sizeof jm,
@@ -137,7 +137,14 @@ static int write_job_file(const CutWriter *cw, const CutImage *img, const char *
         jm.epoch = 0;
     CkptWriter *wr = NULL;
     const char *cfg = cw->config_text ? cw->config_text : "";
-    if ((rc = ckpt_writer_new(file, &wr)) ||
+    /* run.meta too, so job.ckpt names the run (run_id) that every shard file must match. */
+    RunMeta rm = cw->meta;
+    rm.step = img->step;
+    rm.epoch = jm.epoch;
+    rm.shards = img->shards;
+    rm.shard = 0;
+    rm.workers = W;
+    if ((rc = ckpt_writer_new(file, &wr)) || (rc = runmeta_write(wr, &rm)) ||
         (rc = ckpt_write_section(wr, "job.meta", &jm, sizeof jm)) ||
         (rc = ckpt_write_section(wr, "cut.pos", cuts, (size_t)W * WORKERCUT_BYTES)) ||
         (rc = ckpt_write_section(wr, "cut.finished", finished, (size_t)W * sizeof *finished)) ||
@@ -174,7 +181,7 @@ static int adopt_takeover(CutWriter *cw)
     if (!(rc = cut_takeover_plan(&rs, cw->samples_n, 0, &plan, &world, &vrank))) {
         size_t n = reader_plan_encoded_size(plan);
         if (!(bytes = malloc(n)))
-            rc = PSREC_E_NOMEM;
+            rc = psrec_nomem(__func__);
         else
             rc = reader_plan_encode(plan, bytes, n, &len);
     }
@@ -232,7 +239,7 @@ int cut_write(void *ctx, const CutImage *img)
         free(names);
         free(files);
         ckptdir_abandon(tmpdir);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     for (uint32_t k = 0; k < img->shards; k++) {
         snprintf(names[k], sizeof names[k], "shard-%u.ckpt", k);
@@ -297,6 +304,16 @@ int cut_resume_load(const char *root, ResumeState *rs)
     if ((rc = ckpt_reader_open(file, &r)) ||
         (rc = section_copy(r, file, "job.meta", &rs->job, sizeof rs->job)))
         goto out;
+    /* job.ckpt names the run (since run.meta 2); shard-0.ckpt must be that run's. */
+    const void *jp;
+    size_t jlen;
+    RunMeta jm;
+    char shard0[4600];
+    snprintf(shard0, sizeof shard0, "%s/shard-0.ckpt", rs->step_dir);
+    if (ckpt_section(r, "run.meta", &jp, &jlen) == 0 &&
+        ((rc = runmeta_read(r, file, &jm)) ||
+         (rc = runmeta_check_run_id(shard0, rs->meta.run_id, file, jm.run_id))))
+        goto out;
     if (rs->job.version != JOBCUT_VERSION || rs->job.size != sizeof rs->job ||
         !rs->job.workers || rs->job.workers > (1u << 20) || rs->job.step != rs->meta.step) {
         rc = psrec_errf(PSREC_E_FORMAT, "%s: job.meta version %u, size %u, %u workers, step "
@@ -311,7 +328,7 @@ int cut_resume_load(const char *root, ResumeState *rs)
     unsigned char *enc = calloc(W, WORKERCUT_BYTES);
     if (!rs->cuts || !rs->done || !enc) {
         free(enc);
-        rc = PSREC_E_NOMEM;
+        rc = psrec_nomem(__func__);
         goto out;
     }
     if ((rc = section_copy(r, file, "cut.pos", enc, (size_t)W * WORKERCUT_BYTES)) ||
@@ -334,7 +351,7 @@ int cut_resume_load(const char *root, ResumeState *rs)
     const void *p;
     size_t n;
     if (!(rs->lost = calloc(W, 1))) {
-        rc = PSREC_E_NOMEM;
+        rc = psrec_nomem(__func__);
         goto out;
     }
     if (ckpt_section(r, "cut.lost", &p, &n) == 0 && n == W)
@@ -345,7 +362,7 @@ int cut_resume_load(const char *root, ResumeState *rs)
     }
     if (ckpt_section(r, "job.plan", &p, &n) == 0 && n) {
         if (!(rs->plan = malloc(n))) {
-            rc = PSREC_E_NOMEM;
+            rc = psrec_nomem(__func__);
             goto out;
         }
         memcpy(rs->plan, p, n);
@@ -376,7 +393,7 @@ int cut_resume_start(const ResumeState *rs, uint32_t rank, uint32_t world, int i
     ReaderPosition *pos = calloc(W, sizeof *pos);
     if (!pos) {
         reader_plan_free(&cur);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     for (uint32_t w = 0; w < W; w++)
         pos[w] = rs->cuts[w].pos;
@@ -405,7 +422,7 @@ int cut_takeover_plan(const ResumeState *rs, uint64_t n, uint32_t rank, ReaderPl
     ReaderPosition *pos = calloc(W, sizeof *pos);
     if (!pos) {
         reader_plan_free(&cur);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     for (uint32_t w = 0; w < W; w++) {
         pos[w] = rs->cuts[w].pos;

@@ -16,7 +16,8 @@
  * shard 0's also writes job.ckpt and commits the step directory (launch/cut.h).
  * A watchdog alarm bounds start-up, since MPI_Init itself waits for every rank.
  * The data plane (pull/push/clock) is ZeroMQ: shards bind tcp://<host>:<port> on a real
- * interface (ps.host, else the first non-loopback IPv4), so a hostfile across machines works. */
+ * interface (ps.host: an address, a network or an interface name that each machine resolves
+ * for itself, launch/bindaddr.h), so a hostfile across machines works. */
 #include "launch/job.h"
 
 #include "common/dataset.h"
@@ -25,6 +26,7 @@
 #include "common/metrics.h"
 #include "common/runmeta.h"
 #include "common/timer.h"
+#include "launch/bindaddr.h"
 #include "launch/ckptdir.h"
 #include "launch/cut.h"
 #include "launch/life.h"
@@ -36,13 +38,10 @@
 #include "worker/reader.h"
 #include "worker/train.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <ifaddrs.h>
 #include <mpi.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -146,29 +145,6 @@ static int assign_roles(Job *j)
     return 0;
 }
 
-/* The address shards bind to: ps.host, else the first up, non-loopback IPv4 interface,
- * else loopback (one machine without a network). */
-static void bind_host(const Config *c, char *out, size_t n)
-{
-    if (c->ps.host[0]) {
-        snprintf(out, n, "%s", c->ps.host);
-        return;
-    }
-    snprintf(out, n, "127.0.0.1");
-    struct ifaddrs *ifs, *i;
-    if (getifaddrs(&ifs) != 0)
-        return;
-    for (i = ifs; i; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP) ||
-            (i->ifa_flags & IFF_LOOPBACK))
-            continue;
-        inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, out,
-                  (socklen_t)n);
-        break;
-    }
-    freeifaddrs(ifs);
-}
-
 /* Wait for requests until all complete or the deadline passes. Returns 1 when all done. */
 static int wait_all(MPI_Request *req, int n, double deadline)
 {
@@ -230,8 +206,12 @@ static void hello(Job *j)
 
 static int start_server(Job *j)
 {
-    char host[CONFIG_STR_MAX], ep[ENDPOINT_MAX + CONFIG_STR_MAX];
-    bind_host(j->cfg, host, sizeof host);
+    char host[BINDADDR_MAX], how[160], ep[ENDPOINT_MAX + BINDADDR_MAX];
+    if (bindaddr_resolve(j->cfg->ps.host, host, sizeof host, how, sizeof how)) {
+        LOG_ERROR("shard %d: %s", j->shard_index, psrec_errmsg());
+        return -1;
+    }
+    LOG_INFO("shard %d binds %s (%s)", j->shard_index, host, how);
     if (j->cfg->ps.port)
         snprintf(ep, sizeof ep, "tcp://%s:%d", host, j->cfg->ps.port + j->shard_index);
     else
@@ -243,9 +223,12 @@ static int start_server(Job *j)
                             .endpoint = ep,
                             .stats_interval = 10.0,
                             .stats_file = j->metrics,
-                            .zmq_ctx = j->zctx};
+                            .zmq_ctx = j->zctx,
+                            .max_message_bytes = j->cfg->ps.max_message_bytes,
+                            .max_keys_per_request = j->cfg->ps.max_keys_per_request};
     run_meta_shard_options(&j->meta, &lo.shard);
     lo.shard.lazy_dense = j->shards > 1;
+    lo.shard.max_rows = j->cfg->ps.max_rows_per_table;
     if (j->lf.resumed) {
         RunMeta saved;
         if (ckptdir_load_shard(j->lf.rs.step_dir, (uint32_t)j->shard_index, (uint32_t)j->shards,
@@ -599,7 +582,9 @@ static int run_worker(Job *j)
                        .worker_rank = (uint32_t)j->worker_index,
                        .workers = (uint32_t)j->workers,
                        .timeout = 60.0 + j->cfg->ps.rendezvous_timeout,
-                       .shard_mpi_ranks = j->shard_ranks};
+                       .shard_mpi_ranks = j->shard_ranks,
+                       .max_message_bytes = j->cfg->ps.max_message_bytes,
+                       .max_keys_per_request = j->cfg->ps.max_keys_per_request};
     po.shape = (ParamShape){.E = j->meta.E, .H = j->meta.H, .vocab_rows = j->meta.vocab_rows,
                             .category_rows = j->meta.category_rows,
                             .user_rows = j->meta.user_rows};
@@ -1107,6 +1092,10 @@ int job_train_mpi(const Config *cfg, const char *config_path, const TrainFlags *
     }
     if (ok)
         ok = agree(prepare_life(&j) == 0);
+    if (ok) { /* one run id for every rank's checkpoint files: rank 0's (equal when resumed) */
+        MPI_Bcast(&j.meta.run_id, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+        ok = agree(j.rank != 0 || life_record_run_id(cfg, &j.lf, j.meta.run_id) == 0);
+    }
     if (ok) {
         j.zctx = zmq_ctx_new();
         ok = agree(open_metrics(&j) == 0 && (!j.is_server || start_server(&j) == 0));

@@ -95,10 +95,10 @@ int life_open_dir(const Config *cfg, const TrainFlags *flags, RunLife *lf)
     return 0;
 }
 
-int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *meta,
-                     RunLife *lf)
+int life_load_resume(const Config *cfg, const TrainFlags *flags, RunMeta *meta, RunLife *lf)
 {
     lf->t0 = timer_now();
+    meta->run_id = runmeta_new_run_id(); /* a fresh run's; a resumed one keeps its own */
     const char *r = getenv("PSREC_SUPERVISE_RESTARTS");
     lf->restarts = r ? (uint32_t)strtoul(r, NULL, 10) : 0;
     if (!lf->ckpt_root[0] && config_checkpoint_dir(cfg, lf->ckpt_root, sizeof lf->ckpt_root)) {
@@ -119,8 +119,9 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *
         return -1;
     }
     /* The data first, by the rule eval and recommend use too; then everything else. */
-    if (modelload_check_ids(&lf->rs.meta, meta->vocab_rows, meta->category_rows,
-                            meta->user_rows, cfg->data.train)) {
+    const IdSpaces ck = modelload_ids_of_model(&lf->rs.meta, lf->rs.step_dir);
+    const IdSpaces tr = modelload_ids_of_model(meta, cfg->data.train);
+    if (modelload_check_ids(&ck, &tr)) {
         LOG_ERROR("--resume: %s: %s, or start over with --force", lf->rs.step_dir,
                   psrec_errmsg());
         cut_resume_fini(&lf->rs);
@@ -151,6 +152,8 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *
         return -1;
     }
     lf->resumed = 1;
+    if (lf->rs.meta.run_id) /* 0: a checkpoint older than run ids; the run gets one now */
+        meta->run_id = lf->rs.meta.run_id;
     lf->base_samples = lf->rs.job.samples;
     lf->base_wall = lf->rs.job.wall_s;
     RunSummary prev;
@@ -160,6 +163,35 @@ int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *
              lf->rs.step_dir, (unsigned long long)lf->rs.job.step,
              (unsigned long long)lf->rs.job.epoch, (unsigned long long)lf->rs.job.samples,
              lf->rs.job.workers);
+    return 0;
+}
+
+int life_record_run_id(const Config *cfg, const RunLife *lf, uint64_t run_id)
+{
+    char path[4200], text[32];
+    snprintf(path, sizeof path, "%s/run_id", cfg->run.dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        unsigned long long old = 0;
+        int n = fscanf(f, "%16llx", &old);
+        fclose(f);
+        if (lf->resumed && n == 1 && old && run_id && old != run_id) {
+            LOG_ERROR("--resume: %s belongs to another run (run id %016llx; %s says %016llx); "
+                      "start over with --force",
+                      lf->rs.step_dir, (unsigned long long)run_id, path, old);
+            return -1;
+        }
+    }
+    int len = snprintf(text, sizeof text, "%016llx\n", (unsigned long long)run_id);
+    int ok = (f = fopen(path, "w")) != NULL;
+    if (ok) {
+        ok = fwrite(text, 1, (size_t)len, f) == (size_t)len;
+        ok = fclose(f) == 0 && ok;
+    }
+    if (!ok) {
+        LOG_ERROR("%s: cannot write: %s", path, strerror(errno));
+        return -1;
+    }
     return 0;
 }
 

@@ -55,9 +55,17 @@ int life_stop_due(uint64_t steps);
 int life_open_dir(const Config *cfg, const TrainFlags *flags, RunLife *lf);
 
 /* Every rank: when resuming, load the newest valid cut (none: log and start from scratch) and
- * check it fits this run (model hash of meta, train.seed). Returns 0 or -1 (logged). */
-int life_load_resume(const Config *cfg, const TrainFlags *flags, const RunMeta *meta,
-                     RunLife *lf);
+ * check it fits this run (the training set by modelload's rule, model hash of meta,
+ * train.seed). Sets meta->run_id: the cut's when resuming from one that has it, else a new
+ * random id (under mpirun every rank makes its own: the job takes rank 0's). Returns 0 or -1
+ * (logged). */
+int life_load_resume(const Config *cfg, const TrainFlags *flags, RunMeta *meta, RunLife *lf);
+
+/* The single process, or rank 0 of a job, once meta's run id is settled: keep it in
+ * run.dir/run_id (16 hex digits), the run's identity next to its checkpoints. When resuming,
+ * a run_id file naming another run than the checkpoint resumed from (a step dir copied in
+ * from elsewhere) is an error (logged, -1); else the file is (re)written and 0 returned. */
+int life_record_run_id(const Config *cfg, const RunLife *lf, uint64_t run_id);
 
 /* Write run.dir/summary.json for this life's end. samples_life: samples trained in this life
  * (all workers); dev: the last evaluation or NULL. Logged on failure. */

@@ -2,6 +2,7 @@
 #include "launch/modelload.h"
 
 #include "common/error.h"
+#include "common/log.h"
 #include "launch/run.h"
 
 #include <stdio.h>
@@ -27,22 +28,59 @@ void modelload_close(LoadedModel *m)
     ckptdir_manifest_fini(&m->manifest);
 }
 
-int modelload_check_ids(const RunMeta *model, uint64_t vocab_rows, uint64_t category_rows,
-                        uint64_t user_rows, const char *data)
+IdSpaces modelload_ids_of_model(const RunMeta *model, const char *name)
 {
-    if (vocab_rows == model->vocab_rows && category_rows == model->category_rows &&
-        user_rows == model->user_rows)
-        return 0;
-    return psrec_errf(PSREC_E_STATE,
-                      "%s does not share the model's vocabulary/users/categories (%llu/%llu/%llu "
-                      "rows vs %llu/%llu/%llu); prepare it with --vocab-from the training set",
-                      data, (unsigned long long)vocab_rows, (unsigned long long)user_rows,
-                      (unsigned long long)category_rows, (unsigned long long)model->vocab_rows,
-                      (unsigned long long)model->user_rows,
-                      (unsigned long long)model->category_rows);
+    return (IdSpaces){.name = name,
+                      .vocab_from = "<the model's training set>",
+                      .fingerprint = model->data_fingerprint,
+                      .vocab_rows = model->vocab_rows,
+                      .category_rows = model->category_rows,
+                      .user_rows = model->user_rows};
 }
 
-int modelload_check_data(const RunMeta *model, const DatasetMeta *dm, const char *data)
+IdSpaces modelload_ids_of_data(const DatasetMeta *dm, const char *name)
 {
-    return modelload_check_ids(model, dm->vocab_rows, dm->category_rows, dm->user_rows, data);
+    return (IdSpaces){.name = name,
+                      .vocab_from = name,
+                      .fingerprint = dm->fingerprint,
+                      .vocab_rows = dm->vocab_rows,
+                      .category_rows = dm->category_rows,
+                      .user_rows = dm->user_rows};
+}
+
+int modelload_check_ids(const IdSpaces *ref, const IdSpaces *data)
+{
+    const int known = ref->fingerprint && data->fingerprint;
+    if (known && ref->fingerprint != data->fingerprint)
+        return psrec_errf(PSREC_E_STATE,
+                          "%s (fingerprint %016llx) does not share the vocabulary, categories "
+                          "and users of %s (fingerprint %016llx); prepare it with psrec prep "
+                          "--vocab-from %s",
+                          data->name, (unsigned long long)data->fingerprint, ref->name,
+                          (unsigned long long)ref->fingerprint, ref->vocab_from);
+    if (data->vocab_rows != ref->vocab_rows || data->category_rows != ref->category_rows ||
+        data->user_rows != ref->user_rows)
+        return psrec_errf(PSREC_E_STATE,
+                          "%s does not share the vocabulary, categories and users of %s "
+                          "(%llu/%llu/%llu vocab/user/category rows vs %llu/%llu/%llu); prepare "
+                          "it with psrec prep --vocab-from %s",
+                          data->name, ref->name, (unsigned long long)data->vocab_rows,
+                          (unsigned long long)data->user_rows,
+                          (unsigned long long)data->category_rows,
+                          (unsigned long long)ref->vocab_rows, (unsigned long long)ref->user_rows,
+                          (unsigned long long)ref->category_rows, ref->vocab_from);
+    if (!known)
+        LOG_WARN("%s has no data fingerprint (made by an older psrec): only table sizes "
+                 "were compared with %s; re-run psrec prep (and train) for the full check",
+                 ref->fingerprint ? data->name : ref->name,
+                 ref->fingerprint ? ref->name : data->name);
+    return 0;
+}
+
+int modelload_check_data(const RunMeta *model, const char *model_name, const DatasetMeta *dm,
+                         const char *data)
+{
+    const IdSpaces r = modelload_ids_of_model(model, model_name);
+    const IdSpaces d = modelload_ids_of_data(dm, data);
+    return modelload_check_ids(&r, &d);
 }

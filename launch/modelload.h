@@ -6,9 +6,14 @@
  * keeps the step dir's MANIFEST, which identifies the checkpoint (a cache of derived data,
  * like recommend's news vectors, is keyed by it).
  *
- * The compatibility rule: a dataset fits a model when its id spaces (vocabulary, categories,
- * users) have exactly the model's row counts: the model's tables are indexed by those ids,
- * and a split prepared with prep --vocab-from <the train set> shares them. */
+ * The compatibility rule (one for eval, recommend, train --resume and dev vs train): a
+ * dataset fits a model (or a training set) when its id spaces (vocabulary, categories, users)
+ * are the same: the model's tables are indexed by those ids, and a split prepared with prep
+ * --vocab-from <the train set> shares them. "The same" means equal fingerprints
+ * (DatasetMeta.fingerprint, recorded in a checkpoint as RunMeta.data_fingerprint) and equal
+ * row counts. Where one side predates fingerprints (0: a dataset before format version 3 or
+ * a checkpoint before run.meta version 2), only the row counts are compared, with a warning
+ * saying how to get the full check. */
 #ifndef PSREC_LAUNCH_MODELLOAD_H
 #define PSREC_LAUNCH_MODELLOAD_H
 
@@ -35,12 +40,23 @@ int modelload_open(const char *ckpt, LoadedModel *m);
 /* Free what m owns; safe on a zeroed or failed LoadedModel. */
 void modelload_close(LoadedModel *m);
 
-/* The compatibility rule above, for a model described by model and a dataset whose id
- * spaces have vocab_rows, category_rows and user_rows rows. data names the dataset in the
- * message. Returns 0 or PSREC_E_STATE with a message naming both sides and the fix. */
-int modelload_check_ids(const RunMeta *model, uint64_t vocab_rows, uint64_t category_rows,
-                        uint64_t user_rows, const char *data);
-/* The same rule against a dataset's meta. */
-int modelload_check_data(const RunMeta *model, const DatasetMeta *dm, const char *data);
+/* One side of the rule: what it is called in messages (a path) and its id spaces. */
+typedef struct IdSpaces {
+    const char *name;
+    const char *vocab_from; /* what the fix says to pass to prep --vocab-from */
+    uint64_t fingerprint; /* 0: unknown (older files) */
+    uint64_t vocab_rows, category_rows, user_rows;
+} IdSpaces;
+
+IdSpaces modelload_ids_of_model(const RunMeta *model, const char *name);
+IdSpaces modelload_ids_of_data(const DatasetMeta *dm, const char *name);
+
+/* The compatibility rule above: 0 when data fits ref, else PSREC_E_STATE with a message
+ * naming both (paths and fingerprints, or row counts) and the fix. Logs a warning when only
+ * row counts could be compared. */
+int modelload_check_ids(const IdSpaces *ref, const IdSpaces *data);
+/* The same rule for the model in step dir model_name and the dataset data. */
+int modelload_check_data(const RunMeta *model, const char *model_name, const DatasetMeta *dm,
+                         const char *data);
 
 #endif

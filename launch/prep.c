@@ -57,6 +57,9 @@ typedef struct Prep {
     uint32_t *his, *cand, *neg; /* behaviors scratch */
     uint8_t *labels;
     size_t cand_cap, his_cap;
+    TsvSpan *id_spans;   /* (id_cap) a behaviors line's history ids, then candidate ids */
+    uint64_t *id_hash;   /* (id_hash_cap >= id_cap) their strmap hashes */
+    size_t id_cap, id_hash_cap;
     ProgressMeter meter;  /* MB of both TSV files read (opt->progress) */
     uint64_t bytes_before; /* bytes of the files read before the current one */
     uint64_t bytes_total;
@@ -374,13 +377,21 @@ static int write_own_names(Prep *p, StrMap *map, const char *reserved,
 
 /* ------------------------------------------------------------------ behaviors.tsv */
 
-static uint32_t news_row_of(Prep *p, const TsvSpan *id)
+/* rows[i] = news row of ids[i] (padding news for an id not in news.tsv, counted), i < n.
+ * All hashes first and their home slots prefetched, then the lookups: a line's ~50 ids
+ * each miss the cache in a map of 100k news, and this way the misses overlap (prep spent a
+ * third of its time waiting on them one by one). */
+static void resolve_news(Prep *p, const TsvSpan *ids, size_t n, uint32_t *rows)
 {
-    uint32_t row;
-    if (strmap_get(p->news_ids, id->p, id->n, &row))
-        return row;
-    p->meta.missing_news_refs++;
-    return DATASET_PAD_NEWS;
+    for (size_t i = 0; i < n; i++) {
+        p->id_hash[i] = strmap_hash(ids[i].p, ids[i].n);
+        strmap_prefetch(p->news_ids, p->id_hash[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!strmap_get_hashed(p->news_ids, ids[i].p, ids[i].n, p->id_hash[i], &rows[i])) {
+            rows[i] = DATASET_PAD_NEWS;
+            p->meta.missing_news_refs++;
+        }
 }
 
 static int read_behaviors(Prep *p)
@@ -403,7 +414,10 @@ static int read_behaviors(Prep *p)
             continue;
         }
         uint32_t user;
-        if ((rc = strmap_intern(p->split_users, br.user_id.p, br.user_id.n, 0, NULL, NULL)))
+        /* A train split's users table is this split's users: split_users is only kept for a
+         * shared table (one random lookup in a map of every user less per line). */
+        if (shared &&
+            (rc = strmap_intern(p->split_users, br.user_id.p, br.user_id.n, 0, NULL, NULL)))
             goto out;
         if (shared) {
             if (!strmap_get(p->users, br.user_id.p, br.user_id.n, &user) || user == UINT32_MAX) {
@@ -414,8 +428,6 @@ static int read_behaviors(Prep *p)
                                        (uint32_t)strmap_count(p->users) + 1, &user, NULL))) {
             goto out;
         }
-        if ((rc = grow((void **)&p->his, &p->his_cap, br.n_history + 1, 4)))
-            goto out;
         size_t cap_before = p->cand_cap;
         if ((rc = grow((void **)&p->cand, &p->cand_cap, br.n_candidates + 1, 4)))
             goto out;
@@ -427,23 +439,30 @@ static int read_behaviors(Prep *p)
             }
         }
         /* Every history id is resolved (and a missing one counted); the stored history
-         * keeps the last his_len. */
-        size_t pos = 0, nh = 0;
-        TsvSpan id;
-        while (tsv_history_next(&br, &pos, &id))
-            p->his[nh++] = news_row_of(p, &id);
+         * keeps the last his_len. The line's ids are resolved in one batch (history first,
+         * then candidates; see resolve_news). */
+        if ((rc = grow((void **)&p->id_spans, &p->id_cap, br.n_history + br.n_candidates + 1,
+                       sizeof *p->id_spans)) ||
+            (rc = grow((void **)&p->id_hash, &p->id_hash_cap, p->id_cap, sizeof *p->id_hash)))
+            goto out;
+        size_t pos = 0, nh = 0, nc = 0, nneg = 0;
+        int label;
+        while (tsv_history_next(&br, &pos, &p->id_spans[nh]))
+            nh++;
+        pos = 0;
+        while (tsv_candidate_next(&br, &pos, &p->id_spans[nh + nc], &label))
+            p->labels[nc++] = label == 1;
+        if ((rc = grow((void **)&p->his, &p->his_cap, nh + nc + 1, 4)))
+            goto out;
+        const uint32_t *rows = p->his; /* history rows, then candidate rows */
+        resolve_news(p, p->id_spans, nh + nc, p->his);
         p->meta.history_refs += nh;
         const uint32_t *his = p->his + (nh > p->his_len ? nh - p->his_len : 0);
         uint32_t nhis = (uint32_t)(nh > p->his_len ? p->his_len : nh);
-        size_t nc = 0, nneg = 0;
-        int label;
-        pos = 0;
-        while (tsv_candidate_next(&br, &pos, &id, &label)) {
-            p->cand[nc] = news_row_of(p, &id);
-            p->labels[nc] = label == 1;
-            if (label == 0)
-                p->neg[nneg++] = p->cand[nc];
-            nc++;
+        for (size_t i = 0; i < nc; i++) {
+            p->cand[i] = rows[nh + i];
+            if (br.labeled && !p->labels[i])
+                p->neg[nneg++] = p->cand[i];
         }
         uint64_t imp_index = p->meta.impressions;
         ImpressionView iv = {.user = user,
@@ -478,7 +497,7 @@ static int read_behaviors(Prep *p)
     if (rc != PSREC_E_NOTFOUND)
         goto out;
     rc = 0;
-    p->meta.users = strmap_count(p->split_users);
+    p->meta.users = strmap_count(shared ? p->split_users : p->users);
     p->meta.tsv_bytes += lr_bytes(lr);
 out:
     lr_close(&lr);
@@ -506,6 +525,8 @@ static void prep_fini(Prep *p)
     free(p->cand);
     free(p->neg);
     free(p->labels);
+    free(p->id_spans);
+    free(p->id_hash);
 }
 
 /* Move the finished dataset into place; with --force an old one is replaced. */
@@ -571,6 +592,11 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     }
     if ((rc = read_news(&p)))
         goto out;
+    if (p.meta.news == 0) { /* every candidate would be the padding news: nothing to learn */
+        rc = psrec_errf(PSREC_E_RANGE, "%s: no news: the dataset would have no trainable "
+                        "sample and nothing to score", opt->news_path);
+        goto out;
+    }
     p.bytes_before = p.meta.tsv_bytes;
     if (!opt->vocab_from) {
         if ((rc = build_vocab(&p)) ||
@@ -592,6 +618,14 @@ int prep_run(const PrepOptions *opt, DatasetMeta *meta_out)
     if (meta_out)
         *meta_out = p.meta;
 out:
+    /* A failed write (LMDB reports a short one as EIO): say so with the path asked for (the
+     * detail names the scratch dir, which is gone already). */
+    if (rc == ENOSPC || rc == EFBIG || rc == EDQUOT || rc == EIO) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", psrec_errmsg());
+        rc = psrec_errf(rc, "%s: cannot write the dataset (is the disk full?): %s; no dataset "
+                        "was written", opt->out_path, why);
+    }
     progress_meter_end(&p.meter);
     prep_fini(&p);
     return rc;

@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "launch/modelload.h"
 #include "server/optim.h"
 #include "worker/lstm_gemm.h"
 
@@ -20,6 +21,16 @@ int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev)
         LOG_ERROR("data.train: %s", psrec_errmsg());
         return -1;
     }
+    const DatasetMeta *tm = dataset_meta(*train);
+    if (tm->samples == 0 || tm->news == 0) {
+        /* Training would run zero steps and exit 0 with an untrained model. */
+        LOG_ERROR("data.train %s: dataset has no trainable sample (%llu samples, %llu news); "
+                  "prepare it from behaviors with clicks and a non-empty news.tsv",
+                  cfg->data.train, (unsigned long long)tm->samples,
+                  (unsigned long long)tm->news);
+        dataset_free(train);
+        return -1;
+    }
     if (!cfg->data.dev[0])
         return 0;
     if (dataset_open(cfg->data.dev, dev)) {
@@ -27,12 +38,11 @@ int run_open_datasets(const Config *cfg, Dataset **train, Dataset **dev)
         dataset_free(train);
         return -1;
     }
-    const DatasetMeta *t = dataset_meta(*train), *d = dataset_meta(*dev);
-    if (!d->vocab_shared || d->vocab_rows != t->vocab_rows || d->user_rows != t->user_rows ||
-        d->category_rows != t->category_rows) {
-        LOG_ERROR("data.dev %s does not share the vocabulary, categories and users of data.train "
-                  "%s; prepare it with psrec prep --vocab-from %s",
-                  cfg->data.dev, cfg->data.train, cfg->data.train);
+    /* The rule eval and recommend apply to a model, here with the training set. */
+    const IdSpaces t = modelload_ids_of_data(dataset_meta(*train), cfg->data.train);
+    const IdSpaces d = modelload_ids_of_data(dataset_meta(*dev), cfg->data.dev);
+    if (modelload_check_ids(&t, &d)) {
+        LOG_ERROR("data.dev: %s", psrec_errmsg());
         dataset_free(train);
         dataset_free(dev);
         return -1;
@@ -117,6 +127,7 @@ void run_meta_from_config(const Config *cfg, const DatasetMeta *t, RunMeta *m)
     m->vocab_rows = t->vocab_rows;
     m->category_rows = t->category_rows;
     m->user_rows = t->user_rows;
+    m->data_fingerprint = t->fingerprint;
     m->seed = cfg->train.seed;
     m->shards = 1;
     m->workers = 1;

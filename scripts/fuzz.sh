@@ -3,8 +3,10 @@
 # SECONDS (default 60) on a scratch copy of its committed seed corpus (tests/fuzz/corpus/<name>),
 # so new inputs do not land in the tree. Exits non-zero at the first target that crashes; the
 # crashing input is left as build-fuzz/crash-* (add it to the corpus with the fix).
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     TARGET: wire tsv config ckpt (default: all)
-#   scripts/fuzz.sh --seeds                   rewrite the binary seeds (corpus/wire, corpus/ckpt)
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     TARGET: wire tsv config ckpt dataset (default: all)
+#   scripts/fuzz.sh --seeds                   rewrite the binary seeds (corpus/wire, ckpt, dataset)
+# After each target it prints libFuzzer's final stats: executions (#N DONE ... / number_of_
+# executed_units), coverage (cov: edges) and execs per second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPSREC_FUZZ=ON >/dev/null
@@ -17,7 +19,7 @@ fi
 secs=${1:-60}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -eq 0 ]] && targets=(wire tsv config ckpt)
+[[ ${#targets[@]} -eq 0 ]] && targets=(wire tsv config ckpt dataset)
 cmake --build build-fuzz -j"$jobs" --target "${targets[@]/#/fuzz_}"
 for t in "${targets[@]}"; do
   work=build-fuzz/fuzz-corpus/$t
@@ -30,5 +32,6 @@ for t in "${targets[@]}"; do
     echo "fuzz_$t: CRASH (log build-fuzz/fuzz-$t.log, input build-fuzz/crash-*)" >&2
     exit 1
   fi
-  grep -E '^#[0-9]+[[:space:]]+DONE|average_exec_per_sec' build-fuzz/fuzz-"$t".log
+  echo "fuzz_$t: $(grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/fuzz-"$t".log | tail -n 1)"
+  grep -E 'stat::number_of_executed_units|stat::average_exec_per_sec' build-fuzz/fuzz-"$t".log
 done

@@ -61,7 +61,7 @@ int gates_new(uint32_t workers, ServerConsistency c, uint32_t staleness,
         return psrec_errf(PSREC_E_RANGE, "gates: %u workers, consistency %d", workers, (int)c);
     Gates *g = calloc(1, sizeof *g);
     if (!g)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     g->workers = workers;
     g->c = c;
     g->staleness = staleness;
@@ -70,7 +70,7 @@ int gates_new(uint32_t workers, ServerConsistency c, uint32_t staleness,
     g->state = calloc(workers, sizeof *g->state);
     if (!g->finished || !g->state) {
         gates_free(&g);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     g->live = workers;
     *out = g;
@@ -233,7 +233,7 @@ static int acc_reserve(Acc *a, size_t n, uint32_t width)
             cap *= 2;
         AccEntry *e = realloc(a->entries, cap * sizeof *e);
         if (!e)
-            return PSREC_E_NOMEM;
+            return psrec_nomem(__func__);
         a->entries = e;
         a->cap = cap;
     }
@@ -244,7 +244,7 @@ static int acc_reserve(Acc *a, size_t n, uint32_t width)
             cap *= 2;
         float *p = realloc(a->pool, cap * sizeof *p);
         if (!p)
-            return PSREC_E_NOMEM;
+            return psrec_nomem(__func__);
         a->pool = p;
         a->pool_cap = cap;
     }
@@ -254,7 +254,7 @@ static int acc_reserve(Acc *a, size_t n, uint32_t width)
             cap *= 2;
         uint32_t *map = malloc(cap * sizeof *map);
         if (!map)
-            return PSREC_E_NOMEM;
+            return psrec_nomem(__func__);
         memset(map, 0xff, cap * sizeof *map);
         for (size_t i = 0; i < a->n; i++) {
             size_t h = acc_hash(a->entries[i].table, a->entries[i].key, cap - 1);

@@ -43,6 +43,8 @@
 #define LOG_BURST 5            /* bad-message log lines per second */
 #define FINAL_LINGER_MS 1000   /* bounded flush of the last replies */
 #define WAIT_LOG_S 30.0        /* how often the log names the worker a gate waits for */
+#define WAITING_MAX 64         /* pulls one worker may have waiting at a gate: a PS client never
+                                  has more requests in flight (PS_ZMQ_MAX_TICKETS) */
 
 _Static_assert(GATES_ID_MAX >= WIRE_IDENTITY_MAX, "a deferred pull keeps the whole routing id");
 
@@ -59,6 +61,7 @@ struct ServerLoop {
     int ran;
 
     Gates *gates;           /* clocks, liveness, BSP sums, pulls waiting */
+    uint32_t *waiting;      /* (W) pulls of each worker waiting at a gate (<= WAITING_MAX) */
     float *rows;            /* pull reply scratch */
     size_t rows_cap;
 
@@ -133,10 +136,10 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     ServerLoop *l = calloc(1, sizeof *l);
     if (!l) {
         shard_free(&initial);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     l->opt = *opts;
-    int rc = PSREC_E_NOMEM;
+    int rc = 0;
     l->bind_to = strdup(opts->endpoint);
     l->failed_worker = calloc(opts->workers, sizeof *l->failed_worker);
     l->pos = calloc(opts->workers, SNAP_CUT_MAX);
@@ -148,11 +151,19 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
     l->dead_at = calloc(opts->workers, sizeof *l->dead_at);
     l->stages = calloc(opts->workers, sizeof *l->stages);
     l->suspect = calloc(opts->workers, 1);
+    l->waiting = calloc(opts->workers, sizeof *l->waiting);
     if (!l->bind_to || !l->failed_worker || !l->pos || !l->pos_len || !l->cut_req ||
-        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect)
+        !l->in_cut || !l->last_seen || !l->dead || !l->dead_at || !l->stages || !l->suspect ||
+        !l->waiting) {
+        rc = psrec_nomem("server loop");
         goto fail;
+    }
     l->opt.endpoint = l->bind_to;
     wire_limits_init(&l->lim, &opts->shard.shape);
+    if (opts->max_message_bytes)
+        l->lim.max_bytes = opts->max_message_bytes;
+    if (opts->max_keys_per_request)
+        l->lim.max_keys = opts->max_keys_per_request;
     if ((rc = gates_new(opts->workers, opts->consistency, opts->staleness, l->lim.width,
                         &l->gates)))
         goto fail;
@@ -213,6 +224,7 @@ void server_loop_stats(const ServerLoop *l, WireStats *out)
     shard_stats(l->shard, &ss);
     *out = l->stats;
     out->rows_held = ss.rows_held;
+    out->over_limit += ss.over_limit;
 }
 
 void server_loop_free(ServerLoop **lp)
@@ -240,6 +252,7 @@ void server_loop_free(ServerLoop **lp)
         stage_fini(&l->stages[w]);
     free(l->stages);
     free(l->suspect);
+    free(l->waiting);
     gates_free(&l->gates);
     free(l->rows);
     free((void *)l->failed_worker);
@@ -349,6 +362,9 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
 {
     const uint32_t width = l->lim.width[req->table];
     const size_t nf = (size_t)req->key_count * width;
+    int rc = shard_admit(l->shard, req->table, keys, (size_t)req->key_count);
+    if (rc)
+        return refuse(l, id, id_len, req, rc, psrec_errmsg());
     if (nf > l->rows_cap) {
         float *p = realloc(l->rows, nf * sizeof *p);
         if (!p)
@@ -356,8 +372,7 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
         l->rows = p;
         l->rows_cap = nf;
     }
-    int rc = shard_pull(l->shard, req->table, keys, (size_t)req->key_count, l->rows);
-    if (rc)
+    if ((rc = shard_pull(l->shard, req->table, keys, (size_t)req->key_count, l->rows)))
         return refuse(l, id, id_len, req, rc, psrec_errmsg());
     uint64_t stale = gates_staleness(l->gates, req->clock);
     if (stale > l->stats.max_staleness)
@@ -388,6 +403,8 @@ static int release_deferred(ServerLoop *l)
     GatesPull d;
     int rc = 0;
     while (!rc && gates_take_ready(l->gates, &d)) {
+        if (d.worker < l->opt.workers && l->waiting[d.worker])
+            l->waiting[d.worker]--;
         WireHeader h;
         pull_header(&h, &d);
         rc = serve_pull(l, d.id, d.id_len, &h, d.keys);
@@ -399,11 +416,20 @@ static int release_deferred(ServerLoop *l)
 static int defer_pull(ServerLoop *l, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
+    if (l->waiting[h->worker_rank] >= WAITING_MAX) {
+        char why[160];
+        snprintf(why, sizeof why, "worker %u has %d pulls waiting at the consistency gate "
+                 "already (a worker never has more requests in flight)", h->worker_rank,
+                 WAITING_MAX);
+        l->stats.over_limit++;
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
+    }
     int rc = gates_defer(l->gates, m->identity, m->id_len, h->worker_rank, h->table, h->clock,
                          h->request_id, m->keys, h->key_count);
     if (rc)
         return refuse(l, m->identity, m->id_len, h, rc, psrec_errmsg());
     l->stats.deferred_pulls++;
+    l->waiting[h->worker_rank]++;
     return 0;
 }
 
@@ -441,6 +467,21 @@ static int on_push(ServerLoop *l, const WireMsg *m)
         snprintf(why, sizeof why,
                  "BSP push of clock %" PRIu64 ", the shard is at clock %" PRIu64, h->clock,
                  gates_bsp_clock(l->gates));
+        return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
+    }
+    /* Rows a push would create are checked now: a BSP sum or a held push applied later must
+     * not fail for the cap (that would end the loop). */
+    int arc = shard_admit(l->shard, h->table, m->keys, (size_t)h->key_count);
+    if (arc)
+        return refuse(l, m->identity, m->id_len, h, arc, psrec_errmsg());
+    /* A step's held pushes are bounded too: one message per table is what a worker sends
+     * per step, so more than that many messages' worth without a CLOCK is not a worker's. */
+    const Stage *st = &l->stages[h->worker_rank];
+    if (l->opt.takeover && st->bytes + m->bytes > (uint64_t)PARAM_TABLES * l->lim.max_bytes) {
+        snprintf(why, sizeof why, "worker %u holds %zu bytes of pushes of one step; %zu more "
+                 "would pass %d x ps.max_message_bytes", h->worker_rank, st->bytes, m->bytes,
+                 PARAM_TABLES);
+        l->stats.over_limit++;
         return refuse(l, m->identity, m->id_len, h, PSREC_E_RANGE, why);
     }
     if (!l->opt.takeover) { /* nobody takes over a dead worker: apply (or sum) at once */
@@ -837,6 +878,9 @@ static int handle_one(ServerLoop *l)
         return rc == EAGAIN || rc == EINTR ? 0 : rc;
     }
     l->stats.bytes_in += m.bytes;
+    if (rc == PSREC_E_RANGE && (m.bytes > l->lim.max_bytes ||
+                                (m.header_ok && m.h.key_count > l->lim.max_keys)))
+        l->stats.over_limit++;
     if (rc < 0) {
         rc = m.id_len ? refuse(l, m.identity, m.id_len, m.header_ok ? &m.h : NULL, rc, why) : 0;
     } else {
@@ -871,9 +915,10 @@ static void write_stats(ServerLoop *l, double t)
     server_loop_stats(l, &s);
     LOG_INFO("shard %u: pulls %" PRIu64 " pushes %" PRIu64 " in %" PRIu64 " B out %" PRIu64
              " B rows %" PRIu64 " max staleness %" PRIu64 " deferred %" PRIu64 " bad %" PRIu64
-             " waiting %zu clock %" PRIu64,
+             " over limit %" PRIu64 " waiting %zu clock %" PRIu64,
              l->opt.shard_index, s.pulls, s.pushes, s.bytes_in, s.bytes_out, s.rows_held,
-             s.max_staleness, s.deferred_pulls, s.bad_messages, gates_waiting(l->gates),
+             s.max_staleness, s.deferred_pulls, s.bad_messages, s.over_limit,
+             gates_waiting(l->gates),
              gates_bsp_clock(l->gates));
     if (!l->opt.stats_file)
         return;
@@ -881,9 +926,10 @@ static void write_stats(ServerLoop *l, double t)
             "{\"shard\":%u,\"time\":%.3f,\"pulls\":%" PRIu64 ",\"pushes\":%" PRIu64
             ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"rows_held\":%" PRIu64
             ",\"max_staleness\":%" PRIu64 ",\"deferred_pulls\":%" PRIu64
-            ",\"bad_messages\":%" PRIu64 ",\"waiting_pulls\":%zu,\"bsp_clock\":%" PRIu64 "}\n",
+            ",\"bad_messages\":%" PRIu64 ",\"over_limit\":%" PRIu64
+            ",\"waiting_pulls\":%zu,\"bsp_clock\":%" PRIu64 "}\n",
             l->opt.shard_index, t - l->t0, s.pulls, s.pushes, s.bytes_in, s.bytes_out,
-            s.rows_held, s.max_staleness, s.deferred_pulls, s.bad_messages,
+            s.rows_held, s.max_staleness, s.deferred_pulls, s.bad_messages, s.over_limit,
             gates_waiting(l->gates), gates_bsp_clock(l->gates));
     fflush(l->opt.stats_file);
 }
@@ -1006,6 +1052,8 @@ static int fail_deferred(ServerLoop *l)
     int rc = 0;
     GatesPull d;
     while (gates_take_all(l->gates, &d)) {
+        if (d.worker < l->opt.workers && l->waiting[d.worker])
+            l->waiting[d.worker]--;
         WireHeader h, r;
         pull_header(&h, &d);
         reply_header(l, &r, &h);

@@ -44,6 +44,13 @@ typedef struct ServerLoopOptions {
                                   never */
     int takeover;              /* 1: survivors take over a dead worker (a one-shard job: its
                                   last committed step is this shard's alone to know) */
+    uint64_t max_message_bytes; /* ps.max_message_bytes: a message above it (all frames) is
+                                  refused, one frame above it is dropped by ZeroMQ with its
+                                  connection (ZMQ_MAXMSGSIZE: never even allocated); 0:
+                                  WIRE_DEFAULT_MAX_BYTES */
+    uint64_t max_keys_per_request; /* ps.max_keys_per_request; 0: WIRE_DEFAULT_MAX_KEYS */
+    /* ps.max_rows_per_table is shard.max_rows. Every refusal for a limit gets an ERROR reply
+     * and is counted (WireStats.over_limit, bad_messages). */
     Shard *initial;            /* a resumed shard to serve (ownership moves to the loop, also
                                   on error); NULL: a fresh one from `shard` */
 } ServerLoopOptions;

@@ -22,7 +22,7 @@ int shard_new(const ShardOptions *opt, Shard **out)
     *out = NULL;
     Shard *s = calloc(1, sizeof *s);
     if (!s)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     s->opt = *opt;
     params_specs(&opt->shape, s->specs);
     for (int t = 0; t < PARAM_TABLES; t++) {
@@ -86,6 +86,23 @@ int shard_push(Shard *s, uint32_t table, const uint64_t *keys, size_t n, const f
     return 0;
 }
 
+int shard_admit(Shard *s, uint32_t table, const uint64_t *keys, size_t n)
+{
+    if (!s->opt.max_rows || table >= PARAM_TABLES)
+        return 0;
+    const uint64_t held = table_rows_held(s->tables[table]);
+    if (held + n <= s->opt.max_rows) /* fits even if every key is new: no lookups */
+        return 0;
+    const uint64_t fresh = table_count_missing(s->tables[table], keys, n);
+    if (held + fresh <= s->opt.max_rows)
+        return 0;
+    s->stats.over_limit++;
+    return psrec_errf(PSREC_E_RANGE, "table %s holds %llu rows; %llu new ones would pass "
+                      "ps.max_rows_per_table = %llu", s->specs[table].name,
+                      (unsigned long long)held, (unsigned long long)fresh,
+                      (unsigned long long)s->opt.max_rows);
+}
+
 uint32_t shard_table_width(const Shard *s, uint32_t table)
 {
     return table < PARAM_TABLES ? s->specs[table].width : 0;
@@ -134,7 +151,7 @@ int shard_snapshot(const Shard *s, Shard **snap)
 {
     Shard *c = *snap;
     if (!c && !(c = calloc(1, sizeof *c)))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     c->opt = s->opt;
     c->stats = s->stats;
     memcpy(c->specs, s->specs, sizeof c->specs);

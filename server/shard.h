@@ -23,6 +23,8 @@ typedef struct ShardOptions {
                            (seed, table, key) only). Checkpoints then record those tables as
                            sparse, and table_load only accepts them into a shard made with
                            the same setting. 0: dense tables allocated whole (default). */
+    uint64_t max_rows;  /* ps.max_rows_per_table: shard_admit refuses a request that would
+                           make a table hold more rows; 0: no cap */
 } ShardOptions;
 
 typedef struct ShardStats {
@@ -30,6 +32,7 @@ typedef struct ShardStats {
     uint64_t rows_pulled, rows_pushed;
     uint64_t rows_held;          /* over all tables */
     uint64_t bad_requests;       /* refused: unknown table, key out of range */
+    uint64_t over_limit;         /* refused by shard_admit (max_rows) */
 } ShardStats;
 
 typedef struct Shard Shard;
@@ -45,6 +48,14 @@ void shard_free(Shard **s);
 int shard_pull(Shard *s, uint32_t table, const uint64_t *keys, size_t n, float *out);
 /* Apply gradient rows (n, width) with the optimizer. Errors as shard_pull. */
 int shard_push(Shard *s, uint32_t table, const uint64_t *keys, size_t n, const float *grads);
+
+/* May a request for keys[0..n) of table go ahead? Refuses (PSREC_E_RANGE, counted in
+ * over_limit, message naming the table and ps.max_rows_per_table) when the rows it would
+ * create would make the table hold more than opt->max_rows. A key absent from the table is
+ * counted each time it appears (a worker's requests carry distinct keys), so near the cap a
+ * request with repeated new keys may be refused although it would fit. Changes nothing
+ * else; shard_pull / shard_push do not check (an in-process trainer needs no cap). */
+int shard_admit(Shard *s, uint32_t table, const uint64_t *keys, size_t n);
 
 /* Width (floats per row) and key range of a table; 0 for an unknown table. */
 uint32_t shard_table_width(const Shard *s, uint32_t table);

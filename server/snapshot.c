@@ -33,7 +33,7 @@ int cut_image_new(uint32_t workers, CutImage **out)
     *out = NULL;
     CutImage *img = calloc(1, sizeof *img);
     if (!img)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     size_t w = workers ? workers : 1;
     img->workers = workers;
     img->finished = calloc(w, sizeof *img->finished);
@@ -43,7 +43,7 @@ int cut_image_new(uint32_t workers, CutImage **out)
     img->cuts = calloc(w, SNAP_CUT_MAX);
     if (!img->finished || !img->done || !img->lost || !img->cut_len || !img->cuts) {
         cut_image_free(&img);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     *out = img;
     return 0;
@@ -119,7 +119,7 @@ int snapwriter_new(SnapWriteFn fn, void *ctx, SnapWriter **out)
     *out = NULL;
     SnapWriter *w = calloc(1, sizeof *w);
     if (!w)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     w->fn = fn;
     w->ctx = ctx;
     pthread_mutex_init(&w->mu, NULL);

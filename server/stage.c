@@ -16,7 +16,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
         c *= 2;
     void *q = realloc(*p, c * elem);
     if (!q)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     *p = q;
     *cap = c;
     return 0;
@@ -29,7 +29,7 @@ int stage_add(Stage *s, uint32_t table, const uint64_t *keys, size_t n, const fl
         size_t c = s->cap ? s->cap * 2 : 8;
         StagedPush *it = realloc(s->items, c * sizeof *it);
         if (!it)
-            return PSREC_E_NOMEM;
+            return psrec_nomem(__func__);
         memset(it + s->cap, 0, (c - s->cap) * sizeof *it);
         s->items = it;
         s->cap = c;
@@ -38,7 +38,7 @@ int stage_add(Stage *s, uint32_t table, const uint64_t *keys, size_t n, const fl
     const size_t nv = n * (size_t)width;
     if (grow((void **)&p->keys, &p->cap_keys, n, sizeof *p->keys) ||
         grow((void **)&p->vals, &p->cap_vals, nv, sizeof *p->vals))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     if (n) {
         memcpy(p->keys, keys, n * sizeof *keys);
         memcpy(p->vals, vals, nv * sizeof *vals);

@@ -63,29 +63,35 @@ static int grow_slots(Table *t, size_t need)
         cap *= 2;
     float *d = realloc(t->data, cap * t->row_floats * sizeof *d);
     if (!d)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->data = d;
     uint32_t *s = realloc(t->steps, cap * sizeof *s);
     if (!s)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->steps = s;
     uint64_t *k = realloc(t->slot_keys, cap * sizeof *k);
     if (!k)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->slot_keys = k;
     t->cap = cap;
     return 0;
 }
 
-/* Append a fresh slot for key: initial parameters, zero state, step 0. */
-static int new_slot(Table *t, uint64_t key, uint32_t *slot)
+/* Append a fresh slot for key: initial parameters (zeros when !init: the caller overwrites
+ * them, as a checkpoint load does, and the random init was half of loading a model), zero
+ * state, step 0. */
+static int new_slot(Table *t, uint64_t key, int init, uint32_t *slot)
 {
     int rc = grow_slots(t, t->used + 1);
     if (rc)
         return rc;
     float *row = t->data + t->used * t->row_floats;
-    table_init_row(&t->spec, t->seed, key, row);
-    memset(row + t->spec.width, 0, (t->row_floats - t->spec.width) * sizeof *row);
+    size_t from = 0;
+    if (init) {
+        table_init_row(&t->spec, t->seed, key, row);
+        from = t->spec.width;
+    }
+    memset(row + from, 0, (t->row_floats - from) * sizeof *row);
     t->steps[t->used] = 0;
     t->slot_keys[t->used] = key;
     *slot = (uint32_t)t->used++;
@@ -105,7 +111,7 @@ static int map_grow(Table *t)
     if (!keys || !slots) {
         free(keys);
         free(slots);
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     memset(slots, 0xff, cap * sizeof *slots);
     for (size_t i = 0; i < t->map_cap; i++) {
@@ -125,7 +131,10 @@ static int map_grow(Table *t)
     return 0;
 }
 
-/* Slot of key, creating the row when create is set. */
+/* Slot of key, creating the row when create is set. find_slot's create argument: 0 = find only, 1 = create with initial parameters,
+ * FIND_CREATE_BLANK = create with zeros (the caller writes the parameters). */
+enum { FIND_CREATE_BLANK = 2 };
+
 static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
 {
     if (key >= t->spec.rows)
@@ -151,12 +160,32 @@ static int find_slot(Table *t, uint64_t key, int create, uint32_t *slot)
     }
     if (!create)
         return PSREC_E_NOTFOUND;
-    int rc = new_slot(t, key, slot);
+    int rc = new_slot(t, key, create != FIND_CREATE_BLANK, slot);
     if (rc)
         return rc;
     t->keys[h] = key;
     t->slots[h] = *slot;
     return 0;
+}
+
+uint64_t table_count_missing(const Table *t, const uint64_t *keys, size_t n)
+{
+    if (t->spec.dense)
+        return 0;
+    uint64_t missing = 0;
+    const size_t mask = t->map_cap ? t->map_cap - 1 : 0;
+    for (size_t i = 0; i < n; i++) {
+        int found = 0;
+        if (t->map_cap)
+            for (size_t h = hash_key(keys[i], mask); t->slots[h] != EMPTY_SLOT;
+                 h = (h + 1) & mask)
+                if (t->keys[h] == keys[i]) {
+                    found = 1;
+                    break;
+                }
+        missing += !found;
+    }
+    return missing;
 }
 
 int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Table **out)
@@ -167,7 +196,7 @@ int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Tabl
                           (unsigned long long)spec->rows, spec->width);
     Table *t = calloc(1, sizeof *t);
     if (!t)
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     t->spec = *spec;
     t->opt = *opt;
     t->seed = seed;
@@ -176,7 +205,7 @@ int table_new(const TableSpec *spec, const OptimConfig *opt, uint64_t seed, Tabl
         uint32_t slot;
         int rc = grow_slots(t, spec->rows);
         for (uint64_t k = 0; !rc && k < spec->rows; k++)
-            rc = new_slot(t, k, &slot);
+            rc = new_slot(t, k, 1, &slot);
         if (rc) {
             table_free(&t);
             return rc;
@@ -209,14 +238,14 @@ static int ensure_block(void **buf, size_t have, size_t need)
         return 0;
     free(*buf);
     *buf = need ? malloc(need) : NULL;
-    return need && !*buf ? PSREC_E_NOMEM : 0;
+    return need && !*buf ? psrec_nomem(__func__) : 0;
 }
 
 int table_snapshot(const Table *t, Table **snap)
 {
     Table *c = *snap;
     if (!c && !(c = calloc(1, sizeof *c)))
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     /* Capacities the copy's blocks have now, in bytes (0 for a new copy). */
     const size_t have_rows = c->cap * c->row_floats * sizeof *c->data;
     const size_t have_steps = c->cap * sizeof *c->steps;
@@ -248,7 +277,7 @@ int table_snapshot(const Table *t, Table **snap)
     if (rc) {
         table_free(&c);
         *snap = NULL;
-        return PSREC_E_NOMEM;
+        return psrec_nomem(__func__);
     }
     /* One memcpy per contiguous block. */
     if (t->used) {
@@ -409,7 +438,7 @@ int table_load_filtered(Table *t, const CkptReader *r, int params_only, TableRow
         uint32_t slot;
         if (keep && !keep(ctx, t->spec.id, keys[i]))
             continue;
-        if ((rc = find_slot(t, keys[i], 1, &slot)))
+        if ((rc = find_slot(t, keys[i], FIND_CREATE_BLANK, &slot)))
             return rc;
         float *row = t->data + slot * t->row_floats;
         const float *src = data + i * saved_row;

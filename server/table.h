@@ -33,6 +33,10 @@ int table_pull(Table *t, const uint64_t *keys, size_t n, float *out);
  * Returns as table_pull. */
 int table_push(Table *t, const uint64_t *keys, size_t n, const float *grads);
 
+/* How many of keys[0..n) have no row yet (a repeated absent key counts each time; keys out
+ * of range count too). Allocates nothing, changes nothing. */
+uint64_t table_count_missing(const Table *t, const uint64_t *keys, size_t n);
+
 /* Rows that exist (sparse: touched so far; dense: all). */
 uint64_t table_rows_held(const Table *t);
 

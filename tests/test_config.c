@@ -40,6 +40,13 @@ static void check_msg(const char *want)
     CU_ASSERT_STRING_EQUAL(got, want);
 }
 
+static void check_msg_has(const char *want)
+{
+    if (!strstr(psrec_errmsg(), want))
+        fprintf(stderr, "\n  want: ...%s...\n  got:  %s\n", want, psrec_errmsg());
+    CU_ASSERT_PTR_NOT_NULL(strstr(psrec_errmsg(), want));
+}
+
 /* Loading text fails with code and the message "<conf_path>" + tail. */
 static void expect_file_error(const char *text, int code, const char *tail)
 {
@@ -728,7 +735,7 @@ static void test_reference(void)
             !strncmp(p + 1, "train.", 6) || !strncmp(p + 1, "ps.", 3) ||
             !strncmp(p + 1, "checkpoint.", 11) || !strncmp(p + 1, "run.", 4))
             keys++;
-    CU_ASSERT_EQUAL(keys, 36);
+    CU_ASSERT_EQUAL(keys, 39);
     free(text);
 }
 
@@ -758,7 +765,89 @@ static void test_shipped_configs(void)
     CU_ASSERT_STRING_EQUAL(cfg.data.train, "/path/to/MINDlarge/train.db");
 }
 
+/* Write n raw bytes to conf_path. */
+static void write_bytes(const void *p, size_t n)
+{
+    snprintf(conf_path, sizeof conf_path, "%s/exp.conf", tmpdir);
+    FILE *f = fopen(conf_path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+/* 1 when every byte of s is printable ASCII (what a message may show on a terminal). */
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            return 0;
+    return 1;
+}
+
+/* A NUL byte inside a value ended the C string there: `hidden = 3\0 2` was read as 3. */
+static void test_error_nul_byte(void)
+{
+    static const char text[] = "[model]\nhidden = 3\0 2\n";
+    Config cfg;
+    config_defaults(&cfg);
+    write_bytes(text, sizeof text - 1);
+    CU_ASSERT_EQUAL(config_load_file(&cfg, conf_path), PSREC_E_PARSE);
+    CU_ASSERT_EQUAL(cfg.model.hidden, 64);
+    check_msg_has(":2: the line holds a NUL byte (column 11): \"hidden = 3\\x00 2\"");
+    /* In a comment it is harmless. */
+    static const char comment[] = "[model]\n; a \0 b\nhidden = 3\n";
+    write_bytes(comment, sizeof comment - 1);
+    CU_ASSERT_EQUAL(config_load_file(&cfg, conf_path), 0);
+    CU_ASSERT_EQUAL(cfg.model.hidden, 3);
+    /* UTF-8 text stays fine; a lone Latin-1 byte does not. */
+    write_bytes("[run]\nname = caf\xc3\xa9\n", 19);
+    CU_ASSERT_EQUAL(config_load_file(&cfg, conf_path), 0);
+    write_bytes("[run]\nname = caf\xe9\n", 18);
+    CU_ASSERT_EQUAL(config_load_file(&cfg, conf_path), PSREC_E_PARSE);
+    check_msg_has(":2: the line holds bytes that are not UTF-8 text (column 11): "
+                  "\"name = caf\\xe9\"");
+}
+
+/* A config of random bytes (a binary given by mistake) is refused with a message holding
+ * only printable ASCII: the offending bytes escaped, never raw binary on the terminal. Both
+ * through the API and as the psrec binary prints it. */
+static void test_random_bytes_escaped(void)
+{
+    unsigned char buf[600];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    int refused = 0;
+    for (int t = 0; t < 200; t++) {
+        for (size_t i = 0; i < sizeof buf; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[i] = (unsigned char)x;
+        }
+        /* Half of the files start with a valid line, so the bad one is not always line 1. */
+        if (t % 2 == 0)
+            memcpy(buf, "[train]\nlr = 0.5\n", 17);
+        Config cfg;
+        config_defaults(&cfg);
+        write_bytes(buf, sizeof buf);
+        int rc = config_load_file(&cfg, conf_path);
+        refused += rc != 0;
+        if (rc && !printable(psrec_errmsg())) {
+            fprintf(stderr, "\n  raw bytes in: %s\n", psrec_errmsg());
+            CU_FAIL("message holds raw bytes");
+            break;
+        }
+    }
+    CU_ASSERT_EQUAL(refused, 200);
+    char *out = NULL;
+    int rc = tu_run(&out, "%s train %s 2>&1", TU_PSREC, conf_path);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    CU_ASSERT(printable(strtok(out, "\n")));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "exp.conf:"));
+    free(out);
+}
+
 static const TuTest tests[] = {
+    {"NUL byte in a value is refused", test_error_nul_byte},
+    {"random bytes give an escaped message", test_random_bytes_escaped},
     {"defaults", test_defaults},
     {"enum_names", test_enum_names},
     {"full_file", test_full_file},

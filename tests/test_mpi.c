@@ -140,12 +140,13 @@ static void test_ssp_end_to_end(void)
     free(out);
 }
 
-/* ps.colocate: every rank runs a shard thread and a worker (ASP here). */
+/* ps.colocate: every rank runs a shard thread and a worker (ASP here). ps.host names a
+ * network, which each shard resolves to its own machine's address in it. */
 static void test_colocate(void)
 {
     char *out = NULL;
     int rc = tu_run(&out, "timeout 300 " MPIRUN " -np 2 %s train %s/exp.conf --run.dir=%s/colo "
-                          "--ps.colocate=true --ps.consistency=asp",
+                          "--ps.colocate=true --ps.consistency=asp --ps.host=127.0.0.0/8",
                     TU_PSREC, dir, dir);
     if (rc)
         fprintf(stderr, "%s\n", out);
@@ -156,6 +157,8 @@ static void test_colocate(void)
     CU_ASSERT(tu_json_number(json, "auc", &auc) && auc > 0.7);
     CU_ASSERT(tu_json_number(json, "impressions", &imps) && imps == 500);
     CU_ASSERT(strstr(out, "[server+worker 0 ") && strstr(out, "[server+worker 1 "));
+    CU_ASSERT(strstr(out, "shard 0 binds 127.0.0.1 (network 127.0.0.0/8 (interface lo))") &&
+              strstr(out, "shard 1 binds 127.0.0.1 (network 127.0.0.0/8 (interface lo))"));
     free(out);
 }
 
@@ -169,12 +172,19 @@ static void test_rendezvous_failure(void)
     CU_ASSERT(rc != 0 && rc != 124); /* 124: timeout fired, i.e. it hung */
     CU_ASSERT(strstr(out, "ps.servers = 2 needs at least 3 MPI ranks") != NULL);
     free(out);
-    /* A shard that cannot bind (an address not on this host) fails the job, never hangs. */
-    rc = tu_run(&out, "timeout 60 " MPIRUN " -np 2 %s train %s/exp.conf --run.dir=%s/bad2 "
-                      "--ps.host=203.0.113.77", TU_PSREC, dir, dir);
-    CU_ASSERT(rc != 0 && rc != 124);
-    CU_ASSERT(strstr(out, "cannot start shard 0") != NULL);
-    free(out);
+    /* A ps.host that is not this machine's (an address, a network, an interface) fails the
+     * job at once, never hangs, and says what the machine has. */
+    static const char *const foreign[] = {"203.0.113.77", "203.0.113.0/24", "nosuchif0"};
+    for (int i = 0; i < 3; i++) {
+        rc = tu_run(&out, "timeout 60 " MPIRUN " -np 2 %s train %s/exp.conf --run.dir=%s/bad2-%d "
+                          "--ps.host=%s", TU_PSREC, dir, dir, i, foreign[i]);
+        CU_ASSERT(rc != 0 && rc != 124);
+        char want[96];
+        snprintf(want, sizeof want, "shard 0: ps.host = %s", foreign[i]);
+        CU_ASSERT(strstr(out, want) != NULL);
+        CU_ASSERT(strstr(out, "(it has: lo 127.0.0.1") != NULL);
+        free(out);
+    }
     /* A rank that never starts psrec (here: `sleep`): MPI_Init itself would wait forever; the
      * start-up watchdog ends the job after ps.rendezvous_timeout (+10 s) with a message. */
     rc = tu_run(&out, "timeout 90 " MPIRUN " -np 2 %s train %s/exp.conf --run.dir=%s/bad3 "

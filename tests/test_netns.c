@@ -201,6 +201,40 @@ static void test_multi_host(void)
     free(sum);
 }
 
+/* a2. 2 shards, one per host, 1 worker; one ps.host for the job, a network: each shard binds
+ * its own host's address in it (host 1: .21, its first address there; host 2: .12). */
+static void test_shard_per_host(void)
+{
+    char hosts[128], args[4400], *out = NULL;
+    double secs;
+    /* rank 0 (shard 0) on host 1; ranks 1 (shard 1) and 2 (the worker) on host 2 */
+    snprintf(hosts, sizeof hosts, "%s:1,%s:2", h1, h2);
+    snprintf(args, sizeof args,
+             "--run.dir=%s/pernet --ps.servers=2 --ps.host=%s.0/24 --train.epochs=1", dir, net);
+    int rc = job(&out, &secs, 300, hosts, 3, args);
+    char want0[160], want1[160];
+    snprintf(want0, sizeof want0, "shard 0 binds %s.21 (network %s.0/24 (interface eth0))", net,
+             net);
+    snprintf(want1, sizeof want1, "shard 1 binds %s (network %s.0/24 (interface eth0))", h2,
+             net);
+    const int ok0 = out && strstr(out, want0), ok1 = out && strstr(out, want1);
+    if (rc || !ok0 || !ok1)
+        show("shards on two hosts, ps.host a network", out, rc, secs);
+    CU_ASSERT(rc == 0);
+    CU_ASSERT(ok0);
+    CU_ASSERT(ok1);
+    free(out);
+    char p[4400];
+    snprintf(p, sizeof p, "%s/pernet/summary.json", dir);
+    char *sum = tu_read_file(p, NULL);
+    CU_ASSERT_FATAL(sum != NULL);
+    double samples = 0;
+    CU_ASSERT(strstr(sum, "\"completed\"") != NULL);
+    CU_ASSERT(tu_json_number(sum, "samples", &samples) && samples == 7674);
+    fprintf(stderr, "\n  shards on two hosts by one ps.host network: done in %.1f s\n", secs);
+    free(sum);
+}
+
 /* b. A firewall inside host 1 drops TCP to the shard's port: the workers' requests and
  * heartbeats vanish; they fail naming the shard and its rank within the liveness timeout. */
 static void test_blocked_port(void)
@@ -305,6 +339,7 @@ int main(void)
         return 1;
     }
     static const TuTest tests[] = {{"multi_host", test_multi_host},
+                                   {"shard_per_host", test_shard_per_host},
                                    {"blocked_port", test_blocked_port},
                                    {"missing_dataset", test_missing_dataset},
                                    {"rank_never_starts", test_rank_never_starts},

@@ -225,6 +225,13 @@ static void test_shared_vocab_and_unlabeled(void)
     Dataset *ds;
     DatasetTxn *t;
     CU_ASSERT_FATAL(dataset_open(p, &ds) == 0);
+    /* The copied tables give the train set's fingerprint (what eval and resume compare). */
+    Dataset *tr;
+    snprintf(p, sizeof p, "%s/train.db", dir);
+    CU_ASSERT_FATAL(dataset_open(p, &tr) == 0);
+    CU_ASSERT(dataset_meta(tr)->fingerprint != 0);
+    CU_ASSERT_EQUAL(dataset_meta(ds)->fingerprint, dataset_meta(tr)->fingerprint);
+    dataset_free(&tr);
     CU_ASSERT_FATAL(dataset_txn_new(ds, &t) == 0);
     NewsView nv;
     CU_ASSERT_FATAL(dataset_get_news(t, 1, &nv) == 0); /* stocks zoom -> 10 <unk>, finance 2 */
@@ -327,6 +334,38 @@ static void test_long_line(void)
 }
 
 /* The binary: exit codes, and inspect --json reporting the counts. */
+/* An empty news.tsv made a dataset of 0 news on which training exited 0. prep refuses it;
+ * train refuses a dataset with no trainable sample (here: impressions without a click). */
+static void test_nothing_to_train(void)
+{
+    setup_files();
+    char p[4200];
+    snprintf(p, sizeof p, "%s/empty_news.tsv", dir);
+    CU_ASSERT_FATAL(tu_write_file(p, "") == 0);
+    DatasetMeta m;
+    CU_ASSERT_EQUAL(prep_files("empty_news.tsv", "beh.tsv", "empty.db", NULL, 0, &m),
+                    PSREC_E_RANGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(psrec_errmsg(), "empty_news.tsv: no news"));
+    CU_ASSERT(!path_exists("empty.db"));
+    snprintf(p, sizeof p, "%s/noclick.tsv", dir);
+    CU_ASSERT_FATAL(tu_write_file(p, "1\tU1\t11/11/2019 9:05:58 AM\tN1\tN1-0 N2-0\n") == 0);
+    CU_ASSERT_EQUAL_FATAL(prep_files("news.tsv", "noclick.tsv", "noclick.db", NULL, 0, &m), 0);
+    CU_ASSERT_EQUAL(m.samples, 0);
+    snprintf(p, sizeof p, "%s/noclick.conf", dir);
+    char conf[9000];
+    snprintf(conf, sizeof conf, "[data]\ntrain = %s/noclick.db\n[run]\ndir = %s/noclick-run\n",
+             dir, dir);
+    CU_ASSERT_FATAL(tu_write_file(p, conf) == 0);
+    char *out = NULL;
+    int rc = tu_run(&out, "%s train %s 2>&1", TU_PSREC, p);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "noclick.db: dataset has no trainable sample"));
+    if (rc != 1 && out)
+        fprintf(stderr, "\n%s\n", out);
+    free(out);
+    tu_rmtree(dir);
+}
+
 static void test_cli(void)
 {
     char *out = NULL;
@@ -365,6 +404,7 @@ int main(void)
                                    {"existing output and --force", test_existing_out},
                                    {"very long line", test_long_line},
                                    {"command line", test_cli},
+                                   {"nothing to train is refused", test_nothing_to_train},
                                    {NULL, NULL}};
     tu_add_suite("prep", tests);
     return tu_run_all();

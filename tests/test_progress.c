@@ -12,6 +12,9 @@
  *     and the resumed life's first progress line counts steps from where the epoch was cut;
  *   - PSREC_PROGRESS=tty: the redrawn line (\r, clear to end of line), and the per-step loss
  *     lines only in run.dir/log, not on stderr.
+ *   - prep and eval meters: on a terminal (PSREC_PROGRESS=tty, PSREC_TEST_METER_DELAY=0 so a
+ *     small run shows them) "prep: N/T MB" and "eval: scoring: N/T impressions" lines, the last
+ *     one complete (T/T) and then erased; not a terminal: no meter at all.
  * Not here: the look of the terminal line (a person judges that), timing accuracy. */
 #include "testutil/testutil.h"
 
@@ -364,6 +367,80 @@ static void test_tty_mode(void)
     free(out);
 }
 
+/* The last "what: a/b unit (" of out; 1 when found. */
+static int last_meter(const char *out, const char *what, const char *unit,
+                      unsigned long long *done, unsigned long long *total)
+{
+    int found = 0;
+    const size_t wn = strlen(what), un = strlen(unit);
+    for (const char *p = strstr(out, what); p; p = strstr(p + 1, what)) {
+        if (strncmp(p + wn, ": ", 2))
+            continue;
+        char *e;
+        const char *a = p + wn + 2;
+        unsigned long long d = strtoull(a, &e, 10);
+        if (e == a || *e != '/')
+            continue;
+        const char *b = e + 1;
+        unsigned long long t = strtoull(b, &e, 10);
+        if (e == b || *e != ' ' || strncmp(e + 1, unit, un) || strncmp(e + 1 + un, " (", 2))
+            continue;
+        *done = d;
+        *total = t;
+        found = 1;
+    }
+    return found;
+}
+
+static void test_prep_eval_meters(void)
+{
+    CU_ASSERT_FATAL(dir[0]);
+    char *out = NULL;
+    unsigned long long done = 0, total = 0;
+    static const char *const modes[] = {"tty", "plain"};
+    /* prep updates its meter every 4096 lines: ~40k behaviors lines, ~10 MB */
+    int rc = tu_run(&out, "%s gen --out %s/big --news 1000 --users 2000 --train-impressions "
+                          "40000 --dev-impressions 10",
+                    TU_PSREC, dir);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    free(out);
+    out = NULL;
+    for (int m = 0; m < 2; m++) {
+        const int tty = m == 0;
+        rc = tu_run(&out,
+                        "(PSREC_PROGRESS=%s PSREC_TEST_METER_DELAY=0 %s prep --news "
+                        "%s/big/train/news.tsv --behaviors %s/big/train/behaviors.tsv "
+                        "--out %s/meter-%s.db --title-len 12 --his-len 15 2>&1 >/dev/null)",
+                        modes[m], TU_PSREC, dir, dir, dir, modes[m]);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_EQUAL(last_meter(out, "prep", "MB", &done, &total), tty);
+        if (tty) {
+            CU_ASSERT(total >= 5 && total <= 20);
+            CU_ASSERT(done <= total);
+            CU_ASSERT_PTR_NOT_NULL(strstr(out, "\033[K"));
+        }
+        free(out);
+        out = NULL;
+
+        rc = tu_run(&out,
+                    "(PSREC_PROGRESS=%s PSREC_TEST_METER_DELAY=0 %s eval --ckpt %s/tty/ckpt "
+                    "--data %s/dev.db --threads 1 2>&1 >/dev/null)",
+                    modes[m], TU_PSREC, dir, dir);
+        CU_ASSERT_EQUAL(rc, 0);
+        CU_ASSERT_EQUAL(last_meter(out, "eval: scoring", "impressions", &done, &total), tty);
+        if (tty) {
+            CU_ASSERT_EQUAL(total, 500); /* the dev split's impressions, in chunks of 256 */
+            CU_ASSERT(done >= 256 && done <= total);
+            /* the meter is erased before the result lines: the output ends with no meter */
+            const char *last_cr = strrchr(out, '\r');
+            CU_ASSERT_PTR_NOT_NULL_FATAL(last_cr);
+            CU_ASSERT_PTR_NULL(strstr(last_cr, "impressions ("));
+        }
+        free(out);
+        out = NULL;
+    }
+}
+
 static const TuTest tests[] = {
     {"cadence_fake_clock", test_cadence_fake_clock},
     {"loss_average", test_loss_average},
@@ -371,6 +448,7 @@ static const TuTest tests[] = {
     {"plain_lines", test_plain_lines},
     {"resume_appends", test_resume_appends},
     {"tty_mode", test_tty_mode},
+    {"prep_eval_meters", test_prep_eval_meters},
     {NULL, NULL},
 };
 

@@ -532,6 +532,45 @@ static void test_timeout(void)
     zmq_close(router);
 }
 
+/* A shard that could not decode a request's header answers ERROR with request id 0 (it
+ * cannot know the id): every request waiting on that shard fails at once with its error
+ * instead of waiting for a reply that will never come. */
+static void test_unread_request_fails(void)
+{
+    const char *eps[NSHARDS] = {"inproc://ps-zmq-test-nobody2", "inproc://ps-zmq-test-unread"};
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0;
+    CU_ASSERT_FATAL(router != NULL);
+    zmq_setsockopt(router, ZMQ_LINGER, &zero, sizeof zero);
+    CU_ASSERT_FATAL(zmq_bind(router, eps[1]) == 0);
+    PsZmq *z = client_for(eps, 0, 1, 20.0);
+    PsClient ps;
+    ps_zmq_client(z, &ps);
+    uint64_t on1[2];
+    size_t n1 = 0;
+    for (uint64_t k = 0; k < 100 && n1 < 2; k++)
+        if (keyrange_owner(PARAM_WORD, k, NSHARDS) == 1)
+            on1[n1++] = k;
+    float rows[8];
+    PsTicket t;
+    double t0 = now_s();
+    CU_ASSERT(check_rc(ps_pull(&ps, PARAM_WORD, on1, 2, rows, &t), 0));
+    WireMsg m;
+    CU_ASSERT_FATAL(fake_recv(router, &m, 1000) == 0);
+    WireHeader r;
+    wire_header_init(&r, WIRE_OP_ERROR);
+    r.reply = 1;
+    r.error_code = PSREC_E_NOMEM;
+    snprintf(r.error_text, sizeof r.error_text, "no memory to decode a header of 40 bytes");
+    CU_ASSERT(wire_send(router, m.identity, m.id_len, &r, NULL, NULL) == 0);
+    wire_msg_close(&m);
+    CU_ASSERT_EQUAL(ps_wait(&ps, t), PSREC_E_NOMEM);
+    CU_ASSERT(now_s() - t0 < 10.0); /* at once, not after the 20 s timeout */
+    CU_ASSERT_PTR_NOT_NULL(strstr(psrec_errmsg(), "refused unread: no memory to decode"));
+    ps_zmq_free(&z);
+    zmq_close(router);
+}
+
 /* (f) BSP, W = 2, through two real clients: both push (overlapping rows, and dense rows),
  * both clock; a pull of clock 1 issued before worker 1 clocked is held by the shards and,
  * once it clocks, returns every row moved by the mean of the two workers' gradients. */
@@ -688,6 +727,7 @@ int main(void)
         {"outstanding tickets in any order; bounded", test_outstanding_tickets},
         {"ERROR replies name the shard", test_error_reply},
         {"silent shards time out; late replies dropped", test_timeout},
+        {"a request the shard could not read fails at once", test_unread_request_fails},
         {"BSP through two clients: mean of pushes", test_bsp_two_clients},
         {"SHUTDOWN of every worker ends the loops", test_shutdown_ends_loops},
         {"CLOCK acks carry the slowest worker's steps", test_clock_ack_slowest},

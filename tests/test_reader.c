@@ -49,17 +49,30 @@ static uint32_t fx_max_nneg(uint64_t begin, uint64_t end)
     return m;
 }
 
-static void fx_sample(uint64_t i, uint32_t his_len, SampleView *s, uint32_t *his, uint32_t *neg)
+/* Table sizes of a fixture of n samples: every id a sample holds names a row that exists
+ * (the dataset's decoders refuse ids out of range). */
+static uint32_t fx_users(uint64_t n)
+{
+    return (uint32_t)(7 * n + 2);
+}
+
+static uint32_t fx_news(uint64_t n)
+{
+    return (uint32_t)(11 * n + 4);
+}
+
+static void fx_sample(uint64_t i, uint64_t n, uint32_t his_len, SampleView *s, uint32_t *his,
+                      uint32_t *neg)
 {
     s->user = (uint32_t)(7 * i + 1);
     s->pos = (uint32_t)(11 * i + 3);
-    s->impression = i / 3 + 1000000;
+    s->impression = i / 3;
     s->nhis = (uint32_t)(i % (his_len + 1));
     s->nneg = fx_nneg(i);
     for (uint32_t j = 0; j < s->nhis; j++)
-        his[j] = (uint32_t)(i * 64 + j + 1);
+        his[j] = (uint32_t)((i * 64 + j + 1) % fx_news(n));
     for (uint32_t j = 0; j < s->nneg; j++)
-        neg[j] = 0x40000000u + (uint32_t)(i * 1024 + j);
+        neg[j] = (uint32_t)((i * 1024 + j) % fx_news(n));
     s->his = his;
     s->neg = neg;
 }
@@ -74,14 +87,23 @@ static int fx_build(const char *path, uint64_t n)
     uint32_t tok = 1;
     NewsView nv = {.category = 0, .ntok = 1, .tokens = &tok, .id = "", .id_len = 0};
     if ((rc = dataset_put_word(w, 0, "<pad>", 5)) || (rc = dataset_put_word(w, 1, "<unk>", 5)) ||
-        (rc = dataset_put_category(w, 0, "", 0)) || (rc = dataset_put_user(w, 0, "", 0)) ||
-        (rc = dataset_put_news(w, 0, &nv)) ||
-        (rc = dataset_put_news_text(w, 0, &(NewsText){.title = "", .category = ""})))
+        (rc = dataset_put_category(w, 0, "", 0)))
         goto fail;
+    for (uint32_t u = 0; u < fx_users(n); u++)
+        if ((rc = dataset_put_user(w, u, "", 0)))
+            goto fail;
+    for (uint32_t r = 0; r < fx_news(n); r++)
+        if ((rc = dataset_put_news(w, r, &nv)) ||
+            (rc = dataset_put_news_text(w, r, &(NewsText){.title = "", .category = ""})))
+            goto fail;
+    uint64_t nimp = (n + 2) / 3;
+    for (uint64_t k = 0; k < nimp; k++)
+        if ((rc = dataset_put_impression(w, k, &(ImpressionView){.ncand = 1, .cand = &tok})))
+            goto fail;
     uint32_t his[FX_MAX_HIS], neg[FX_BIG_NNEG + 8];
     for (uint64_t i = 0; i < n; i++) {
         SampleView s;
-        fx_sample(i, fx_his_len(n), &s, his, neg);
+        fx_sample(i, n, fx_his_len(n), &s, his, neg);
         if ((rc = dataset_put_sample(w, i, &s)))
             goto fail;
     }
@@ -90,7 +112,10 @@ static int fx_build(const char *path, uint64_t n)
     m.title_len = 1;
     m.his_len = fx_his_len(n);
     m.samples = n;
-    m.news_rows = m.user_rows = m.category_rows = 1;
+    m.impressions = nimp;
+    m.news_rows = fx_news(n);
+    m.user_rows = fx_users(n);
+    m.category_rows = 1;
     m.vocab_rows = 2;
     return dataset_writer_finish(&w, &m);
 fail:

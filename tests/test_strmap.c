@@ -382,6 +382,33 @@ static void test_insert_while_iterating(void)
     strmap_free(&m);
 }
 
+/* The batched path (hash, prefetch, get_hashed) answers exactly as strmap_get, for present
+ * and absent keys of both lengths classes, across growth. */
+static void test_hashed_lookup(void)
+{
+    StrMap *m = strmap_new(0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    char key[32];
+    for (uint32_t i = 0; i < 5000; i++) {
+        int n = snprintf(key, sizeof key, i % 2 ? "N%u" : "long-news-id-%u", i);
+        CU_ASSERT_EQUAL_FATAL(strmap_intern(m, key, (size_t)n, i, NULL, NULL), 0);
+    }
+    for (uint32_t i = 0; i < 10000; i++) {
+        int n = snprintf(key, sizeof key, i % 2 ? "N%u" : "long-news-id-%u", i);
+        uint64_t h = strmap_hash(key, (size_t)n);
+        strmap_prefetch(m, h);
+        uint32_t a = UINT32_MAX, b = UINT32_MAX;
+        int fa = strmap_get(m, key, (size_t)n, &a);
+        int fb = strmap_get_hashed(m, key, (size_t)n, h, &b);
+        CU_ASSERT_EQUAL(fa, i < 5000);
+        CU_ASSERT_EQUAL(fb, fa);
+        CU_ASSERT_EQUAL(b, a);
+        if (i < 5000)
+            CU_ASSERT_EQUAL(b, i);
+    }
+    strmap_free(&m);
+}
+
 static void test_presized(void)
 {
     StrMap *m = strmap_new(100000);
@@ -411,6 +438,7 @@ int main(void)
         {"key pointers stable", test_key_pointers_stable},
         {"insert while iterating", test_insert_while_iterating},
         {"presized", test_presized},
+        {"hashed lookup", test_hashed_lookup},
         {NULL, NULL},
     };
     tu_add_suite("strmap", tests);

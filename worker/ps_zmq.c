@@ -187,6 +187,10 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     c->hb = opt->heartbeat;
     c->dead_after = opt->dead_after > 0 ? opt->dead_after : opt->timeout;
     wire_limits_init(&c->lim, &opt->shape);
+    if (opt->max_message_bytes)
+        c->lim.max_bytes = opt->max_message_bytes;
+    if (opt->max_keys_per_request)
+        c->lim.max_keys = opt->max_keys_per_request;
     params_specs(&opt->shape, c->specs);
     rc = PSREC_E_NOMEM;
     c->endpoints = calloc(S, sizeof *c->endpoints);
@@ -439,6 +443,14 @@ static int receive(PsZmq *c, uint32_t k)
             note_bad(c, k, why);
     } else if (p) {
         apply(c, p, k, &m);
+    } else if (m.h.op == WIRE_OP_ERROR && m.h.request_id == 0) {
+        /* Shard k could not read one of our requests (its header did not decode there, e.g.
+         * no memory to decode it). Which one is unknown, so every request waiting on shard k
+         * fails with that error instead of waiting for a reply that will never come. */
+        for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++)
+            if (c->slots[i].id && c->slots[i].due[k])
+                settle(c, &c->slots[i], k, m.h.error_code ? m.h.error_code : PSREC_E_STATE,
+                       "a request was refused unread: %s", m.h.error_text);
     } else {
         c->stale++;
         LOG_DEBUG("PS client: shard %u: reply to request %llu that is no longer waited for", k,
@@ -631,7 +643,8 @@ static int check_rows(const PsZmq *c, WireOp op, uint32_t table, const uint64_t 
     const uint64_t w = c->lim.width[table];
     if (n > c->lim.max_keys || (uint64_t)n * (8 + 4 * w) + WIRE_HEADER_MAX > c->lim.max_bytes)
         return psrec_errf(PSREC_E_RANGE, "%s of %zu rows of table %s is over one message's "
-                          "limit (%llu keys, %llu bytes): split it", what, n,
+                          "limit (ps.max_keys_per_request = %llu, ps.max_message_bytes = %llu)",
+                          what, n,
                           c->specs[table].name, (unsigned long long)c->lim.max_keys,
                           (unsigned long long)c->lim.max_bytes);
     const uint64_t rows_in = c->lim.rows[table];

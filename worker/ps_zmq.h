@@ -42,6 +42,10 @@ typedef struct PsZmqOptions {
                                       with PSREC_E_FENCED once a shard declared this worker
                                       dead. When NULL, `timeout` applies as described. */
     double dead_after;             /* seconds (with heartbeat) */
+    uint64_t max_message_bytes;    /* ps.max_message_bytes (requests this big are refused
+                                      before sending, larger replies are not taken); 0:
+                                      WIRE_DEFAULT_MAX_BYTES */
+    uint64_t max_keys_per_request; /* ps.max_keys_per_request; 0: WIRE_DEFAULT_MAX_KEYS */
 } PsZmqOptions;
 
 typedef struct PsZmq PsZmq;

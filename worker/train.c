@@ -16,6 +16,8 @@
 #include "common/params.h"
 #include "common/timer.h"
 
+#include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,6 +48,8 @@ struct TrainStep {
     DenseParams g;
     float *g_word, *g_cat, *g_user;
     size_t max_words, max_news;
+    uint64_t nan_at;           /* test hook PSREC_TEST_NAN_AT_STEP: this step's loss is NaN
+                                  (0: never) */
 };
 
 static void *xcalloc(size_t n, size_t size, int *fail)
@@ -66,6 +70,8 @@ int train_step_new(TrainStep **out, const ModelDims *d, int max_B, PsClient *ps)
     ts->max_B = max_B;
     ts->max_news = (size_t)max_B * (size_t)(d->his_len + 1 + d->K);
     ts->max_words = ts->max_news * (size_t)d->title_len;
+    const char *nan_at = getenv("PSREC_TEST_NAN_AT_STEP");
+    ts->nan_at = nan_at ? strtoull(nan_at, NULL, 10) : 0;
     int rc, fail = 0;
     if ((rc = model_workspace_new(&ts->ws, d, max_B, 0, 0)) ||
         (rc = params_io_init(&ts->io, ps, d, ts->max_words)))
@@ -171,6 +177,43 @@ int train_step_issue(TrainStep *ts, int B, const uint32_t *users, const uint32_t
     return rc;
 }
 
+/* Index of the first non-finite float of x[0..n), or n. */
+static size_t first_nonfinite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return i;
+    return n;
+}
+
+/* A step whose loss or gradients are not finite means the model diverged: pushing it would
+ * poison the shards' parameters (a remote shard refuses non-finite values, the in-process one
+ * of a single-process run does not check), and a step pushed in part is worse. So the worker
+ * stops before pushing anything of it. step = the step's 1-based number (as in the logs). */
+static int check_finite(const TrainStep *ts, const BatchKeys *k, uint64_t step, float *loss)
+{
+    const ModelDims *d = &ts->dims;
+    if (ts->nan_at && step == ts->nan_at)
+        *loss = NAN;
+    const char *what = NULL;
+    if (!isfinite(*loss))
+        what = isnan(*loss) ? "the loss is NaN" : "the loss is infinite";
+    else if (first_nonfinite(ts->gdense, model_dense_floats(d)) < model_dense_floats(d))
+        what = "an LSTM weight gradient is not finite";
+    else if (first_nonfinite(ts->g_word, (size_t)k->n_words * (size_t)d->E) <
+                 (size_t)k->n_words * (size_t)d->E ||
+             first_nonfinite(ts->g_cat, (size_t)k->n_cats * (size_t)d->H) <
+                 (size_t)k->n_cats * (size_t)d->H ||
+             first_nonfinite(ts->g_user, (size_t)k->n_users * (size_t)d->H) <
+                 (size_t)k->n_users * (size_t)d->H)
+        what = "an embedding gradient is not finite";
+    if (!what)
+        return 0;
+    return psrec_errf(PSREC_E_RANGE, "training diverged at step %" PRIu64 ": %s; nothing of "
+                      "that step was pushed (lower train.lr, or resume from the last "
+                      "checkpoint)", step, what);
+}
+
 int train_step_complete(TrainStep *ts, float *loss)
 {
     if (ts->pending == 0)
@@ -189,6 +232,8 @@ int train_step_complete(TrainStep *ts, float *loss)
     memset(ts->g_user, 0, (size_t)k->n_users * (size_t)d->H * sizeof(float));
     if ((rc = model_train_step_grads(ts->ws, d, &s->p, s->word_rows, s->cat_rows, s->user_rows,
                                      &s->mb, &ts->g, ts->g_word, ts->g_cat, ts->g_user, loss)))
+        return rc;
+    if ((rc = check_finite(ts, k, s->clock + 1, loss)))
         return rc;
     PsTicket t[3 + PARAMS_DENSE_TABLES] = {0};
     ps_set_clock(ts->io.ps, s->clock);

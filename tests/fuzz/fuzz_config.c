@@ -4,8 +4,10 @@
  * config_load_file, as psrec reads exp.conf). Whatever the file holds, loading must end in 0
  * or an error code, never a crash. A file that loads and passes config_check must also keep
  * the module's round-trip promise: config_write's text reads back (config_load_file) to a
- * Config that writes the same text again; a difference aborts (a finding). The first line of
- * the input is also tried as a command-line override. */
+ * Config that writes the same text again; a difference aborts (a finding). A file that fails
+ * must fail with a message a terminal can show: UTF-8 text without control characters but tab
+ * (the file's other bytes escaped), never raw binary. The first line of the input is also tried as a
+ * command-line override. */
 #include "common/config.h"
 #include "common/error.h"
 
@@ -45,6 +47,25 @@ static char *written(const Config *cfg, size_t *len)
     return text;
 }
 
+/* 1 when s is UTF-8 text without control characters (a tab is fine). */
+static int terminal_safe(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned char c = *p++;
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return 0;
+        int more = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+                 : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+        if (more < 0)
+            return 0;
+        for (; more > 0; more--)
+            if ((*p++ & 0xc0) != 0x80)
+                return 0;
+    }
+    return 1;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (fd < 0) {
@@ -57,7 +78,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     Config cfg;
     config_defaults(&cfg);
-    if (config_load_file(&cfg, path) == 0 && config_check(&cfg) == 0) {
+    int rc = config_load_file(&cfg, path);
+    if (rc && !terminal_safe(psrec_errmsg())) {
+        fprintf(stderr, "raw bytes in the message\n");
+        abort();
+    }
+    if (rc == 0 && config_check(&cfg) == 0) {
         size_t n1 = 0, n2 = 0;
         char *t1 = written(&cfg, &n1);
         if (!t1)

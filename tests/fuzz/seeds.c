@@ -1,7 +1,8 @@
 /* Writes the binary seed corpora of the fuzz targets (the text ones, tsv and config, are
  * hand-made files): corpus/wire (well-formed requests of every op, framed as fuzz_wire reads
- * its input) and corpus/ckpt (a small shard's real checkpoint, whole and as a section list,
- * and valid dataset records). Run by scripts/fuzz.sh --seeds; the output is committed.
+ * its input), corpus/ckpt (a small shard's real checkpoint, whole and as a section list) and
+ * corpus/dataset (valid dataset records). Run by scripts/fuzz.sh --seeds; the output is
+ * committed.
  * Usage: fuzz_seeds CORPUS_DIR */
 #include "common/ckpt.h"
 #include "common/error.h"
@@ -132,19 +133,26 @@ static void ckpt_seeds(void)
     ckpt_reader_free(&r);
     put_file("ckpt", "sections", b, n);
     unlink(path);
-    /* Mode 2: one valid record of each kind (news: 2 tokens + id "N1"; sample: 1 history,
-     * 2 negatives; impression: 1 history, 2 candidates labeled, id "5"). */
+}
+
+/* fuzz_dataset: one valid record of each kind (news: 2 tokens + id "N1"; sample: 1 history,
+ * 2 negatives; impression: 1 history, 2 candidates labeled, id "5"), after the header bytes
+ * {decoder, limits} that make fuzz_dataset's meta title_len 30, his_len 50, 51 impressions,
+ * 100 news, 4 categories, 2 users, 14 words. */
+static void dataset_seeds(void)
+{
     uint32_t news[] = {2, 2, 2, 10, 11, 0x314e};
     uint32_t sample[] = {1, 4, 0, 0, 1, 2, 3, 5, 6};
     uint32_t imp[] = {1, 1, 2, 1, 1, 3, 4, 5, 0x0100, 0x35};
-    unsigned char rb[64];
+    unsigned char rb[64] = {0, 29, 50, 99, 0x31};
+    memcpy(rb + 5, news, sizeof news);
+    put_file("dataset", "news_record", rb, 5 + sizeof news);
+    rb[0] = 1;
+    memcpy(rb + 5, sample, sizeof sample);
+    put_file("dataset", "sample_record", rb, 5 + sizeof sample);
     rb[0] = 2;
-    memcpy(rb + 1, news, sizeof news);
-    put_file("ckpt", "news_record", rb, 1 + sizeof news);
-    memcpy(rb + 1, sample, sizeof sample);
-    put_file("ckpt", "sample_record", rb, 1 + sizeof sample);
-    memcpy(rb + 1, imp, sizeof imp);
-    put_file("ckpt", "impression_record", rb, 1 + sizeof imp);
+    memcpy(rb + 5, imp, sizeof imp);
+    put_file("dataset", "impression_record", rb, 5 + sizeof imp);
 }
 
 int main(int argc, char **argv)
@@ -163,5 +171,6 @@ int main(int argc, char **argv)
     wire_seed("stats", WIRE_OP_STATS, 0, 0, 0, 0);
     wire_seed("shutdown", WIRE_OP_SHUTDOWN, 0, 0, 0, 0);
     ckpt_seeds();
+    dataset_seeds();
     return 0;
 }
