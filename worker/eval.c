@@ -112,7 +112,9 @@ int eval_run(const EvalOptions *opt, MetricsAcc *acc, EvalStats *stats)
         rc = psrec_errf(PSREC_E_NOMEM, "evaluation: out of memory");
         goto out;
     }
-    if ((rc = scorer_encode_news(ev.sc, ev.txn)))
+    scorer_set_gathered(ev.sc, !opt->plain);
+    /* Every impression's history steps go through the user LSTM: project each news once. */
+    if ((rc = scorer_encode_news(ev.sc, ev.txn)) || (rc = scorer_project_news(ev.sc)))
         goto out;
     st.news_encoded = m->news_rows;
     uint64_t end = opt->end < m->impressions ? opt->end : m->impressions;

@@ -75,4 +75,26 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
                    const float *dH, float *dX, float *dWih, float *dWhh, float *db, float *dh0,
                    float *ws);
 
+/* Inference forward in two parts, for callers whose inputs repeat (eval: a word occurs in
+ * many titles, a news in many histories): project each distinct input once with
+ * lstm_input_gates, gather the projected rows per packed row, then run lstm_forward_gates.
+ * Outputs equal lstm_forward's (the same GEMM kernel computes each projected row, so the
+ * gathered rows are the rows lstm_forward would compute; the rest is the same code). */
+
+/* G (M, 4H) = X (M, In) . Wih (In, 4H): the input projection, without the bias. */
+void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, float *G);
+
+/* lstm_forward for pre-projected inputs, keeping no backward cache.
+ *   pk    step structure (pk->N rows)
+ *   G     (N, 4H) in: row i = (input of packed row i) . Wih, no bias (lstm_input_gates rows);
+ *         overwritten (scratch)
+ *   h0    (B, H) initial hidden state in sorted order, or NULL for zeros; c0 is always 0
+ *   Whh   (H, 4H); b (4H)
+ *   Hout  (N, H) out: packed hidden states, as lstm_forward's
+ *   c     (B, H) scratch: the cell states, updated in place step by step (the rows of step t
+ *         are a prefix of the rows of step t-1)
+ * No buffer may overlap another. */
+void lstm_forward_gates(const LstmPack *pk, int H, float *G, const float *h0, const float *Whh,
+                        const float *b, float *Hout, float *c);
+
 #endif
