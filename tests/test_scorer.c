@@ -5,7 +5,9 @@
  *     H a multiple of 8 and not (the vector and the scalar gate math), both kernel modes;
  *   - the scorer's news matrix and user vectors equal the plain path's on a `psrec gen` set
  *     (histories empty, short and longer than his_len), with a trained model;
- *   - eval_run's metrics and prediction ranks equal the plain path's (EvalOptions.plain).
+ *   - eval_run's metrics and prediction ranks equal the plain path's (EvalOptions.plain);
+ *   - eval_run's encoding of each distinct (user, history) once per block gives the metrics and
+ *     predictions of evaluating every impression alone (one-impression ranges, no sharing).
  * Tolerances: the same kernels compute the same sums, so differences are float rounding at
  * most (1e-5 on values of order 1); metrics must agree to 1e-6. */
 #include "common/dataset.h"
@@ -214,7 +216,8 @@ static void test_scorer_equal_plain(void)
     dataset_txn_free(&txn);
 }
 
-static void run_eval(int plain, MetricsResult *r, const char *pred)
+/* eval_run over the dev set, whole (one_by_one = 0) or one impression per call. */
+static void run_eval(int plain, int one_by_one, MetricsResult *r, const char *pred)
 {
     FILE *f = fopen(pred, "w");
     CU_ASSERT_FATAL(f != NULL);
@@ -223,10 +226,27 @@ static void run_eval(int plain, MetricsResult *r, const char *pred)
     MetricsAcc acc;
     metrics_acc_init(&acc);
     EvalStats st;
-    CU_ASSERT_FATAL(eval_run(&eo, &acc, &st) == 0);
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < (one_by_one ? 500u : 1u); i++) {
+        if (one_by_one) {
+            eo.begin = i;
+            eo.end = i + 1;
+        }
+        CU_ASSERT_FATAL(eval_run(&eo, &acc, &st) == 0);
+        total += st.impressions;
+    }
     fclose(f);
     metrics_result(&acc, r);
-    CU_ASSERT(st.impressions == 500);
+    CU_ASSERT(total == 500);
+}
+
+static void compare_files(const char *pa, const char *pb)
+{
+    char *ta = tu_read_file(pa, NULL), *tb = tu_read_file(pb, NULL);
+    CU_ASSERT_FATAL(ta && tb);
+    CU_ASSERT_STRING_EQUAL(ta, tb);
+    free(ta);
+    free(tb);
 }
 
 static void test_eval_equal_plain(void)
@@ -235,8 +255,8 @@ static void test_eval_equal_plain(void)
     snprintf(pa, sizeof pa, "%s/pred-gathered.txt", dir);
     snprintf(pb, sizeof pb, "%s/pred-plain.txt", dir);
     MetricsResult a, b;
-    run_eval(0, &a, pa);
-    run_eval(1, &b, pb);
+    run_eval(0, 0, &a, pa);
+    run_eval(1, 0, &b, pb);
     printf(" [AUC %.6f/%.6f MRR %.6f/%.6f nDCG@10 %.6f/%.6f]", a.auc, b.auc, a.mrr, b.mrr,
            a.ndcg10, b.ndcg10);
     CU_ASSERT(a.impressions == b.impressions && a.impressions > 400);
@@ -245,11 +265,26 @@ static void test_eval_equal_plain(void)
     CU_ASSERT(fabs(a.ndcg5 - b.ndcg5) <= 1e-6);
     CU_ASSERT(fabs(a.ndcg10 - b.ndcg10) <= 1e-6);
     CU_ASSERT(a.auc > 0.6); /* trained: the comparison is not between two chance rankings */
-    char *ta = tu_read_file(pa, NULL), *tb = tu_read_file(pb, NULL);
-    CU_ASSERT_FATAL(ta && tb);
-    CU_ASSERT_STRING_EQUAL(ta, tb);
-    free(ta);
-    free(tb);
+    compare_files(pa, pb);
+}
+
+/* The dev set repeats users (500 impressions, 208 users), with the same history each time,
+ * and has empty histories of different users: sharing must keep them apart. */
+static void test_eval_distinct_users(void)
+{
+    char pa[4200], pb[4200];
+    snprintf(pa, sizeof pa, "%s/pred-block.txt", dir);
+    snprintf(pb, sizeof pb, "%s/pred-alone.txt", dir);
+    MetricsResult a, b;
+    run_eval(0, 0, &a, pa);
+    run_eval(0, 1, &b, pb);
+    printf(" [AUC %.6f/%.6f MRR %.6f/%.6f]", a.auc, b.auc, a.mrr, b.mrr);
+    CU_ASSERT(a.impressions == b.impressions);
+    CU_ASSERT(fabs(a.auc - b.auc) <= 1e-6);
+    CU_ASSERT(fabs(a.mrr - b.mrr) <= 1e-6);
+    CU_ASSERT(fabs(a.ndcg5 - b.ndcg5) <= 1e-6);
+    CU_ASSERT(fabs(a.ndcg10 - b.ndcg10) <= 1e-6);
+    compare_files(pa, pb);
 }
 
 static void test_setup(void)
@@ -267,6 +302,8 @@ int main(void)
         {"setup: gen data, one trained epoch", test_setup},
         {"gathered news and user vectors equal the plain path's", test_scorer_equal_plain},
         {"eval metrics and prediction ranks equal the plain path's", test_eval_equal_plain},
+        {"eval's distinct users per block equal one impression at a time",
+         test_eval_distinct_users},
         {NULL, NULL}};
     tu_add_suite("gathered gates", lstm_tests);
     tu_add_suite("scorer gathered vs plain", scorer_tests);
