@@ -73,11 +73,9 @@ static void gates_case(int In, int H, int B, const int *lens, int V, int use_h0,
     lstm_forward(&pk, In, H, X, h0, Wih, Whh, b, H1, cache);
 
     float *P = malloc((size_t)V * H4 * sizeof *P);
-    lstm_input_gates(V, In, H, table, Wih, P);
-    float *G = malloc(((size_t)N * H4 + 1) * sizeof *G), *c = malloc((size_t)B * H * sizeof *c);
-    for (int i = 0; i < N; i++)
-        memcpy(G + (size_t)i * H4, P + (size_t)which[i] * H4, (size_t)H4 * sizeof *G);
-    lstm_forward_gates(&pk, H, G, h0, Whh, b, H2, c);
+    lstm_input_gates(V, In, H, table, Wih, b, P);
+    float *G = malloc(((size_t)B * H4 + 1) * sizeof *G), *c = malloc((size_t)B * H * sizeof *c);
+    lstm_forward_gates(&pk, H, P, which, h0, Whh, G, H2, c);
     double d = max_abs_diff(H1, H2, (size_t)N * H);
     printf(" [In %d H %d N %d h0 %d: max |dH| %.1e]", In, H, N, use_h0, d);
     CU_ASSERT(d <= TOL);

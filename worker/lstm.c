@@ -363,31 +363,43 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
 
 /* ------------------------------------------------------------------ inference, gathered gates */
 
-void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, float *G)
+void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, const float *b,
+                      float *P)
 {
-    if (M > 0)
-        lstm_gemm_nn(use_simd(), M, 4 * H, In, X, In, Wih, 4 * H, 0.0f, G, 4 * H);
+    const int H4 = 4 * H;
+    if (M <= 0)
+        return;
+    lstm_gemm_nn(use_simd(), M, H4, In, X, In, Wih, H4, 0.0f, P, H4);
+    for (int r = 0; r < M; r++) {
+        float *restrict pr = P + (size_t)r * H4;
+        for (int j = 0; j < H4; j++)
+            pr[j] += b[j];
+    }
 }
 
-/* The step loop of lstm_forward without its GEMM on X and without the cache: the cell state
- * lives in one (B, H) buffer updated in place (cell_fwd reads cprev[j] before it writes c[j],
- * the same element), and tanh(c), which only backward reads, goes to the row's h, which the
- * kernel overwrites with o * tanh(c) right after. */
-void lstm_forward_gates(const LstmPack *pk, int H, float *G, const float *h0, const float *Whh,
-                        const float *b, float *Hout, float *c)
+/* The step loop of lstm_forward without its GEMM on X and without the cache. Each row's
+ * projection goes in as cell_fwd's bias argument (cell_fwd computes act(g + b)), so G only
+ * holds h.W_hh (zeros at a step with no previous state). The cell state lives in one (B, H)
+ * buffer updated in place (cell_fwd reads cprev[j] before it writes c[j], the same element),
+ * and tanh(c), which only backward reads, goes to the row's h, which the kernel overwrites
+ * with o * tanh(c) right after. */
+void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
+                        const float *h0, const float *Whh, float *G, float *Hout, float *c)
 {
     const int H4 = 4 * H;
     const int simd = use_simd();
     for (int t = 0; t < pk->T; t++) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
-        float *Gt = G + row * H4;
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
         if (hprev)
-            lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 1.0f, Gt, H4);
+            lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 0.0f, G, H4);
+        else
+            memset(G, 0, (size_t)n * H4 * sizeof *G);
         for (int r = 0; r < n; r++) {
             float *cr = c + (size_t)r * H, *hr = Hout + (row + r) * H;
-            cell_fwd(simd, H, Gt + (size_t)r * H4, b, t > 0 ? cr : NULL, cr, hr, hr);
+            cell_fwd(simd, H, G + (size_t)r * H4, P + (size_t)prow[row + r] * H4,
+                     t > 0 ? cr : NULL, cr, hr, hr);
         }
     }
 }

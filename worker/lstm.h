@@ -77,24 +77,27 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
 
 /* Inference forward in two parts, for callers whose inputs repeat (eval: a word occurs in
  * many titles, a news in many histories): project each distinct input once with
- * lstm_input_gates, gather the projected rows per packed row, then run lstm_forward_gates.
- * Outputs equal lstm_forward's (the same GEMM kernel computes each projected row, so the
- * gathered rows are the rows lstm_forward would compute; the rest is the same code). */
+ * lstm_input_gates, then run lstm_forward_gates, which reads each packed row's projection
+ * where it lies (no gathered copy, no input GEMM). Outputs equal lstm_forward's up to float
+ * rounding: the pre-activation of a step t > 0 is summed as h.W_hh + (x.W_ih + b) instead of
+ * (x.W_ih + h.W_hh) + b (tests/test_scorer.c bounds the difference). */
 
-/* G (M, 4H) = X (M, In) . Wih (In, 4H): the input projection, without the bias. */
-void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, float *G);
+/* P (M, 4H) = X (M, In) . Wih (In, 4H) + b (4H): the input projection with the bias. */
+void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, const float *b,
+                      float *P);
 
 /* lstm_forward for pre-projected inputs, keeping no backward cache.
  *   pk    step structure (pk->N rows)
- *   G     (N, 4H) in: row i = (input of packed row i) . Wih, no bias (lstm_input_gates rows);
- *         overwritten (scratch)
+ *   P     (rows, 4H) projected inputs, lstm_input_gates' P (bias included)
+ *   prow  (N) packed row i's input is row prow[i] of P
  *   h0    (B, H) initial hidden state in sorted order, or NULL for zeros; c0 is always 0
- *   Whh   (H, 4H); b (4H)
+ *   Whh   (H, 4H)
+ *   G     (B, 4H) scratch: one step's gates
  *   Hout  (N, H) out: packed hidden states, as lstm_forward's
  *   c     (B, H) scratch: the cell states, updated in place step by step (the rows of step t
  *         are a prefix of the rows of step t-1)
- * No buffer may overlap another. */
-void lstm_forward_gates(const LstmPack *pk, int H, float *G, const float *h0, const float *Whh,
-                        const float *b, float *Hout, float *c);
+ * No written buffer may overlap another buffer. */
+void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
+                        const float *h0, const float *Whh, float *G, float *Hout, float *c);
 
 #endif

@@ -9,9 +9,10 @@
  *
  * Gathered gates (scorer.h): scorer_encode_news maps every title word of the dataset to a
  * dense local id (an int per vocabulary id up to the largest seen), pulls those rows in
- * pieces of max_ids and projects them into P_word (distinct words, 4H); each chunk then
- * copies the rows of P_word its packed tokens name into G and runs lstm_forward_gates.
- * scorer_project_news makes P_news = news matrix . user W_ih the same way for the histories.
+ * pieces of max_ids and projects them into P_word (distinct words, 4H, bias included); each
+ * chunk then names, per packed token, its row of P_word (prow) and runs lstm_forward_gates.
+ * scorer_project_news makes P_news = news matrix . user W_ih + b the same way for the
+ * histories.
  * The packing, the mean over the title and the last-state pick are model.c's, step by step,
  * so that only float rounding can differ from the plain path. */
 #include "worker/scorer.h"
@@ -46,7 +47,8 @@ struct Scorer {
     int gathered;         /* gathered gates on (scorer.h) */
     /* gathered path: packed rows up to max_rows = max(NEWS_CHUNK * title_len,
      * max_users * his_len), sequences up to max_seq = max(NEWS_CHUNK, max_users) */
-    float *g;             /* (max_rows, 4H) gathered gates, lstm_forward_gates' G */
+    int *prow;            /* (max_rows) each packed row's row of P_word / P_news */
+    float *g;             /* (max_seq, 4H) one step's gates, lstm_forward_gates' G */
     float *hout;          /* (max_rows, H) packed hidden states */
     float *c;             /* (max_seq, H) cell states */
     float *h0;            /* (max_users, H) user rows in sorted order */
@@ -107,6 +109,7 @@ void scorer_free(Scorer **sp)
     free(s->his);
     free(s->his_n);
     free(s->user_local);
+    free(s->prow);
     free(s->g);
     free(s->hout);
     free(s->c);
@@ -158,7 +161,8 @@ int scorer_new(Scorer **out, const ModelDims *d, PsClient *ps, uint64_t news_row
     const size_t max_rows = NEWS_CHUNK * T > UL ? NEWS_CHUNK * T : UL;
     const size_t max_seq = NEWS_CHUNK > U ? NEWS_CHUNK : U;
     s->gathered = 1;
-    s->g = malloc(max_rows * 4 * H * sizeof *s->g);
+    s->prow = malloc(max_rows * sizeof *s->prow);
+    s->g = malloc(max_seq * 4 * H * sizeof *s->g);
     s->hout = malloc(max_rows * H * sizeof *s->hout);
     s->c = malloc(max_seq * H * sizeof *s->c);
     s->h0 = malloc(U * H * sizeof *s->h0);
@@ -169,7 +173,7 @@ int scorer_new(Scorer **out, const ModelDims *d, PsClient *ps, uint64_t news_row
     s->count = malloc((L + 2) * sizeof *s->count);
     if (!s->dense || !s->news_vecs || !s->ids || !s->local || !s->len || !s->cat_local ||
         !s->cat_ids || !s->rows || !s->cat_rows || !s->his || !s->his_n || !s->user_local ||
-        !s->g || !s->hout || !s->c || !s->h0 || !s->order || !s->slen || !s->bs || !s->off ||
+        !s->prow || !s->g || !s->hout || !s->c || !s->h0 || !s->order || !s->slen || !s->bs || !s->off ||
         !s->count) {
         rc = psrec_errf(PSREC_E_NOMEM, "scorer: out of memory (%llu news x %zu floats)",
                         (unsigned long long)news_rows, H);
@@ -253,7 +257,7 @@ static void sort_by_len_desc(int n, const int *len, int max_len, int *count, int
 
 /* The word table of gathered news encoding: map[w] = local id of vocabulary id w (-1 when no
  * title holds it), words[k] = the vocabulary id of local id k, pw (nw, 4H) = E_word[words[k]]
- * . news W_ih. */
+ * . news W_ih + news b. */
 typedef struct WordGates {
     int *map;
     uint32_t *words;
@@ -303,7 +307,8 @@ static int word_gates_make(Scorer *s, DatasetTxn *txn, WordGates *wg)
         size_t m = nw - k < piece ? nw - k : piece;
         if ((rc = params_pull_rows(&s->io, PARAM_WORD, wg->words + k, m, s->rows)))
             return rc;
-        lstm_input_gates((int)m, d->E, d->H, s->rows, s->p.news_Wih, wg->pw + k * H4);
+        lstm_input_gates((int)m, d->E, d->H, s->rows, s->p.news_Wih, s->p.news_b,
+                         wg->pw + k * H4);
     }
     return 0;
 }
@@ -314,7 +319,6 @@ static int encode_news_chunk_gathered(Scorer *s, DatasetTxn *txn, const WordGate
 {
     const ModelDims *d = &s->d;
     const int T = d->title_len, H = d->H;
-    const size_t H4 = 4 * (size_t)H;
     int rc;
     for (int i = 0; i < n; i++) {
         NewsView nv;
@@ -337,12 +341,9 @@ static int encode_news_chunk_gathered(Scorer *s, DatasetTxn *txn, const WordGate
     if ((rc = lstm_pack_init(&pk, s->slen, n, T, s->bs, s->off)))
         return rc;
     for (int t = 0; t < pk.T; t++)
-        for (int r = 0; r < pk.bs[t]; r++) {
-            int w = s->local[(size_t)s->order[r] * (size_t)T + (size_t)t];
-            memcpy(s->g + ((size_t)pk.off[t] + (size_t)r) * H4, wg->pw + (size_t)w * H4,
-                   H4 * sizeof(float));
-        }
-    lstm_forward_gates(&pk, H, s->g, NULL, s->p.news_Whh, s->p.news_b, s->hout, s->c);
+        for (int r = 0; r < pk.bs[t]; r++)
+            s->prow[pk.off[t] + r] = s->local[(size_t)s->order[r] * (size_t)T + (size_t)t];
+    lstm_forward_gates(&pk, H, wg->pw, s->prow, NULL, s->p.news_Whh, s->g, s->hout, s->c);
     /* The mean over the title plus the category row, summed as model.c's news_forward. */
     for (int r = 0; r < n; r++) {
         int id = s->order[r];
@@ -405,7 +406,7 @@ int scorer_project_news(Scorer *s)
         uint64_t left = s->news_rows - first;
         int n = (int)(left < NEWS_CHUNK ? left : NEWS_CHUNK);
         lstm_input_gates(n, s->d.H, s->d.H, s->news_vecs + first * (uint64_t)s->d.H,
-                         s->p.user_Wih, s->p_news + first * H4);
+                         s->p.user_Wih, s->p.user_b, s->p_news + first * H4);
     }
     return 0;
 }
@@ -414,7 +415,6 @@ int scorer_project_news(Scorer *s)
 static void encode_users_gathered(Scorer *s, int n, float *out)
 {
     const int L = s->d.his_len, H = s->d.H;
-    const size_t H4 = 4 * (size_t)H;
     LstmPack pk;
     sort_by_len_desc(n, s->his_n, L, s->count, s->order, s->slen);
     lstm_pack_init(&pk, s->slen, n, L, s->bs, s->off); /* cannot fail: checked, sorted */
@@ -422,12 +422,9 @@ static void encode_users_gathered(Scorer *s, int n, float *out)
         memcpy(s->h0 + (size_t)r * H, s->rows + (size_t)s->user_local[s->order[r]] * H,
                (size_t)H * sizeof(float));
     for (int t = 0; t < pk.T; t++)
-        for (int r = 0; r < pk.bs[t]; r++) {
-            int id = s->his[(size_t)s->order[r] * (size_t)L + (size_t)t];
-            memcpy(s->g + ((size_t)pk.off[t] + (size_t)r) * H4, s->p_news + (size_t)id * H4,
-                   H4 * sizeof(float));
-        }
-    lstm_forward_gates(&pk, H, s->g, s->h0, s->p.user_Whh, s->p.user_b, s->hout, s->c);
+        for (int r = 0; r < pk.bs[t]; r++)
+            s->prow[pk.off[t] + r] = s->his[(size_t)s->order[r] * (size_t)L + (size_t)t];
+    lstm_forward_gates(&pk, H, s->p_news, s->prow, s->h0, s->p.user_Whh, s->g, s->hout, s->c);
     for (int r = 0; r < n; r++) {
         int len = s->slen[r];
         const float *last = len > 0 ? s->hout + ((size_t)pk.off[len - 1] + (size_t)r) * H
