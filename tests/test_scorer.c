@@ -75,7 +75,7 @@ static void gates_case(int In, int H, int B, const int *lens, int V, int use_h0,
     float *P = malloc((size_t)V * H4 * sizeof *P);
     lstm_input_gates(V, In, H, table, Wih, b, P);
     float *G = malloc(((size_t)B * H4 + 1) * sizeof *G), *c = malloc((size_t)B * H * sizeof *c);
-    lstm_forward_gates(&pk, H, P, which, h0, Whh, G, H2, c);
+    lstm_forward_gates(&pk, H, P, which, h0, Whh, G, H2, c, 0);
     double d = max_abs_diff(H1, H2, (size_t)N * H);
     printf(" [In %d H %d N %d h0 %d: max |dH| %.1e]", In, H, N, use_h0, d);
     CU_ASSERT(d <= TOL);

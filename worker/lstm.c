@@ -370,7 +370,7 @@ void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, co
     if (M <= 0)
         return;
     lstm_gemm_nn(use_simd(), M, H4, In, X, In, Wih, H4, 0.0f, P, H4);
-    for (int r = 0; r < M; r++) {
+    for (int r = 0; b && r < M; r++) {
         float *restrict pr = P + (size_t)r * H4;
         for (int j = 0; j < H4; j++)
             pr[j] += b[j];
@@ -491,15 +491,18 @@ static void cell_inf(int simd, int wide, int H, float *g, const float *b, const 
  * and tanh(c), which only backward reads, goes to the row's h, which the kernel overwrites
  * with o * tanh(c) right after. */
 void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
-                        const float *h0, const float *Whh, float *G, float *Hout, float *c)
+                        const float *h0, const float *Whh, float *G, float *Hout, float *c,
+                        int t0)
 {
     const int H4 = 4 * H;
     const int simd = use_simd(), wide = simd && have_avx512();
-    for (int t = 0; t < pk->T; t++) {
+    for (int t = t0 > 0 ? t0 : 0; t < pk->T; t++) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
-        if (hprev)
+        if (t > 0 && t == t0)
+            ; /* the caller's G */
+        else if (hprev)
             lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 0.0f, G, H4);
         else
             memset(G, 0, (size_t)n * H4 * sizeof *G);

@@ -82,7 +82,8 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
  * rounding: the pre-activation of a step t > 0 is summed as h.W_hh + (x.W_ih + b) instead of
  * (x.W_ih + h.W_hh) + b (tests/test_scorer.c bounds the difference). */
 
-/* P (M, 4H) = X (M, In) . Wih (In, 4H) + b (4H): the input projection with the bias. */
+/* P (M, 4H) = X (M, In) . Wih (In, 4H) + b (4H): the input projection with the bias (b NULL:
+ * none; then also h . W_hh for a caller that starts lstm_forward_gates at a later step). */
 void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, const float *b,
                       float *P);
 
@@ -96,8 +97,13 @@ void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, co
  *   Hout  (N, H) out: packed hidden states, as lstm_forward's
  *   c     (B, H) scratch: the cell states, updated in place step by step (the rows of step t
  *         are a prefix of the rows of step t-1)
+ *   t0    the first step computed, 0 for all. With t0 > 0 the steps before are the caller's
+ *         (states that depend on few distinct inputs, e.g. a title's first word): Hout holds
+ *         the rows of steps < t0, c the cell states of step t0 - 1, and G (bs[t0], 4H) the
+ *         recurrence term h_{t0-1} . W_hh of step t0's rows, so step t0 runs no GEMM.
  * No written buffer may overlap another buffer. */
 void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
-                        const float *h0, const float *Whh, float *G, float *Hout, float *c);
+                        const float *h0, const float *Whh, float *G, float *Hout, float *c,
+                        int t0);
 
 #endif

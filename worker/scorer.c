@@ -257,11 +257,16 @@ static void sort_by_len_desc(int n, const int *len, int max_len, int *count, int
 
 /* The word table of gathered news encoding: map[w] = local id of vocabulary id w (-1 when no
  * title holds it), words[k] = the vocabulary id of local id k, pw (nw, 4H) = E_word[words[k]]
- * . news W_ih + news b. */
+ * . news W_ih + news b. And the first step, which depends on a title's first word only (the
+ * state before it is 0): first[w] = index of w among the distinct first words (-1: none),
+ * h1, c1 (nf, H) the state after it, r1 (nf, 4H) = h1 . news W_hh, step 1's recurrence term
+ * (titles: 99k; distinct first words: a few thousand). */
 typedef struct WordGates {
     int *map;
     uint32_t *words;
     float *pw;
+    int *first;
+    float *h1, *c1, *r1;
 } WordGates;
 
 static void word_gates_free(WordGates *wg)
@@ -269,6 +274,37 @@ static void word_gates_free(WordGates *wg)
     free(wg->map);
     free(wg->words);
     free(wg->pw);
+    free(wg->first);
+    free(wg->h1);
+    free(wg->c1);
+    free(wg->r1);
+}
+
+/* h1, c1, r1 of the nf distinct first words whose local ids are fw (nf). */
+static int first_step_make(Scorer *s, WordGates *wg, const int *fw, int nf)
+{
+    const size_t H = (size_t)s->d.H, n = nf > 0 ? (size_t)nf : 1;
+    int bs[1], off[2], rc = 0;
+    int *ones = malloc(n * sizeof *ones);
+    float *g = malloc(n * 4 * H * sizeof *g);
+    wg->h1 = malloc(n * H * sizeof *wg->h1);
+    wg->c1 = malloc(n * H * sizeof *wg->c1);
+    wg->r1 = malloc(n * 4 * H * sizeof *wg->r1);
+    if (!ones || !g || !wg->h1 || !wg->c1 || !wg->r1) {
+        rc = psrec_errf(PSREC_E_NOMEM, "scorer: out of memory (%d first words)", nf);
+        goto out;
+    }
+    for (int k = 0; k < nf; k++)
+        ones[k] = 1;
+    LstmPack pk;
+    if ((rc = lstm_pack_init(&pk, ones, nf, 1, bs, off)))
+        goto out;
+    lstm_forward_gates(&pk, s->d.H, wg->pw, fw, NULL, s->p.news_Whh, g, wg->h1, wg->c1, 0);
+    lstm_input_gates(nf, s->d.H, s->d.H, wg->h1, s->p.news_Whh, NULL, wg->r1);
+out:
+    free(ones);
+    free(g);
+    return rc;
 }
 
 static int word_gates_make(Scorer *s, DatasetTxn *txn, WordGates *wg)
@@ -286,31 +322,50 @@ static int word_gates_make(Scorer *s, DatasetTxn *txn, WordGates *wg)
         for (uint32_t t = 0; t < nv.ntok && t < (uint32_t)d->title_len; t++)
             max_w = nv.tokens[t] > max_w ? nv.tokens[t] : max_w;
     }
-    wg->map = malloc(((size_t)max_w + 1) * sizeof *wg->map);
-    wg->words = malloc(((size_t)max_w + 1) * sizeof *wg->words);
-    if (!wg->map || !wg->words)
+    const size_t ids = (size_t)max_w + 1;
+    int nf = 0;
+    wg->map = malloc(ids * sizeof *wg->map);
+    wg->words = malloc(ids * sizeof *wg->words);
+    wg->first = malloc(ids * sizeof *wg->first);
+    int *fw = malloc(ids * sizeof *fw);
+    if (!wg->map || !wg->words || !wg->first || !fw) {
+        free(fw);
         return psrec_errf(PSREC_E_NOMEM, "scorer: out of memory (word map of %u ids)", max_w);
-    memset(wg->map, 0xff, ((size_t)max_w + 1) * sizeof *wg->map); /* -1 */
+    }
+    memset(wg->map, 0xff, ids * sizeof *wg->map); /* -1 */
+    memset(wg->first, 0xff, ids * sizeof *wg->first);
     for (uint64_t i = 0; i < s->news_rows; i++) {
-        if ((rc = dataset_get_news(txn, (uint32_t)i, &nv)))
+        if ((rc = dataset_get_news(txn, (uint32_t)i, &nv))) {
+            free(fw);
             return rc;
+        }
         for (uint32_t t = 0; t < nv.ntok && t < (uint32_t)d->title_len; t++)
             if (wg->map[nv.tokens[t]] < 0) {
                 wg->map[nv.tokens[t]] = (int)nw;
                 wg->words[nw++] = nv.tokens[t];
             }
+        if (nv.ntok > 0 && wg->first[nv.tokens[0]] < 0) {
+            wg->first[nv.tokens[0]] = nf;
+            fw[nf++] = wg->map[nv.tokens[0]];
+        }
     }
     wg->pw = malloc((nw ? nw : 1) * H4 * sizeof *wg->pw);
-    if (!wg->pw)
+    if (!wg->pw) {
+        free(fw);
         return psrec_errf(PSREC_E_NOMEM, "scorer: out of memory (%zu word gate rows)", nw);
+    }
     for (size_t k = 0; k < nw; k += piece) {
         size_t m = nw - k < piece ? nw - k : piece;
-        if ((rc = params_pull_rows(&s->io, PARAM_WORD, wg->words + k, m, s->rows)))
+        if ((rc = params_pull_rows(&s->io, PARAM_WORD, wg->words + k, m, s->rows))) {
+            free(fw);
             return rc;
+        }
         lstm_input_gates((int)m, d->E, d->H, s->rows, s->p.news_Wih, s->p.news_b,
                          wg->pw + k * H4);
     }
-    return 0;
+    rc = first_step_make(s, wg, fw, nf);
+    free(fw);
+    return rc;
 }
 
 /* News rows first..first+n-1 into the news matrix through the word table. */
@@ -319,6 +374,7 @@ static int encode_news_chunk_gathered(Scorer *s, DatasetTxn *txn, const WordGate
 {
     const ModelDims *d = &s->d;
     const int T = d->title_len, H = d->H;
+    const size_t H4 = 4 * (size_t)H;
     int rc;
     for (int i = 0; i < n; i++) {
         NewsView nv;
@@ -343,7 +399,16 @@ static int encode_news_chunk_gathered(Scorer *s, DatasetTxn *txn, const WordGate
     for (int t = 0; t < pk.T; t++)
         for (int r = 0; r < pk.bs[t]; r++)
             s->prow[pk.off[t] + r] = s->local[(size_t)s->order[r] * (size_t)T + (size_t)t];
-    lstm_forward_gates(&pk, H, wg->pw, s->prow, NULL, s->p.news_Whh, s->g, s->hout, s->c);
+    /* Step 0 and step 1's recurrence term from the first-word table (every title has a
+     * first word: lengths are >= 1), the rest by lstm_forward_gates from step 1. */
+    for (int r = 0; r < pk.bs[0]; r++) {
+        size_t k = (size_t)wg->first[wg->words[s->prow[r]]]; /* prow of step 0: off[0] = 0 */
+        memcpy(s->hout + (size_t)r * (size_t)H, wg->h1 + k * (size_t)H, (size_t)H * sizeof(float));
+        memcpy(s->c + (size_t)r * (size_t)H, wg->c1 + k * (size_t)H, (size_t)H * sizeof(float));
+        if (pk.T > 1 && r < pk.bs[1])
+            memcpy(s->g + (size_t)r * H4, wg->r1 + k * H4, H4 * sizeof(float));
+    }
+    lstm_forward_gates(&pk, H, wg->pw, s->prow, NULL, s->p.news_Whh, s->g, s->hout, s->c, 1);
     /* The mean over the title plus the category row, summed as model.c's news_forward. */
     for (int r = 0; r < n; r++) {
         int id = s->order[r];
@@ -424,7 +489,8 @@ static void encode_users_gathered(Scorer *s, int n, float *out)
     for (int t = 0; t < pk.T; t++)
         for (int r = 0; r < pk.bs[t]; r++)
             s->prow[pk.off[t] + r] = s->his[(size_t)s->order[r] * (size_t)L + (size_t)t];
-    lstm_forward_gates(&pk, H, s->p_news, s->prow, s->h0, s->p.user_Whh, s->g, s->hout, s->c);
+    lstm_forward_gates(&pk, H, s->p_news, s->prow, s->h0, s->p.user_Whh, s->g, s->hout, s->c,
+                       0);
     for (int r = 0; r < n; r++) {
         int len = s->slen[r];
         const float *last = len > 0 ? s->hout + ((size_t)pk.off[len - 1] + (size_t)r) * H
