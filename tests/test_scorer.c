@@ -8,8 +8,11 @@
  *   - eval_run's metrics and prediction ranks equal the plain path's (EvalOptions.plain);
  *   - eval_run's encoding of each distinct (user, history) once per block gives the metrics and
  *     predictions of evaluating every impression alone (one-impression ranges, no sharing).
- * Tolerances: the same kernels compute the same sums, so differences are float rounding at
- * most (1e-5 on values of order 1); metrics must agree to 1e-6. */
+ * Tolerances: the same kernels compute the same sums, only their association differs
+ * (h.W_hh + (x.W_ih + b) against (x.W_ih + h.W_hh) + b), so vectors agree to 2e-6 (seen:
+ * 5e-7 at T 17, H 128) and metrics to 1e-6. One step from a zero state has no recurrence
+ * term, so there, with the vector kernels, the inference gate math (AVX-512) must equal the
+ * training one (AVX2) bit for bit: the same polynomials, lane for lane. */
 #include "common/dataset.h"
 #include "common/error.h"
 #include "common/metrics.h"
@@ -28,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOL 1e-5
+#define TOL 2e-6
 
 static float *randv(size_t n, float scale, Rng *rng)
 {
@@ -50,7 +53,8 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
 
 /* B sequences of the given sorted lengths over a table of V distinct inputs: the plain
  * forward on the gathered inputs against the gathered gates of the projected table. */
-static void gates_case(int In, int H, int B, const int *lens, int V, int use_h0, uint64_t seed)
+static void gates_case(int In, int H, int B, const int *lens, int V, int use_h0, uint64_t seed,
+                       double tol)
 {
     Rng rng;
     rng_seed(&rng, seed);
@@ -78,7 +82,7 @@ static void gates_case(int In, int H, int B, const int *lens, int V, int use_h0,
     lstm_forward_gates(&pk, H, P, which, h0, Whh, G, H2, c, 0);
     double d = max_abs_diff(H1, H2, (size_t)N * H);
     printf(" [In %d H %d N %d h0 %d: max |dH| %.1e]", In, H, N, use_h0, d);
-    CU_ASSERT(d <= TOL);
+    CU_ASSERT(d <= tol);
     /* Not trivially equal: the states are far from zero. */
     float *zero = calloc((size_t)N * H + 1, sizeof *zero);
     CU_ASSERT(N == 0 || max_abs_diff(H1, zero, (size_t)N * H) > 0.1);
@@ -89,27 +93,32 @@ static void gates_case(int In, int H, int B, const int *lens, int V, int use_h0,
     free(which);
 }
 
-static void gates_all_cases(void)
+/* vec: the vector kernels are on (lstm_set_simd(1) returned 1). Only then is the one-step
+ * case exact: cblas_sgemm (the scalar mode's GEMM) may block 9 rows unlike 16. */
+static void gates_all_cases(int vec)
 {
     const int ragged[] = {17, 13, 13, 9, 5, 5, 3, 1, 1, 0, 0};
     const int one[] = {4};
     const int empty[] = {0, 0};
-    gates_case(16, 16, 11, ragged, 7, 0, 1);
-    gates_case(16, 16, 11, ragged, 7, 1, 2);
-    gates_case(24, 40, 11, ragged, 300, 1, 3);
-    gates_case(12, 13, 11, ragged, 5, 1, 4);   /* H % 8 != 0: the scalar tail */
-    gates_case(128, 128, 11, ragged, 50, 0, 5); /* the reference E = H */
-    gates_case(8, 8, 1, one, 2, 1, 6);
-    gates_case(8, 8, 2, empty, 2, 1, 7);       /* N = 0: nothing to do, nothing touched */
+    const int step1[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    gates_case(16, 16, 11, ragged, 7, 0, 1, TOL);
+    gates_case(16, 16, 11, ragged, 7, 1, 2, TOL);
+    gates_case(24, 40, 11, ragged, 300, 1, 3, TOL);
+    gates_case(12, 13, 11, ragged, 5, 1, 4, TOL);   /* H % 8 != 0: the scalar tail */
+    gates_case(128, 128, 11, ragged, 50, 0, 5, TOL); /* the reference E = H */
+    gates_case(8, 8, 1, one, 2, 1, 6, TOL);
+    gates_case(8, 8, 2, empty, 2, 1, 7, TOL);       /* N = 0: nothing to do, nothing touched */
+    gates_case(128, 128, 16, step1, 9, 0, 8, vec ? 0.0 : TOL); /* one step from zero */
+    gates_case(20, 48, 16, step1, 9, 0, 9, vec ? 0.0 : TOL);
 }
 
 static void test_gates_equal_forward(void)
 {
     int was = lstm_set_simd(1);
-    gates_all_cases();
+    gates_all_cases(was);
     lstm_set_simd(0);
-    gates_all_cases();
-    lstm_set_simd(was);
+    gates_all_cases(0);
+    lstm_set_simd(1);
 }
 
 /* ------------------------------------------------------------------ scorer and eval */
