@@ -20,6 +20,8 @@ typedef struct EvalOptions {
     FILE *predictions;        /* MIND submission lines "impid [r1,r2,...]", or NULL */
     int progress;             /* a progress line on stderr when it is a terminal and the
                                  evaluation takes over ~2 s (psrec eval) */
+    int plain;                /* 1: the scorer's plain forward instead of gathered gates
+                                 (scorer_set_gathered; tests compare the two); 0 default */
 } EvalOptions;
 
 typedef struct EvalStats {

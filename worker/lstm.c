@@ -360,3 +360,156 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
     if (dX)
         lstm_gemm_nt(simd, N, In, H4, G, H4, Wih, H4, 0.0f, dX, In);
 }
+
+/* ------------------------------------------------------------------ inference, gathered gates */
+
+void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, const float *b,
+                      float *P)
+{
+    const int H4 = 4 * H;
+    if (M <= 0)
+        return;
+    lstm_gemm_nn(use_simd(), M, H4, In, X, In, Wih, H4, 0.0f, P, H4);
+    for (int r = 0; b && r < M; r++) {
+        float *restrict pr = P + (size_t)r * H4;
+        for (int j = 0; j < H4; j++)
+            pr[j] += b[j];
+    }
+}
+
+/* The gate math of inference: cell_fwd without the stores only backward reads (activated
+ * gates, tanh(c)), 16 columns at a time with AVX-512 where the CPU has it: the same Cephes
+ * polynomials and the same operations, lane for lane, as the AVX2 kernel above, so the
+ * results are those of cell_fwd. c may be cprev (each element is read before it is written).
+ * Columns the 16-wide loop leaves go to cell_fwd_scalar. */
+#if LSTM_X86
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 w_exp(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+AVX512 static inline __m512 w_sigmoid(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, w_exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+AVX512 static inline __m512 w_tanh(__m512 x)
+{
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512i xi = _mm512_castps_si512(x);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
+    __m512 e = w_exp(_mm512_add_ps(ax, ax));
+    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), ax, ax);
+    __mmask16 gt = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_GT_OQ);
+    __m512 r = _mm512_mask_blend_ps(gt, small, big);
+    return _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(sign, xi)));
+}
+
+/* Columns [0, H & ~15) of one row; returns where it stopped. */
+AVX512 static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev,
+                                  float *c, float *h)
+{
+    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
+    const int H16 = H & ~15;
+    for (int j = 0; j < H16; j += 16) {
+        __m512 i = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gi + j), _mm512_loadu_ps(bi + j)));
+        __m512 f = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gf + j), _mm512_loadu_ps(bf + j)));
+        __m512 gv = w_tanh(_mm512_add_ps(_mm512_loadu_ps(gg + j), _mm512_loadu_ps(bg + j)));
+        __m512 o = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(go + j), _mm512_loadu_ps(bo + j)));
+        __m512 cv = _mm512_mul_ps(i, gv);
+        if (cprev)
+            cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + j), cv);
+        _mm512_storeu_ps(c + j, cv);
+        _mm512_storeu_ps(h + j, _mm512_mul_ps(o, w_tanh(cv)));
+    }
+    return H16;
+}
+
+static int have_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev, float *c,
+                           float *h)
+{
+    (void)H, (void)g, (void)b, (void)cprev, (void)c, (void)h;
+    return 0;
+}
+
+static int have_avx512(void)
+{
+    return 0;
+}
+#endif
+
+/* One row of inference gate math. wide: AVX-512 on. g is scratch (4H) afterwards; tanh(c)
+ * goes to h, overwritten with o * tanh(c) at once. */
+static void cell_inf(int simd, int wide, int H, float *g, const float *b, const float *cprev,
+                     float *c, float *h)
+{
+    if (!wide) {
+        cell_fwd(simd, H, g, b, cprev, c, h, h);
+        return;
+    }
+    int j0 = cell_inf_avx512(H, g, b, cprev, c, h);
+    if (j0 < H) /* the H % 16 columns left: libm, within ~2 ulp of the polynomials */
+        cell_fwd_scalar(H, j0, g, b, cprev, c, h, h);
+}
+
+/* The step loop of lstm_forward without its GEMM on X and without the cache. Each row's
+ * projection goes in as cell_fwd's bias argument (cell_fwd computes act(g + b)), so G only
+ * holds h.W_hh (zeros at a step with no previous state). The cell state lives in one (B, H)
+ * buffer updated in place (cell_fwd reads cprev[j] before it writes c[j], the same element),
+ * and tanh(c), which only backward reads, goes to the row's h, which the kernel overwrites
+ * with o * tanh(c) right after. */
+void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
+                        const float *h0, const float *Whh, float *G, float *Hout, float *c,
+                        int t0)
+{
+    const int H4 = 4 * H;
+    const int simd = use_simd(), wide = simd && have_avx512();
+    for (int t = t0 > 0 ? t0 : 0; t < pk->T; t++) {
+        const int n = pk->bs[t];
+        const size_t row = (size_t)pk->off[t];
+        const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
+        if (t > 0 && t == t0)
+            ; /* the caller's G */
+        else if (hprev)
+            lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 0.0f, G, H4);
+        else
+            memset(G, 0, (size_t)n * H4 * sizeof *G);
+        for (int r = 0; r < n; r++) {
+            float *cr = c + (size_t)r * H, *hr = Hout + (row + r) * H;
+            cell_inf(simd, wide, H, G + (size_t)r * H4, P + (size_t)prow[row + r] * H4,
+                     t > 0 ? cr : NULL, cr, hr);
+        }
+    }
+}

@@ -75,4 +75,35 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
                    const float *dH, float *dX, float *dWih, float *dWhh, float *db, float *dh0,
                    float *ws);
 
+/* Inference forward in two parts, for callers whose inputs repeat (eval: a word occurs in
+ * many titles, a news in many histories): project each distinct input once with
+ * lstm_input_gates, then run lstm_forward_gates, which reads each packed row's projection
+ * where it lies (no gathered copy, no input GEMM). Outputs equal lstm_forward's up to float
+ * rounding: the pre-activation of a step t > 0 is summed as h.W_hh + (x.W_ih + b) instead of
+ * (x.W_ih + h.W_hh) + b (tests/test_scorer.c bounds the difference). */
+
+/* P (M, 4H) = X (M, In) . Wih (In, 4H) + b (4H): the input projection with the bias (b NULL:
+ * none; then also h . W_hh for a caller that starts lstm_forward_gates at a later step). */
+void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, const float *b,
+                      float *P);
+
+/* lstm_forward for pre-projected inputs, keeping no backward cache.
+ *   pk    step structure (pk->N rows)
+ *   P     (rows, 4H) projected inputs, lstm_input_gates' P (bias included)
+ *   prow  (N) packed row i's input is row prow[i] of P
+ *   h0    (B, H) initial hidden state in sorted order, or NULL for zeros; c0 is always 0
+ *   Whh   (H, 4H)
+ *   G     (B, 4H) scratch: one step's gates
+ *   Hout  (N, H) out: packed hidden states, as lstm_forward's
+ *   c     (B, H) scratch: the cell states, updated in place step by step (the rows of step t
+ *         are a prefix of the rows of step t-1)
+ *   t0    the first step computed, 0 for all. With t0 > 0 the steps before are the caller's
+ *         (states that depend on few distinct inputs, e.g. a title's first word): Hout holds
+ *         the rows of steps < t0, c the cell states of step t0 - 1, and G (bs[t0], 4H) the
+ *         recurrence term h_{t0-1} . W_hh of step t0's rows, so step t0 runs no GEMM.
+ * No written buffer may overlap another buffer. */
+void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
+                        const float *h0, const float *Whh, float *G, float *Hout, float *c,
+                        int t0);
+
 #endif
