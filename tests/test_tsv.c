@@ -388,6 +388,33 @@ static void test_behavior_ids(void)
     }
 }
 
+/* Ids of every length 1..19 after 1..3 spaces, so the word scan meets a space at every offset
+ * of its 8-byte steps, at the field's end and just before it; checked against the words that
+ * made the line. */
+static void test_behavior_id_lengths(void)
+{
+    char line[2048], want[20][24];
+    int o = snprintf(line, sizeof line, "9\tU9\t11/11/2019 9:05:58 AM\t");
+    for (int k = 0; k < 19; k++) {
+        for (int j = 0; j <= k; j++)
+            want[k][j] = (char)('a' + (k + j) % 26);
+        want[k][k + 1] = '\0';
+        o += snprintf(line + o, sizeof line - (size_t)o, "%.*s%s", 1 + k % 3, "   ", want[k]);
+    }
+    o += snprintf(line + o, sizeof line - (size_t)o, "\t%s-1", want[18]);
+    BehaviorRow r;
+    TsvSpan ids[32];
+    unsigned char clicked[32];
+    char why[256] = "";
+    CU_ASSERT_EQUAL_FATAL(tsv_parse_behavior_ids(line, (size_t)o, &r, ids, clicked, 32, why,
+                                                 sizeof why), 0);
+    CU_ASSERT_EQUAL_FATAL(r.n_history, 19);
+    CU_ASSERT_EQUAL_FATAL(r.n_candidates, 1);
+    for (int k = 0; k < 19; k++)
+        CU_ASSERT(ids[k].n == strlen(want[k]) && memcmp(ids[k].p, want[k], ids[k].n) == 0);
+    CU_ASSERT(ids[19].n == 19 && memcmp(ids[19].p, want[18], 19) == 0 && clicked[19] == 1);
+}
+
 static void test_behavior_labeled(void)
 {
     BehaviorRow r;
@@ -674,6 +701,7 @@ int main(void)
         {"reason buffer", test_reason_buffer},
         {"behaviors: labeled", test_behavior_labeled},
         {"behaviors: ids in the parsing pass", test_behavior_ids},
+        {"behaviors: id lengths", test_behavior_id_lengths},
         {"behaviors: empty history", test_behavior_empty_history},
         {"behaviors: spaces", test_behavior_spaces},
         {"behaviors: unlabeled (test split)", test_behavior_unlabeled},
