@@ -58,6 +58,8 @@ struct DatasetWriter {
     MDB_txn *txn;
     MDB_dbi dbi[TBL_COUNT];
     size_t puts_in_txn;
+    MDB_cursor *cur[TBL_COUNT]; /* this txn's append cursor per table (NULL until used); LMDB
+                                   frees them when the txn ends */
     uint64_t next[TBL_COUNT]; /* rows added per table: the only key each table accepts next */
     uint64_t fp[TBL_COUNT]; /* FNV-1a of the name tables' rows so far (vocab, cats, users) */
     uint32_t *buf; /* record encoding scratch, grown as needed */
@@ -567,15 +569,26 @@ static uint32_t *writer_buf(DatasetWriter *w, size_t words)
     return w->buf;
 }
 
+/* Rows go in through one cursor per table kept for the whole txn: an appending cursor stays
+ * on its last leaf, where mdb_put would open a new one and walk the tree from the root for
+ * every row (a tenth of prep's time). The pages written are the same. */
 static int writer_put(DatasetWriter *w, int table, MDB_val *key, MDB_val *val)
 {
-    int rc = mdb_put(w->txn, w->dbi[table], key, val, table == TBL_META ? 0 : MDB_APPEND);
+    int rc;
+    if (table == TBL_META) {
+        rc = mdb_put(w->txn, w->dbi[table], key, val, 0);
+    } else {
+        if (!w->cur[table] && (rc = mdb_cursor_open(w->txn, w->dbi[table], &w->cur[table])))
+            return writer_fail(w, rc, table_names[table]);
+        rc = mdb_cursor_put(w->cur[table], key, val, MDB_APPEND);
+    }
     if (rc == MDB_KEYEXIST)
         return psrec_errf(PSREC_E_STATE, "%s: %s rows must be added in increasing order",
                           w->path, table_names[table]);
     if (rc)
         return writer_fail(w, rc, table_names[table]);
     if (++w->puts_in_txn >= WRITER_COMMIT_EVERY) {
+        memset(w->cur, 0, sizeof w->cur); /* the commit frees them */
         if ((rc = mdb_txn_commit(w->txn))) {
             w->txn = NULL;
             return writer_fail(w, rc, "commit");

@@ -20,6 +20,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define CHUNK_MIN ((size_t)4 << 10)
 #define CHUNK_MAX ((size_t)1 << 20)
@@ -58,7 +59,8 @@ struct StrMap {
     size_t chunk_next; /* size of the next shared chunk: CHUNK_MIN, doubling to CHUNK_MAX */
 };
 
-/* 64-bit hash: xxHash64-style rounds over 8-, 4- and 1-byte pieces, then its avalanche. */
+/* 64-bit hash: a short key through hash_short(); a longer one through xxHash64-style rounds
+ * over 8-, 4- and 1-byte pieces, then its avalanche. */
 #define P1 0x9e3779b185ebca87ULL
 #define P2 0xc2b2ae3d27d4eb4fULL
 #define P3 0x165667b19e3779f9ULL
@@ -70,8 +72,36 @@ static inline uint64_t rotl64(uint64_t x, int r)
     return (x << r) | (x >> (64 - r));
 }
 
+/* x as read from little-endian memory (so key8_of puts byte i at bits 8i on any host). */
+static inline uint32_t le32(uint32_t x)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return __builtin_bswap32(x);
+#else
+    return x;
+#endif
+}
+
+static inline uint64_t key8_of(const char *s, size_t n);
+
+/* A key of at most SHORT_MAX bytes (every MIND id, most words) is hashed as its key8 through
+ * one multiply-xorshift finaliser: its 8 bytes already are the whole key, length included,
+ * and the byte-wise rounds below cost more than the lookup's probing. */
+static inline uint64_t hash_short(uint64_t key8)
+{
+    uint64_t h = key8 * P1;
+    h ^= h >> 32;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}
+
 static uint64_t hash_bytes(const char *s, size_t n)
 {
+    if (n <= SHORT_MAX)
+        return hash_short(key8_of(s, n));
     const unsigned char *p = (const unsigned char *)s;
     uint64_t h = P5 + (uint64_t)n;
     while (n >= 8) {
@@ -102,21 +132,53 @@ static uint64_t hash_bytes(const char *s, size_t n)
     return h;
 }
 
-/* Slot.key8 of key s[0..n): exact for n <= SHORT_MAX, the first 8 bytes otherwise. Host byte
- * order; the value never leaves the process. */
+/* Slot.key8 of key s[0..n): exact for n <= SHORT_MAX, the first 8 bytes otherwise. The value
+ * never leaves the process: it only has to be the same for the same key and differ for
+ * different short keys. A short key is assembled from loads that stay inside s (two
+ * overlapping 4-byte loads, or bytes 0, n/2 and n-1) and shifts: going through a byte buffer
+ * on the stack stalled every lookup on a failed store-to-load forward (a quarter of
+ * find_slot's time). Byte i of the key lands in bits 8i..8i+7, the length in the top byte. */
 static inline uint64_t key8_of(const char *s, size_t n)
 {
-    uint64_t w = 0;
+    uint64_t w;
     if (n > SHORT_MAX) {
         memcpy(&w, s, 8);
-    } else {
-        unsigned char b[8] = {0};
-        if (n > 0)
-            memcpy(b, s, n);
-        b[7] = (unsigned char)n;
-        memcpy(&w, b, 8);
+        return w;
     }
-    return w;
+    const unsigned char *u = (const unsigned char *)s;
+    if (n >= 4) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + n - 4, 4);
+        w = (uint64_t)le32(lo) | (uint64_t)le32(hi) << (8 * (n - 4)); /* overlap: same bytes */
+    } else if (n > 0) {
+        w = (uint64_t)u[0] | (uint64_t)u[n / 2] << (8 * (n / 2)) |
+            (uint64_t)u[n - 1] << (8 * (n - 1));
+    } else {
+        w = 0;
+    }
+    return w | (uint64_t)n << 56;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* A zeroed slot array of ns slots (free() releases it); NULL when out of memory. An array
+ * of a huge page or more is aligned to huge pages and asks the kernel for them: lookups hit
+ * random slots, so with 4 KiB pages a map of every MIND user (16 MiB of slots) also missed
+ * the TLB on nearly every lookup. The advice is a hint; without it the array works as well. */
+static Slot *slots_alloc(size_t ns)
+{
+    size_t bytes = ns * sizeof(Slot);
+    if (bytes < HUGE_PAGE)
+        return calloc(ns, sizeof(Slot));
+    Slot *sl = aligned_alloc(HUGE_PAGE, bytes); /* ns is a power of two: bytes is a multiple */
+    if (!sl)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(sl, bytes, MADV_HUGEPAGE);
+#endif
+    memset(sl, 0, bytes);
+    return sl;
 }
 
 StrMap *strmap_new(size_t expected_keys)
@@ -138,7 +200,7 @@ StrMap *strmap_new(size_t expected_keys)
     m->nslots = ns;
     m->chunk_next = CHUNK_MIN;
     m->ecap = expected_keys > MIN_SLOTS ? expected_keys : MIN_SLOTS;
-    m->slots = calloc(ns, sizeof *m->slots);
+    m->slots = slots_alloc(ns);
     m->entries = m->ecap <= SIZE_MAX / sizeof(Entry) ? malloc(m->ecap * sizeof *m->entries)
                                                      : NULL;
     if (!m->slots || !m->entries) {
@@ -207,7 +269,7 @@ static int grow_slots(StrMap *m)
     if (m->nslots > SIZE_MAX / 2 / sizeof(Slot))
         return psrec_nomem(__func__);
     size_t ns = m->nslots * 2, mask = ns - 1;
-    Slot *slots = calloc(ns, sizeof *slots);
+    Slot *slots = slots_alloc(ns);
     if (!slots)
         return psrec_nomem(__func__);
     for (size_t k = 0; k < m->count; k++) {

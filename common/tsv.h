@@ -107,6 +107,19 @@ typedef struct BehaviorRow {
 int tsv_parse_behavior(const char *line, size_t len, BehaviorRow *out, char *reason,
                        size_t reason_size);
 
+/* tsv_parse_behavior() that also hands out the line's ids from the same pass (prep walks
+ * each line once instead of twice).
+ *   ids      history ids oldest first, then candidate ids without their labels (as
+ *            tsv_history_next and tsv_candidate_next give them), borrowed from the line
+ *   clicked  clicked[k] = 1 for a candidate labeled 1, else 0 (history entries: 0)
+ *   cap      entries ids and clicked hold (0: both may be NULL)
+ * On success ids and clicked are complete only when n_history + n_candidates <= cap; for a
+ * longer line they hold the first cap entries, and the caller grows them and parses again
+ * (or walks the iterators below). Returns as tsv_parse_behavior(). */
+int tsv_parse_behavior_ids(const char *line, size_t len, BehaviorRow *out, TsvSpan *ids,
+                           unsigned char *clicked, size_t cap, char *reason,
+                           size_t reason_size);
+
 /* Next history id of a row from tsv_parse_behavior(), oldest first.
  *   pos  cursor, start with 0
  *   id   set to the id (borrowed from the line)

@@ -55,11 +55,11 @@ typedef struct Prep {
     char *lower;         /* title lowering scratch */
     size_t lower_cap;
     uint32_t *his, *cand, *neg; /* behaviors scratch */
-    uint8_t *labels;
     size_t cand_cap, his_cap;
     TsvSpan *id_spans;   /* (id_cap) a behaviors line's history ids, then candidate ids */
+    uint8_t *clicked;    /* (clicked_cap >= id_cap) 1 for a clicked candidate (as id_spans) */
     uint64_t *id_hash;   /* (id_hash_cap >= id_cap) their strmap hashes */
-    size_t id_cap, id_hash_cap;
+    size_t id_cap, clicked_cap, id_hash_cap;
     ProgressMeter meter;  /* MB of both TSV files read (opt->progress) */
     uint64_t bytes_before; /* bytes of the files read before the current one */
     uint64_t bytes_total;
@@ -407,12 +407,48 @@ static int read_behaviors(Prep *p)
     const int shared = p->opt->vocab_from != NULL;
     while ((rc = lr_next(lr, &line, &len)) == 0) {
         prep_progress(p, lr);
+        /* One pass over the line validates it and collects its ids (history first, then
+         * candidates, with their clicks); a line with more ids than the arrays hold grows
+         * them and is parsed again, which then cannot fail. */
         BehaviorRow br;
-        if (tsv_parse_behavior(line, len, &br, reason, sizeof reason)) {
+        if (tsv_parse_behavior_ids(line, len, &br, p->id_spans, p->clicked, p->id_cap, reason,
+                                   sizeof reason)) {
             if ((rc = bad_line(p, path, lr_lineno(lr), reason)))
                 goto out;
             continue;
         }
+        size_t nh = br.n_history, nc = br.n_candidates, nneg = 0;
+        if (nh + nc > p->id_cap) {
+            size_t cap = p->id_cap;
+            if ((rc = grow((void **)&p->id_spans, &cap, nh + nc, sizeof *p->id_spans)) ||
+                (rc = grow((void **)&p->clicked, &p->clicked_cap, cap, 1)) ||
+                (rc = grow((void **)&p->id_hash, &p->id_hash_cap, cap, sizeof *p->id_hash)))
+                goto out;
+            p->id_cap = cap; /* only once all three hold cap entries */
+            tsv_parse_behavior_ids(line, len, &br, p->id_spans, p->clicked, p->id_cap, NULL, 0);
+        }
+        const uint8_t *labels = p->clicked + nh;
+        /* The user's slot in a map of every user misses the cache on nearly every line:
+         * start loading it now and look it up after the news ids (a third of the lookup
+         * time went to this one miss). */
+        uint64_t user_hash = strmap_hash(br.user_id.p, br.user_id.n);
+        strmap_prefetch(shared ? p->split_users : p->users, user_hash);
+        if (shared)
+            strmap_prefetch(p->users, user_hash);
+        size_t cap_before = p->cand_cap;
+        if ((rc = grow((void **)&p->cand, &p->cand_cap, nc + 1, 4)))
+            goto out;
+        if (p->cand_cap != cap_before && !(p->neg = realloc(p->neg, p->cand_cap * 4))) {
+            rc = psrec_errf(PSREC_E_NOMEM, "out of memory");
+            goto out;
+        }
+        /* Every history id is resolved (and a missing one counted); the stored history
+         * keeps the last his_len. The line's ids are resolved in one batch (history first,
+         * then candidates; see resolve_news). */
+        if ((rc = grow((void **)&p->his, &p->his_cap, nh + nc + 1, 4)))
+            goto out;
+        const uint32_t *rows = p->his; /* history rows, then candidate rows */
+        resolve_news(p, p->id_spans, nh + nc, p->his);
         uint32_t user;
         /* A train split's users table is this split's users: split_users is only kept for a
          * shared table (one random lookup in a map of every user less per line). */
@@ -428,40 +464,12 @@ static int read_behaviors(Prep *p)
                                        (uint32_t)strmap_count(p->users) + 1, &user, NULL))) {
             goto out;
         }
-        size_t cap_before = p->cand_cap;
-        if ((rc = grow((void **)&p->cand, &p->cand_cap, br.n_candidates + 1, 4)))
-            goto out;
-        if (p->cand_cap != cap_before) {
-            size_t c = p->cand_cap;
-            if (!(p->neg = realloc(p->neg, c * 4)) || !(p->labels = realloc(p->labels, c))) {
-                rc = psrec_errf(PSREC_E_NOMEM, "out of memory");
-                goto out;
-            }
-        }
-        /* Every history id is resolved (and a missing one counted); the stored history
-         * keeps the last his_len. The line's ids are resolved in one batch (history first,
-         * then candidates; see resolve_news). */
-        if ((rc = grow((void **)&p->id_spans, &p->id_cap, br.n_history + br.n_candidates + 1,
-                       sizeof *p->id_spans)) ||
-            (rc = grow((void **)&p->id_hash, &p->id_hash_cap, p->id_cap, sizeof *p->id_hash)))
-            goto out;
-        size_t pos = 0, nh = 0, nc = 0, nneg = 0;
-        int label;
-        while (tsv_history_next(&br, &pos, &p->id_spans[nh]))
-            nh++;
-        pos = 0;
-        while (tsv_candidate_next(&br, &pos, &p->id_spans[nh + nc], &label))
-            p->labels[nc++] = label == 1;
-        if ((rc = grow((void **)&p->his, &p->his_cap, nh + nc + 1, 4)))
-            goto out;
-        const uint32_t *rows = p->his; /* history rows, then candidate rows */
-        resolve_news(p, p->id_spans, nh + nc, p->his);
         p->meta.history_refs += nh;
         const uint32_t *his = p->his + (nh > p->his_len ? nh - p->his_len : 0);
         uint32_t nhis = (uint32_t)(nh > p->his_len ? p->his_len : nh);
         for (size_t i = 0; i < nc; i++) {
             p->cand[i] = rows[nh + i];
-            if (br.labeled && !p->labels[i])
+            if (br.labeled && !labels[i])
                 p->neg[nneg++] = p->cand[i];
         }
         uint64_t imp_index = p->meta.impressions;
@@ -471,7 +479,7 @@ static int read_behaviors(Prep *p)
                              .labeled = (uint32_t)br.labeled,
                              .his = his,
                              .cand = p->cand,
-                             .labels = p->labels,
+                             .labels = labels,
                              .id = br.impression_id.p,
                              .id_len = (uint32_t)br.impression_id.n};
         if ((rc = dataset_put_impression(p->w, imp_index, &iv)))
@@ -480,7 +488,7 @@ static int read_behaviors(Prep *p)
         p->meta.candidates += nc;
         p->meta.labeled_impressions += (uint64_t)br.labeled;
         for (size_t i = 0; br.labeled && i < nc; i++) {
-            if (!p->labels[i])
+            if (!labels[i])
                 continue;
             SampleView sv = {.user = user,
                              .pos = p->cand[i],
@@ -524,7 +532,7 @@ static void prep_fini(Prep *p)
     free(p->his);
     free(p->cand);
     free(p->neg);
-    free(p->labels);
+    free(p->clicked);
     free(p->id_spans);
     free(p->id_hash);
 }

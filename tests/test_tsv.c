@@ -336,6 +336,85 @@ static void joined(const BehaviorRow *r, char *his, char *cands, size_t size)
                               label);
 }
 
+/* tsv_parse_behavior_ids hands out exactly what the iterators give (ids, clicks: label 1),
+ * with every cap: the first cap entries when the line has more, the same row and the same
+ * rejections as tsv_parse_behavior. */
+static void test_behavior_ids(void)
+{
+    const char *lines[] = {
+        "1\tU1\t11/11/2019 9:05:58 AM\tN55189 N42782  N34694\tN55689-1 N3-5-0 N20678-1",
+        "2\tU2\t11/11/2019 9:05:58 AM\t\tN1-0 N2-1",
+        "3\tU3\t11/11/2019 9:05:58 AM\tN9 N8\tN7 N6-x N5",
+        "4\tU4\t11/11/2019 9:05:58 AM\tN9\tN7-1 N6",
+    };
+    for (size_t l = 0; l < sizeof lines / sizeof *lines; l++) {
+        const char *line = lines[l];
+        BehaviorRow want;
+        char why_want[256] = "", why[256] = "";
+        int rc_want = tsv_parse_behavior(line, strlen(line), &want, why_want, sizeof why_want);
+        TsvSpan exp[16];
+        unsigned char exp_click[16] = {0};
+        size_t n = 0, pos = 0;
+        int label;
+        while (rc_want == 0 && tsv_history_next(&want, &pos, &exp[n]))
+            n++;
+        pos = 0;
+        while (rc_want == 0 && tsv_candidate_next(&want, &pos, &exp[n], &label))
+            exp_click[n++] = label == 1;
+        for (size_t cap = 0; cap <= n + 2; cap++) {
+            TsvSpan ids[16];
+            unsigned char clicked[16];
+            memset(ids, 0, sizeof ids);
+            memset(clicked, 7, sizeof clicked);
+            BehaviorRow r;
+            int rc = tsv_parse_behavior_ids(line, strlen(line), &r, cap ? ids : NULL,
+                                            cap ? clicked : NULL, cap, why, sizeof why);
+            CU_ASSERT_EQUAL(rc, rc_want);
+            CU_ASSERT_STRING_EQUAL(why, why_want);
+            if (rc)
+                continue;
+            CU_ASSERT_EQUAL(r.n_history, want.n_history);
+            CU_ASSERT_EQUAL(r.n_candidates, want.n_candidates);
+            CU_ASSERT_EQUAL(r.n_clicks, want.n_clicks);
+            CU_ASSERT_EQUAL(r.labeled, want.labeled);
+            size_t stored = cap < n ? cap : n;
+            for (size_t k = 0; k < stored; k++) {
+                CU_ASSERT(ids[k].p == exp[k].p && ids[k].n == exp[k].n);
+                CU_ASSERT_EQUAL(clicked[k], exp_click[k]);
+            }
+            for (size_t k = stored; k < 16; k++) /* nothing past cap or past the ids */
+                CU_ASSERT(ids[k].p == NULL && clicked[k] == 7);
+        }
+    }
+}
+
+/* Ids of every length 1..19 after 1..3 spaces, so the word scan meets a space at every offset
+ * of its 8-byte steps, at the field's end and just before it; checked against the words that
+ * made the line. */
+static void test_behavior_id_lengths(void)
+{
+    char line[2048], want[20][24];
+    int o = snprintf(line, sizeof line, "9\tU9\t11/11/2019 9:05:58 AM\t");
+    for (int k = 0; k < 19; k++) {
+        for (int j = 0; j <= k; j++)
+            want[k][j] = (char)('a' + (k + j) % 26);
+        want[k][k + 1] = '\0';
+        o += snprintf(line + o, sizeof line - (size_t)o, "%.*s%s", 1 + k % 3, "   ", want[k]);
+    }
+    o += snprintf(line + o, sizeof line - (size_t)o, "\t%s-1", want[18]);
+    BehaviorRow r;
+    TsvSpan ids[32];
+    unsigned char clicked[32];
+    char why[256] = "";
+    CU_ASSERT_EQUAL_FATAL(tsv_parse_behavior_ids(line, (size_t)o, &r, ids, clicked, 32, why,
+                                                 sizeof why), 0);
+    CU_ASSERT_EQUAL_FATAL(r.n_history, 19);
+    CU_ASSERT_EQUAL_FATAL(r.n_candidates, 1);
+    for (int k = 0; k < 19; k++)
+        CU_ASSERT(ids[k].n == strlen(want[k]) && memcmp(ids[k].p, want[k], ids[k].n) == 0);
+    CU_ASSERT(ids[19].n == 19 && memcmp(ids[19].p, want[18], 19) == 0 && clicked[19] == 1);
+}
+
 static void test_behavior_labeled(void)
 {
     BehaviorRow r;
@@ -621,6 +700,8 @@ int main(void)
         {"news: malformed", test_news_malformed},
         {"reason buffer", test_reason_buffer},
         {"behaviors: labeled", test_behavior_labeled},
+        {"behaviors: ids in the parsing pass", test_behavior_ids},
+        {"behaviors: id lengths", test_behavior_id_lengths},
         {"behaviors: empty history", test_behavior_empty_history},
         {"behaviors: spaces", test_behavior_spaces},
         {"behaviors: unlabeled (test split)", test_behavior_unlabeled},
