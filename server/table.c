@@ -391,7 +391,22 @@ int table_saved_info(const CkptReader *r, const char *table, TableSavedInfo *out
     if (n != sizeof *out)
         return psrec_errf(PSREC_E_FORMAT, "table '%s': bad meta section", table);
     memcpy(out, p, sizeof *out);
+    /* Bounds every reader relies on: a row's saved floats stay small (no optimizer keeps more
+     * than two floats of state per weight) and a file never holds more rows than the table
+     * has, so no size computed from them overflows. */
+    if (out->width == 0 || out->state_per_float > 2 || out->held > out->rows)
+        return psrec_errf(PSREC_E_FORMAT,
+                          "table '%s': bad meta section (width %u, %u state floats per weight, "
+                          "%llu of %llu rows held)",
+                          table, out->width, out->state_per_float,
+                          (unsigned long long)out->held, (unsigned long long)out->rows);
     return 0;
+}
+
+/* A section of `bytes` holds exactly `rows` rows of `row_bytes` (> 0). */
+static int holds_rows(size_t bytes, size_t row_bytes, uint64_t rows)
+{
+    return bytes % row_bytes == 0 && bytes / row_bytes == rows;
 }
 
 int table_load(Table *t, const CkptReader *r, int params_only)
@@ -421,13 +436,16 @@ int table_load_filtered(Table *t, const CkptReader *r, int params_only, TableRow
         return psrec_errf(PSREC_E_FORMAT, "table '%s': checkpoint optimizer state differs",
                           t->spec.name);
     const size_t saved_row = (size_t)m.width * (1 + m.state_per_float);
+    /* Section sizes are compared by division: held comes from the file, and a product could
+     * wrap to a size that matches (a fuzzer found one). */
     int bad = 0;
     section_name(name, sizeof name, t->spec.name, "keys");
-    bad |= ckpt_section(r, name, &kp, &ks) || ks != m.held * sizeof(uint64_t);
+    bad |= ckpt_section(r, name, &kp, &ks) || !holds_rows(ks, sizeof(uint64_t), m.held);
     section_name(name, sizeof name, t->spec.name, "data");
-    bad |= ckpt_section(r, name, &dp, &ds) || ds != m.held * saved_row * sizeof(float);
+    bad |= ckpt_section(r, name, &dp, &ds) ||
+           !holds_rows(ds, saved_row * sizeof(float), m.held);
     section_name(name, sizeof name, t->spec.name, "steps");
-    bad |= ckpt_section(r, name, &sp, &ss) || ss != m.held * sizeof(uint32_t);
+    bad |= ckpt_section(r, name, &sp, &ss) || !holds_rows(ss, sizeof(uint32_t), m.held);
     if (bad)
         return psrec_errf(PSREC_E_FORMAT, "table '%s': sections missing or of the wrong size",
                           t->spec.name);
