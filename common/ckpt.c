@@ -301,6 +301,10 @@ int ckpt_reader_open(const char *path, CkptReader **out)
         goto fail;
     }
     size_t used = sizeof h + h.section_count * sizeof(CkptSectionEntry);
+    if (used + 4 > n) { /* the index and its CRC must lie inside the file (a fuzzer found one) */
+        rc = bad(path, "section index outside the file");
+        goto fail;
+    }
     uint32_t crc;
     memcpy(&crc, data + used, 4);
     if (ckpt_crc32(0, data, used) != crc) {
