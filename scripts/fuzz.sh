@@ -6,7 +6,9 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     TARGET: wire tsv config ckpt dataset (default: all)
 #   scripts/fuzz.sh --seeds                   rewrite the binary seeds (corpus/wire, ckpt, dataset)
 # After each target it prints libFuzzer's final stats: executions (#N DONE ... / number_of_
-# executed_units), coverage (cov: edges) and execs per second.
+# executed_units), coverage (cov: edges) and execs per second. PSREC_FUZZ_SEED=N fixes
+# libFuzzer's seed (scripts/test.sh sets 1, so CI explores the same inputs on every run and a
+# CI failure reproduces; by hand leave it unset to explore new ground each run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DPSREC_FUZZ=ON >/dev/null
@@ -27,6 +29,7 @@ for t in "${targets[@]}"; do
   cp tests/fuzz/corpus/"$t"/* "$work"/
   echo "== fuzz_$t for ${secs}s"
   if ! (cd build-fuzz && tests/fuzz/fuzz_"$t" -max_total_time="$secs" -print_final_stats=1 \
+          ${PSREC_FUZZ_SEED:+-seed="$PSREC_FUZZ_SEED"} \
           "fuzz-corpus/$t" >"fuzz-$t.log" 2>&1); then
     tail -n 60 build-fuzz/fuzz-"$t".log
     echo "fuzz_$t: CRASH (log build-fuzz/fuzz-$t.log, input build-fuzz/crash-*)" >&2

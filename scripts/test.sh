@@ -13,5 +13,5 @@ cmake --build build -j"$(nproc)"
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
 fuzz_secs=${PSREC_FUZZ_SECONDS:-12}
 if [[ "$fuzz_secs" != 0 ]]; then
-  ./scripts/fuzz.sh "$fuzz_secs"
+  PSREC_FUZZ_SEED=${PSREC_FUZZ_SEED:-1} ./scripts/fuzz.sh "$fuzz_secs"
 fi
