@@ -619,6 +619,22 @@ static int check_field(const Config *cfg, const Key *k, const char *where)
     return 0;
 }
 
+/* A section or key name as messages show it: printable ASCII as is, every other byte as
+ * \xHH. inih cuts long names at a fixed byte count, possibly inside a UTF-8 character, so a
+ * name is never echoed raw (a fuzzer found one). */
+static const char *name_shown(const char *name, char *out, size_t size)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)name; *p && o + 5 < size; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\')
+            out[o++] = (char)*p;
+        else
+            o += (size_t)snprintf(out + o, size - o, "\\x%02x", *p);
+    }
+    out[o] = '\0';
+    return out;
+}
+
 /* ---- public: set, defaults, check ---- */
 
 int config_set(Config *cfg, const char *section, const char *key, const char *value,
@@ -629,12 +645,14 @@ int config_set(Config *cfg, const char *section, const char *key, const char *va
     const Key *k = find_key(section, key);
     if (k)
         return set_value(cfg, k, value, where);
-    char hint[2 * NAME_MAX_LEN + 32];
+    char hint[2 * NAME_MAX_LEN + 32], sec[256], name[256];
     suggest_key(section, key, hint, sizeof hint);
+    name_shown(section, sec, sizeof sec);
+    name_shown(key, name, sizeof name);
     if (!section_known(section))
-        return psrec_errf(PSREC_E_PARSE, "%s: %s.%s: unknown section [%s]%s", where, section, key,
-                          section, hint);
-    return psrec_errf(PSREC_E_PARSE, "%s: %s.%s: unknown key%s", where, section, key, hint);
+        return psrec_errf(PSREC_E_PARSE, "%s: %s.%s: unknown section [%s]%s", where, sec, name,
+                          sec, hint);
+    return psrec_errf(PSREC_E_PARSE, "%s: %s.%s: unknown key%s", where, sec, name, hint);
 }
 
 void config_defaults(Config *cfg)
@@ -744,11 +762,12 @@ static int flush_unknown_section(Loader *ld)
 {
     if (!ld->unknown_sec_line)
         return 0;
-    char hint[NAME_MAX_LEN + 32];
+    char hint[NAME_MAX_LEN + 32], sec[256];
     suggest_section(ld->unknown_sec, hint, sizeof hint);
     return load_error(ld, ld->unknown_sec_line,
                       psrec_errf(PSREC_E_PARSE, "%s:%ld: [%s]: unknown section%s", ld->path,
-                                 ld->unknown_sec_line, ld->unknown_sec, hint));
+                                 ld->unknown_sec_line, name_shown(ld->unknown_sec, sec, sizeof sec),
+                                 hint));
 }
 
 /* Check a "[section]" line; s is left-trimmed and starts with '['. */
