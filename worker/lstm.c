@@ -254,6 +254,21 @@ static void colsum_acc(int rows, int cols, const float *restrict A, float *restr
     }
 }
 
+void lstm_sort_by_len_desc(int n, const int *len, int max_len, int *count, int *order,
+                           int *sorted)
+{
+    memset(count, 0, ((size_t)max_len + 2) * sizeof *count);
+    for (int i = 0; i < n; i++)
+        count[max_len - len[i] + 1]++;
+    for (int k = 1; k <= max_len + 1; k++)
+        count[k] += count[k - 1];
+    for (int i = 0; i < n; i++) {
+        int at = count[max_len - len[i]]++;
+        order[at] = i;
+        sorted[at] = len[i];
+    }
+}
+
 int lstm_pack_init(LstmPack *pk, const int *lens, int B, int max_T, int *bs, int *off)
 {
     if (B < 0)

@@ -31,6 +31,12 @@ typedef struct LstmPack {
  * Returns 0, or PSREC_E_RANGE (with detail) when lens is not sorted or out of range. */
 int lstm_pack_init(LstmPack *pk, const int *lens, int B, int max_T, int *bs, int *off);
 
+/* The order lstm_pack_init needs: order (n) = indices 0..n-1 by len descending, ties in index
+ * order (stable, so training and scoring pack the same sequences the same way); sorted (n) =
+ * their lengths. count: (max_len + 2) scratch. Lengths must be in [0, max_len]. */
+void lstm_sort_by_len_desc(int n, const int *len, int max_len, int *count, int *order,
+                           int *sorted);
+
 /* Choose the kernels: on = 1 (the default) uses the AVX2+FMA gate math when the CPU has it
  * (exp/tanh within ~2 ulp of libm) and lstm_gemm's AVX-512 GEMMs when it has AVX-512F;
  * on = 0 forces the scalar libm gate math and cblas_sgemm.

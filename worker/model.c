@@ -243,24 +243,6 @@ void model_workspace_free(ModelWorkspace **ws)
 
 /* ------------------------------------------------------------------ helpers */
 
-/* order (n): indices 0..n-1 sorted by len descending, ties in index order (stable, so runs
- * are deterministic); sorted (n): their lengths. count: (max_len + 2) scratch.
- * Lengths must be in [0, max_len]. */
-static void sort_by_len_desc(int n, const int *len, int max_len, int *count, int *order,
-                             int *sorted)
-{
-    memset(count, 0, ((size_t)max_len + 2) * sizeof *count);
-    for (int i = 0; i < n; i++)
-        count[max_len - len[i] + 1]++;
-    for (int k = 1; k <= max_len + 1; k++)
-        count[k] += count[k - 1];
-    for (int i = 0; i < n; i++) {
-        int at = count[max_len - len[i]]++;
-        order[at] = i;
-        sorted[at] = len[i];
-    }
-}
-
 /* y (n) += a * x (n) */
 static void axpy(int n, float a, const float *x, float *y)
 {
@@ -334,7 +316,7 @@ static void news_forward(ModelWorkspace *w, const DenseParams *p, const float *w
 {
     const int E = w->d.E, H = w->d.H, L = w->d.title_len;
     LstmPack *pk = &w->n_pack;
-    sort_by_len_desc(n, len, L, w->count, w->n_order, w->n_lens);
+    lstm_sort_by_len_desc(n, len, L, w->count, w->n_order, w->n_lens);
     lstm_pack_init(pk, w->n_lens, n, L, w->n_bs, w->n_off); /* cannot fail: checked, sorted */
     for (int t = 0; t < pk->T; t++)
         for (int r = 0; r < pk->bs[t]; r++) {
@@ -393,7 +375,7 @@ static void user_forward(ModelWorkspace *w, const DenseParams *p, const float *u
 {
     const int H = w->d.H, L = w->d.his_len;
     LstmPack *pk = &w->u_pack;
-    sort_by_len_desc(B, his_n, L, w->count, w->u_order, w->u_lens);
+    lstm_sort_by_len_desc(B, his_n, L, w->count, w->u_order, w->u_lens);
     lstm_pack_init(pk, w->u_lens, B, L, w->u_bs, w->u_off); /* cannot fail: checked, sorted */
     for (int r = 0; r < B; r++)
         memcpy(w->h0 + (size_t)r * H, user_rows + (size_t)user[w->u_order[r]] * H,

@@ -238,23 +238,6 @@ static int encode_news_chunk_plain(Scorer *s, DatasetTxn *txn, uint64_t first, i
                              s->cat_local, s->news_vecs + first * (uint64_t)d->H);
 }
 
-/* order (n): 0..n-1 sorted by len descending, ties in index order; sorted (n): their lengths.
- * The counting sort of model.c (the same order, so the same packing). len in [0, max_len]. */
-static void sort_by_len_desc(int n, const int *len, int max_len, int *count, int *order,
-                             int *sorted)
-{
-    memset(count, 0, ((size_t)max_len + 2) * sizeof *count);
-    for (int i = 0; i < n; i++)
-        count[max_len - len[i] + 1]++;
-    for (int k = 1; k <= max_len + 1; k++)
-        count[k] += count[k - 1];
-    for (int i = 0; i < n; i++) {
-        int at = count[max_len - len[i]]++;
-        order[at] = i;
-        sorted[at] = len[i];
-    }
-}
-
 /* The word table of gathered news encoding: map[w] = local id of vocabulary id w (-1 when no
  * title holds it), words[k] = the vocabulary id of local id k, pw (nw, 4H) = E_word[words[k]]
  * . news W_ih + news b. And the first step, which depends on a title's first word only (the
@@ -393,7 +376,7 @@ static int encode_news_chunk_gathered(Scorer *s, DatasetTxn *txn, const WordGate
     if ((rc = params_pull_rows(&s->io, PARAM_CAT, s->ids, nc, s->cat_rows)))
         return rc;
     LstmPack pk;
-    sort_by_len_desc(n, s->len, T, s->count, s->order, s->slen);
+    lstm_sort_by_len_desc(n, s->len, T, s->count, s->order, s->slen);
     if ((rc = lstm_pack_init(&pk, s->slen, n, T, s->bs, s->off)))
         return rc;
     for (int t = 0; t < pk.T; t++)
@@ -481,7 +464,7 @@ static void encode_users_gathered(Scorer *s, int n, float *out)
 {
     const int L = s->d.his_len, H = s->d.H;
     LstmPack pk;
-    sort_by_len_desc(n, s->his_n, L, s->count, s->order, s->slen);
+    lstm_sort_by_len_desc(n, s->his_n, L, s->count, s->order, s->slen);
     lstm_pack_init(&pk, s->slen, n, L, s->bs, s->off); /* cannot fail: checked, sorted */
     for (int r = 0; r < n; r++)
         memcpy(s->h0 + (size_t)r * H, s->rows + (size_t)s->user_local[s->order[r]] * H,
