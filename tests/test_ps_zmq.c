@@ -542,6 +542,19 @@ static void fake_pull_reply(void *router, const WireMsg *m, float v)
     CU_ASSERT(wire_send(router, m->identity, m->id_len, &r, m->keys, vals) == 0);
 }
 
+/* A bare ROUTER at ep standing in for a shard the test drives by hand (no linger), or NULL. */
+static void *fake_shard(const char *ep)
+{
+    void *router = zmq_socket(ctx, ZMQ_ROUTER);
+    int zero = 0;
+    if (router && (zmq_setsockopt(router, ZMQ_LINGER, &zero, sizeof zero) ||
+                   zmq_bind(router, ep))) {
+        zmq_close(router);
+        router = NULL;
+    }
+    return router;
+}
+
 /* (e) Silent shards: shard 0's endpoint has nobody behind it, shard 1 is a ROUTER that reads
  * but does not answer in time. Waits end with ETIMEDOUT after about the timeout, naming the
  * shard; a late reply to a request that already timed out is dropped (its buffer is left
@@ -549,11 +562,8 @@ static void fake_pull_reply(void *router, const WireMsg *m, float v)
 static void test_timeout(void)
 {
     const char *eps[NSHARDS] = {"inproc://ps-zmq-test-nobody", "inproc://ps-zmq-test-mute"};
-    void *router = zmq_socket(ctx, ZMQ_ROUTER);
-    int zero = 0;
+    void *router = fake_shard(eps[1]);
     CU_ASSERT_FATAL(router != NULL);
-    zmq_setsockopt(router, ZMQ_LINGER, &zero, sizeof zero);
-    CU_ASSERT_FATAL(zmq_bind(router, eps[1]) == 0);
     const double timeout = 0.3;
     PsZmq *z = client_for(eps, 0, 1, timeout);
     PsClient ps;
@@ -608,11 +618,8 @@ static void test_timeout(void)
 static void test_unread_request_fails(void)
 {
     const char *eps[NSHARDS] = {"inproc://ps-zmq-test-nobody2", "inproc://ps-zmq-test-unread"};
-    void *router = zmq_socket(ctx, ZMQ_ROUTER);
-    int zero = 0;
+    void *router = fake_shard(eps[1]);
     CU_ASSERT_FATAL(router != NULL);
-    zmq_setsockopt(router, ZMQ_LINGER, &zero, sizeof zero);
-    CU_ASSERT_FATAL(zmq_bind(router, eps[1]) == 0);
     PsZmq *z = client_for(eps, 0, 1, 20.0);
     PsClient ps;
     ps_zmq_client(z, &ps);
