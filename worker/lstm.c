@@ -307,6 +307,44 @@ size_t lstm_backward_ws_floats(int B, int H)
     return 2 * (size_t)B * (size_t)H;
 }
 
+/* One step's gate math on rows [lo, hi) of the step, run by lstm_gemm's threads on the rows
+ * each has just multiplied (forward) or in chunks (backward). */
+typedef struct CellStep {
+    int simd, H;
+    float *G;             /* the step's gate rows (n, 4H) */
+    const float *b;       /* forward: the bias */
+    const float *cprev;   /* (n, H) cell states of the previous step, or NULL */
+    float *c, *tc, *h;    /* forward: the step's rows of C, tanh(C), Hout */
+    const float *dh;      /* backward: the step's rows of dH */
+    const float *tcr;     /* backward: the step's rows of tanh(C) */
+    float *dhc, *dcc;     /* backward: carried gradients (B, H) */
+    int ncarry;           /* backward: rows that carry from step t + 1 */
+} CellStep;
+
+static void cell_fwd_rows(void *ctx, int lo, int hi)
+{
+    const CellStep *s = ctx;
+    const size_t H = (size_t)s->H;
+    for (int r = lo; r < hi; r++)
+        cell_fwd(s->simd, s->H, s->G + r * 4 * H, s->b, s->cprev ? s->cprev + r * H : NULL,
+                 s->c + r * H, s->tc + r * H, s->h + r * H);
+}
+
+static void cell_bwd_rows(void *ctx, int lo, int hi)
+{
+    const CellStep *s = ctx;
+    const size_t H = (size_t)s->H;
+    for (int r = lo; r < hi; r++) {
+        const int carry = r < s->ncarry;
+        cell_bwd(s->simd, s->H, s->G + r * 4 * H, s->cprev ? s->cprev + r * H : NULL,
+                 s->tcr + r * H, s->dh + r * H, carry ? s->dhc + r * H : NULL, s->dcc + r * H,
+                 carry);
+    }
+}
+
+/* Rows per chunk of gate math: wake-up of a helper costs about as much as a few rows. */
+enum { CELL_GRAIN = 16 };
+
 void lstm_forward(const LstmPack *pk, int In, int H, const float *X, const float *h0,
                   const float *Wih, const float *Whh, const float *b, float *Hout, float *cache)
 {
@@ -319,17 +357,19 @@ void lstm_forward(const LstmPack *pk, int In, int H, const float *X, const float
     const int simd = use_simd();
 
     lstm_gemm_nn(simd, N, H4, In, X, In, Wih, H4, 0.0f, G, H4);
+    LstmGemmB whh; /* packed once for every step */
+    lstm_gemm_prepare(&whh, simd, 0, H, H4, Whh, H4, LSTM_GEMM_SLOT_1);
     for (int t = 0; t < pk->T; t++) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
-        float *Gt = G + row * H4;
+        CellStep cs = {.simd = simd, .H = H, .G = G + row * H4, .b = b,
+                       .cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL,
+                       .c = C + row * H, .tc = TC + row * H, .h = Hout + row * H};
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
         if (hprev)
-            lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 1.0f, Gt, H4);
-        const float *cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL;
-        for (int r = 0; r < n; r++)
-            cell_fwd(simd, H, Gt + (size_t)r * H4, b, cprev ? cprev + (size_t)r * H : NULL,
-                     C + (row + r) * H, TC + (row + r) * H, Hout + (row + r) * H);
+            lstm_gemm_apply_then(&whh, n, hprev, H, 1.0f, cs.G, H4, cell_fwd_rows, &cs);
+        else
+            lstm_gemm_parallel_for(n, CELL_GRAIN, cell_fwd_rows, &cs);
     }
 }
 
@@ -349,26 +389,24 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
     float *dhc = ws;                         /* (B, H) dh carried into step t from t+1 */
     float *dcc = ws + (size_t)pk->B * H;     /* (B, H) dc carried likewise */
     const int simd = use_simd();
+    LstmGemmB whh_t; /* W_hh^T packed once for every step's dh */
+    lstm_gemm_prepare(&whh_t, simd, 1, H4, H, Whh, H4, LSTM_GEMM_SLOT_1);
 
     for (int t = pk->T - 1; t >= 0; t--) {
         const int n = pk->bs[t];
-        const int ncarry = t + 1 < pk->T ? pk->bs[t + 1] : 0;
         const size_t row = (size_t)pk->off[t];
-        float *Gt = G + row * H4;
-        const float *cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL;
-        for (int r = 0; r < n; r++) {
-            const int carry = r < ncarry;
-            cell_bwd(simd, H, Gt + (size_t)r * H4, cprev ? cprev + (size_t)r * H : NULL,
-                     TC + (row + r) * H, dH + (row + r) * H, carry ? dhc + (size_t)r * H : NULL,
-                     dcc + (size_t)r * H, carry);
-        }
-        /* Gt now holds dG_t (n, 4H). */
+        CellStep cs = {.simd = simd, .H = H, .G = G + row * H4,
+                       .cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL,
+                       .dh = dH + row * H, .tcr = TC + row * H, .dhc = dhc, .dcc = dcc,
+                       .ncarry = t + 1 < pk->T ? pk->bs[t + 1] : 0};
+        lstm_gemm_parallel_for(n, CELL_GRAIN, cell_bwd_rows, &cs);
+        /* G's rows of step t now hold dG_t (n, 4H). */
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
         if (hprev)
-            lstm_gemm_tn(simd, H, H4, n, hprev, H, Gt, H4, 1.0f, dWhh, H4);
+            lstm_gemm_tn(simd, H, H4, n, hprev, H, cs.G, H4, 1.0f, dWhh, H4);
         float *dh_out = t > 0 ? dhc : dh0;
         if (dh_out)
-            lstm_gemm_nt(simd, n, H, H4, Gt, H4, Whh, H4, 0.0f, dh_out, H);
+            lstm_gemm_apply(&whh_t, n, cs.G, H4, 0.0f, dh_out, H);
     }
     lstm_gemm_tn(simd, In, H4, N, X, In, G, H4, 1.0f, dWih, H4);
     colsum_acc(N, H4, G, db);
@@ -511,6 +549,8 @@ void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *pr
 {
     const int H4 = 4 * H;
     const int simd = use_simd(), wide = simd && have_avx512();
+    LstmGemmB whh;
+    lstm_gemm_prepare(&whh, simd, 0, H, H4, Whh, H4, LSTM_GEMM_SLOT_1);
     for (int t = t0 > 0 ? t0 : 0; t < pk->T; t++) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
@@ -518,7 +558,7 @@ void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *pr
         if (t > 0 && t == t0)
             ; /* the caller's G */
         else if (hprev)
-            lstm_gemm_nn(simd, n, H4, H, hprev, H, Whh, H4, 0.0f, G, H4);
+            lstm_gemm_apply(&whh, n, hprev, H, 0.0f, G, H4);
         else
             memset(G, 0, (size_t)n * H4 * sizeof *G);
         for (int r = 0; r < n; r++) {

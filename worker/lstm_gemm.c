@@ -1,21 +1,30 @@
-/* The LSTM layer's GEMMs (see lstm_gemm.h): AVX-512 register-blocked kernels, cblas_sgemm as
- * the fallback.
+/* The LSTM layer's GEMMs (see lstm_gemm.h): AVX-512 register-blocked kernels on packed
+ * panels, cblas_sgemm as the fallback.
  *
- * NN and TN share one tile kernel: a tile of MR rows x 64 columns of C lives in 24 zmm
- * accumulators while k runs; each step loads 4 vectors of one row of B and broadcasts MR
- * elements of A, a(i, k) = A[i * sai + k * sak] (NN: sai = lda, sak = 1; TN: sai = 1,
- * sak = lda), so both cases read A where it lies and nothing is packed or transposed.
- * Blocking keeps a (KC x 64) panel of B in L1 while every MR-row tile of an MC-row block of
- * A runs over it; columns past N are masked off. NT (C = A . B^T) is dot products of rows:
- * a 4 x 4 tile of C is 16 accumulators over k in steps of 16 lanes, reduced at the end;
- * blocks of B rows that fit in L1 are reused by every tile of a block of A rows.
+ * One tile kernel serves all three cases: a tile of MR rows x 64 columns of C lives in 24 zmm
+ * accumulators while k runs; each step loads 4 vectors of one row of a packed panel of B and
+ * broadcasts MR elements of A, a(i, k) = A[i * sai + k * sak] (NN and NT: sai = lda, sak = 1;
+ * TN: sai = 1, sak = lda), so A is read where it lies.
  *
- * Invariants: beta is 0 or 1; C is written only inside (M, N); no element is read past
- * K or N (masked loads). Summation order differs from OpenBLAS: results agree to rounding.
- * Threads: lstm_gemm_set_threads(n) splits each fast GEMM into chunks (rows for NN and NT,
- * 64-column blocks for TN, so no two threads write one element) that the caller and n - 1
- * helper threads (started on first use, asleep on a condition variable between GEMMs) take
- * from an atomic counter; one job at a time, a second caller runs alone. */
+ * B is always packed first, because read in place it is the slow part: a 64-column strip of
+ * a row-major B with rows 2 KB apart maps every row to the same few L1 sets, so the panel
+ * that should stay in L1 is evicted row by row and comes from L2 at every tile (the kernels
+ * ran at a third of the FMA peak that way). A packed panel is KC rows of 64 contiguous
+ * floats (32 KB, zero-padded past N), read sequentially.
+ *  - NN and NT: the whole op(B) (K x N; for NT the transpose of the given (N, K)) is packed
+ *    once per GEMM, or once for many GEMMs with lstm_gemm_prepare (the recurrence's W_hh at
+ *    every step), into a per-thread buffer: column block jb is K rows of 64 at
+ *    panels + jb * K * 64. Threads split C by rows and share the packed operand.
+ *  - TN (weight gradients: K is the long packed-row dimension): each thread packs the
+ *    (KC x 64) panel it is about to use into its own 32 KB buffer; threads split C by
+ *    64-column blocks.
+ *
+ * Invariants: beta is 0 or 1; C is written only inside (M, N); no element of A, B or C is read
+ * outside the matrix (B is padded in the packed copy, C's edge is masked). Every element of C
+ * is summed in k order whatever the thread count (bit-identical for 1 or 2 threads).
+ * Summation order differs from OpenBLAS: results agree to rounding. Packing memory is
+ * allocated on first use and kept per thread (grown, never shrunk); when it cannot be had the
+ * GEMM runs through cblas_sgemm. */
 #include "worker/lstm_gemm.h"
 
 #include <cblas.h>
@@ -23,8 +32,10 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdlib.h>
 
-enum { KIND_NN, KIND_TN, KIND_NT }; /* the transpose cases */
+/* The transpose cases, and FOR: no GEMM, only the row function (lstm_gemm_parallel_for). */
+enum { KIND_NN, KIND_TN, KIND_NT, KIND_FOR };
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -36,10 +47,11 @@ enum { KIND_NN, KIND_TN, KIND_NT }; /* the transpose cases */
 #define UNROLL _Pragma("GCC unroll 8")
 
 enum {
-    MR = 6,   /* rows of a tile (NN/TN) */
-    NV = 4,   /* zmm vectors of a tile's row: 64 columns */
-    KC = 128, /* k per panel: a KC x 64 panel of B is 32 KB */
-    MC = 120  /* rows of A per block (NN): MC x K floats stay in L2 across the column blocks */
+    MR = 6,   /* rows of a tile */
+    NV = 4,   /* zmm vectors of a tile's row */
+    NB = 64,  /* columns of a tile and of a packed panel: 16 * NV */
+    KC = 128, /* k per panel: a KC x 64 panel is 32 KB, inside L1 */
+    MC = 120  /* rows of A per block (NN, NT): MC x KC floats of A stay in L2 */
 };
 
 /* Mask of the lanes of vector v (16 columns) of a 64-column block with `cols` valid. */
@@ -49,11 +61,12 @@ static inline __mmask16 lane_mask(int cols, int v)
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* C[m rows, 64 masked cols] (= or +=) sum over kc of a(i, k) B[k, :]. m is a constant at
- * every call site (the switch below), so acc stays in registers. */
-AVX512 static INLINE void tile_ab(int m, int kc, const float *a, size_t sai, size_t sak,
-                                  const float *b, size_t ldb, const __mmask16 *mk, int accum,
-                                  float *c, size_t ldc)
+/* C[m rows, 64 masked cols] (= or +=) sum over kc of a(i, k) bp[k, :], bp a packed panel
+ * (rows of NB floats, 64-byte aligned). m is a constant at every call site (the switch in
+ * tiles_over_panel), so acc stays in registers. */
+AVX512 static INLINE void tile(int m, int kc, const float *a, size_t sai, size_t sak,
+                               const float *bp, const __mmask16 *mk, int accum, float *c,
+                               size_t ldc)
 {
     __m512 acc[MR][NV];
     UNROLL
@@ -62,22 +75,23 @@ AVX512 static INLINE void tile_ab(int m, int kc, const float *a, size_t sai, siz
         for (int v = 0; v < NV; v++)
             acc[i][v] = _mm512_setzero_ps();
     for (int k = 0; k < kc; k++) {
-        const float *bk = b + (size_t)k * ldb;
+        const float *bk = bp + (size_t)k * NB;
         __m512 bv[NV];
         UNROLL
         for (int v = 0; v < NV; v++)
-            bv[v] = _mm512_maskz_loadu_ps(mk[v], bk + 16 * v);
+            bv[v] = _mm512_load_ps(bk + 16 * v);
         const float *ak = a + (size_t)k * sak;
         UNROLL
         for (int i = 0; i < m; i++) {
             __m512 ai = _mm512_set1_ps(ak[(size_t)i * sai]);
             UNROLL
-        for (int v = 0; v < NV; v++)
+            for (int v = 0; v < NV; v++)
                 acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
         }
     }
     UNROLL
     for (int i = 0; i < m; i++)
+        UNROLL
         for (int v = 0; v < NV; v++) {
             float *cp = c + (size_t)i * ldc + 16 * v;
             __m512 r = acc[i][v];
@@ -87,105 +101,209 @@ AVX512 static INLINE void tile_ab(int m, int kc, const float *a, size_t sai, siz
         }
 }
 
-/* C (M, N) = beta C + sum_k a(i, k) B[k, :] with rows of A in blocks of mc. */
-AVX512 static void gemm_ab(int M, int N, int K, const float *A, size_t sai, size_t sak,
-                           const float *B, size_t ldb, float beta, float *C, size_t ldc, int mc)
+/* Rows [i0, i1) of C's 64-column block at c (cols valid columns) over one panel; i0 is a
+ * multiple of MR, and the tile of rows i.. reads A from A + (i / MR) * tile_step with
+ * strides sai, sak (tile_step = MR * sai for A in place; A in strips packs each tile's
+ * rows together). */
+AVX512 static void tiles_over_panel(int i0, int i1, int kc, const float *A, size_t tile_step,
+                                    size_t sai, size_t sak, const float *bp, int cols,
+                                    int accum, float *c, size_t ldc)
 {
-    for (int ic = 0; ic < M; ic += mc) {
-        const int iend = ic + mc < M ? ic + mc : M;
+    __mmask16 mk[NV];
+    UNROLL
+    for (int v = 0; v < NV; v++)
+        mk[v] = lane_mask(cols, v);
+    for (int i = i0; i < i1; i += MR) {
+        const float *a = A + (size_t)(i / MR) * tile_step;
+        float *ci = c + (size_t)i * ldc;
+        switch (i1 - i < MR ? i1 - i : MR) {
+        case 6: tile(6, kc, a, sai, sak, bp, mk, accum, ci, ldc); break;
+        case 5: tile(5, kc, a, sai, sak, bp, mk, accum, ci, ldc); break;
+        case 4: tile(4, kc, a, sai, sak, bp, mk, accum, ci, ldc); break;
+        case 3: tile(3, kc, a, sai, sak, bp, mk, accum, ci, ldc); break;
+        case 2: tile(2, kc, a, sai, sak, bp, mk, accum, ci, ldc); break;
+        default: tile(1, kc, a, sai, sak, bp, mk, accum, ci, ldc); break;
+        }
+    }
+}
+
+/* C (M, N) = beta C + A (M, K) . op(B), op(B) packed whole (P: column block jb at
+ * P + jb * K * NB). Rows of A in blocks of MC so that a block's KC columns stay in L2 while
+ * every panel of that k range passes over them. */
+AVX512 static void gemm_packed(int M, int N, int K, const float *A, size_t lda,
+                               const float *P, float beta, float *C, size_t ldc)
+{
+    for (int ic = 0; ic < M; ic += MC) {
+        const int iend = ic + MC < M ? ic + MC : M;
         for (int k0 = 0; k0 < K; k0 += KC) {
             const int kc = K - k0 < KC ? K - k0 : KC;
             const int accum = k0 > 0 || beta != 0.0f;
-            for (int j0 = 0; j0 < N; j0 += 16 * NV) {
-                __mmask16 mk[NV];
-                UNROLL
+            for (int j0 = 0; j0 < N; j0 += NB)
+                tiles_over_panel(ic, iend, kc, A + k0, MR * lda, lda, 1,
+                                 P + (size_t)j0 * K + (size_t)k0 * NB, N - j0, accum,
+                                 C + j0, ldc);
+        }
+    }
+}
+
+/* Pack op(B) (K x N) whole into P: P[jb][k][j] = op(B)[k][jb * NB + j], zeros past N.
+ * trans = 0: op(B) = B (K, N); trans = 1: op(B) = B^T with B (N, K). */
+AVX512 static void pack_whole(int trans, int K, int N, const float *B, size_t ldb, float *P)
+{
+    for (int j0 = 0; j0 < N; j0 += NB) {
+        float *pj = P + (size_t)j0 * K;
+        const int cols = N - j0 < NB ? N - j0 : NB;
+        if (!trans) {
+            __mmask16 mk[NV];
+            for (int v = 0; v < NV; v++)
+                mk[v] = lane_mask(cols, v);
+            for (int k = 0; k < K; k++)
+                for (int v = 0; v < NV; v++)
+                    _mm512_store_ps(pj + (size_t)k * NB + 16 * v,
+                                    _mm512_maskz_loadu_ps(mk[v], B + (size_t)k * ldb + j0 + 16 * v));
+            continue;
+        }
+        /* Transposed: rows j of B become columns; walk B's rows (contiguous reads). */
+        for (int j = 0; j < NB; j++) {
+            if (j >= cols) {
+                for (int k = 0; k < K; k++)
+                    pj[(size_t)k * NB + j] = 0.0f;
+                continue;
+            }
+            const float *bj = B + (size_t)(j0 + j) * ldb;
+            for (int k = 0; k < K; k++)
+                pj[(size_t)k * NB + j] = bj[k];
+        }
+    }
+}
+
+/* Pack rows [k0, k0 + kc) x columns [j0, j0 + cols) of B (row-major) into a KC x NB panel. */
+AVX512 static void pack_panel(int kc, int cols, const float *B, size_t ldb, float *bp)
+{
+    __mmask16 mk[NV];
+    for (int v = 0; v < NV; v++)
+        mk[v] = lane_mask(cols, v);
+    for (int k = 0; k < kc; k++)
         for (int v = 0; v < NV; v++)
-                    mk[v] = lane_mask(N - j0, v);
-                const float *b = B + (size_t)k0 * ldb + (size_t)j0;
-                for (int i0 = ic; i0 < iend; i0 += MR) {
-                    const float *a = A + (size_t)i0 * sai + (size_t)k0 * sak;
-                    float *c = C + (size_t)i0 * ldc + (size_t)j0;
-                    switch (iend - i0 < MR ? iend - i0 : MR) {
-                    case 6: tile_ab(6, kc, a, sai, sak, b, ldb, mk, accum, c, ldc); break;
-                    case 5: tile_ab(5, kc, a, sai, sak, b, ldb, mk, accum, c, ldc); break;
-                    case 4: tile_ab(4, kc, a, sai, sak, b, ldb, mk, accum, c, ldc); break;
-                    case 3: tile_ab(3, kc, a, sai, sak, b, ldb, mk, accum, c, ldc); break;
-                    case 2: tile_ab(2, kc, a, sai, sak, b, ldb, mk, accum, c, ldc); break;
-                    default: tile_ab(1, kc, a, sai, sak, b, ldb, mk, accum, c, ldc); break;
-                    }
-                }
-            }
+            _mm512_store_ps(bp + (size_t)k * NB + 16 * v,
+                            _mm512_maskz_loadu_ps(mk[v], B + (size_t)k * ldb + 16 * v));
+}
+
+/* One thread's 32 KB panel for TN. */
+static _Thread_local float tn_panel[KC * NB] __attribute__((aligned(64)));
+
+static float *slot_buffer(int slot, size_t floats);
+enum { SLOT_TN_A = LSTM_GEMM_SLOTS }; /* per-thread: TN's packed block of A */
+
+/* Pack rows [0, kc) x columns [0, M) of A (row stride lda) as MR-column strips, strip s
+ * at ap + s * kc * MR, row k of it at + k * MR: a tile's broadcasts then read 6 adjacent
+ * floats per k instead of one cache line per k. Lanes past M are never read. */
+static void pack_a_strips(int kc, int M, const float *A, size_t lda, float *ap)
+{
+    for (int i0 = 0; i0 < M; i0 += MR) {
+        const int m = M - i0 < MR ? M - i0 : MR;
+        float *as = ap + (size_t)i0 * kc;
+        for (int k = 0; k < kc; k++)
+            for (int i = 0; i < m; i++)
+                as[(size_t)k * MR + i] = A[(size_t)k * lda + i0 + i];
+    }
+}
+
+/* C (M, n) = beta C + A^T . B over columns [0, n) of the C and B given (a 64-multiple
+ * chunk): sum over K of outer products. Per KC rows: A's block packed in strips once, then
+ * every 64-column panel of B packed and run against all of it. */
+AVX512 static void gemm_tn_cols(int M, int n, int K, const float *A, size_t lda,
+                                const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+    float *ap = slot_buffer(SLOT_TN_A, (size_t)KC * (size_t)((M + MR - 1) / MR * MR));
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = K - k0 < KC ? K - k0 : KC;
+        const int accum = k0 > 0 || beta != 0.0f;
+        const float *a = A + (size_t)k0 * lda;
+        size_t step = MR, sai = 1, sak = lda;
+        if (ap) { /* else read A in place */
+            pack_a_strips(kc, M, a, lda, ap);
+            a = ap;
+            step = (size_t)kc * MR;
+            sak = MR;
+        }
+        for (int j0 = 0; j0 < n; j0 += NB) {
+            const int cols = n - j0 < NB ? n - j0 : NB;
+            pack_panel(kc, cols, B + (size_t)k0 * ldb + j0, ldb, tn_panel);
+            tiles_over_panel(0, M, kc, a, step, sai, sak, tn_panel, cols, accum, C + j0, ldc);
         }
     }
 }
 
-/* C[m, n] (= or +=) A[m rows, K] . B[n rows, K]^T; m, n in 1..4, constants at the call. */
-AVX512 static INLINE void tile_nt(int m, int n, int K, const float *a, size_t lda,
-                                  const float *b, size_t ldb, int accum, float *c, size_t ldc)
+/* ------------------------------------------------------------------ packing memory */
+
+/* Per-thread packed operands, one per slot (lstm_gemm.h), grown on demand and freed when
+ * the thread ends (a pthread key's destructor; the main thread's at exit). */
+typedef struct PackSlots {
+    float *p[LSTM_GEMM_SLOTS + 1]; /* the API's slots, then SLOT_TN_A */
+    size_t cap[LSTM_GEMM_SLOTS + 1]; /* floats */
+} PackSlots;
+
+static pthread_key_t slots_key;
+static pthread_once_t slots_once = PTHREAD_ONCE_INIT;
+static int slots_key_ok;
+
+static PackSlots *main_slots; /* the first thread's, freed at exit (leak checks) */
+
+static void slots_free(void *v)
 {
-    __m512 acc[4][4];
-    UNROLL
-    for (int i = 0; i < m; i++)
-        UNROLL
-        for (int j = 0; j < n; j++)
-            acc[i][j] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k += 16) {
-        const __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1);
-        __m512 av[4], bv[4];
-        UNROLL
-    for (int i = 0; i < m; i++)
-            av[i] = _mm512_maskz_loadu_ps(mk, a + (size_t)i * lda + (size_t)k);
-        UNROLL
-        for (int j = 0; j < n; j++)
-            bv[j] = _mm512_maskz_loadu_ps(mk, b + (size_t)j * ldb + (size_t)k);
-        UNROLL
-    for (int i = 0; i < m; i++)
-            UNROLL
-        for (int j = 0; j < n; j++)
-                acc[i][j] = _mm512_fmadd_ps(av[i], bv[j], acc[i][j]);
-    }
-    UNROLL
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) {
-            float s = _mm512_reduce_add_ps(acc[i][j]);
-            float *cp = c + (size_t)i * ldc + (size_t)j;
-            *cp = accum ? *cp + s : s;
-        }
+    PackSlots *s = v;
+    if (s == main_slots)
+        main_slots = NULL;
+    for (int i = 0; i <= LSTM_GEMM_SLOTS; i++)
+        free(s->p[i]);
+    free(s);
 }
 
-#define NT_CASE(mm, nn)                                                                      \
-    case (mm) * 8 + (nn): tile_nt(mm, nn, K, a, lda, b, ldb, accum, c, ldc); break
-
-AVX512 static void gemm_nt_avx512(int M, int N, int K, const float *A, size_t lda,
-                                  const float *B, size_t ldb, float beta, float *C, size_t ldc)
+static void slots_key_make(void)
 {
-    const int accum = beta != 0.0f;
-    /* B rows per block: as many as fit in 32 KB, a multiple of 4. */
-    int nc = (8192 / (K > 0 ? K : 1)) & ~3;
-    if (nc < 4)
-        nc = 4;
-    for (int ic = 0; ic < M; ic += 64) {
-        const int iend = ic + 64 < M ? ic + 64 : M;
-        for (int jc = 0; jc < N; jc += nc) {
-            const int jend = jc + nc < N ? jc + nc : N;
-            for (int i0 = ic; i0 < iend; i0 += 4) {
-                const int m = iend - i0 < 4 ? iend - i0 : 4;
-                const float *a = A + (size_t)i0 * lda;
-                for (int j0 = jc; j0 < jend; j0 += 4) {
-                    const int n = jend - j0 < 4 ? jend - j0 : 4;
-                    const float *b = B + (size_t)j0 * ldb;
-                    float *c = C + (size_t)i0 * ldc + (size_t)j0;
-                    switch (m * 8 + n) {
-                        NT_CASE(4, 4); NT_CASE(4, 3); NT_CASE(4, 2); NT_CASE(4, 1);
-                        NT_CASE(3, 4); NT_CASE(3, 3); NT_CASE(3, 2); NT_CASE(3, 1);
-                        NT_CASE(2, 4); NT_CASE(2, 3); NT_CASE(2, 2); NT_CASE(2, 1);
-                        NT_CASE(1, 4); NT_CASE(1, 3); NT_CASE(1, 2);
-                    default: tile_nt(1, 1, K, a, lda, b, ldb, accum, c, ldc); break;
-                    }
-                }
-            }
+    slots_key_ok = pthread_key_create(&slots_key, slots_free) == 0;
+}
+
+static void main_slots_free(void)
+{
+    if (main_slots) {
+        pthread_setspecific(slots_key, NULL);
+        slots_free(main_slots);
+        main_slots = NULL;
+    }
+}
+
+/* `floats` floats of this thread's slot, 64-byte aligned, or NULL. */
+static float *slot_buffer(int slot, size_t floats)
+{
+    pthread_once(&slots_once, slots_key_make);
+    if (!slots_key_ok || slot < 0 || slot > LSTM_GEMM_SLOTS)
+        return NULL;
+    PackSlots *s = pthread_getspecific(slots_key);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s)))
+            return NULL;
+        if (pthread_setspecific(slots_key, s)) {
+            free(s);
+            return NULL;
+        }
+        static atomic_flag registered = ATOMIC_FLAG_INIT;
+        if (!atomic_flag_test_and_set(&registered)) {
+            main_slots = s;
+            atexit(main_slots_free);
         }
     }
+    if (s->cap[slot] < floats) {
+        size_t want = floats + floats / 4;
+        float *p = aligned_alloc(64, (want * sizeof *p + 63) / 64 * 64);
+        if (!p)
+            return NULL;
+        free(s->p[slot]);
+        s->p[slot] = p;
+        s->cap[slot] = want;
+    }
+    return s->p[slot];
 }
 
 /* ------------------------------------------------------------------ threads */
@@ -195,13 +313,20 @@ AVX512 static void gemm_nt_avx512(int M, int N, int K, const float *A, size_t ld
  * machine degrades to one thread instead of waiting on a straggler's half. */
 typedef struct GemmJob {
     int kind, M, N, K;
-    const float *A, *B;
+    const float *A, *B; /* B: packed whole (NN, NT) or as given (TN) */
     size_t lda, ldb, ldc;
     float beta;
     float *C;
-    int chunks, chunk; /* chunk: rows (NN, NT) or columns (TN) per chunk */
+    int chunks, chunk; /* chunk: rows (NN, NT, FOR) or columns (TN) per chunk */
+    LstmRowFn fn;      /* NN, NT, FOR: run on each chunk's rows after its GEMM, or NULL */
+    void *ctx;
     atomic_int next, completed;
 } GemmJob;
+
+enum {
+    HELPER_SPIN_TICKS = 100000, /* TSC ticks a helper spins for a job: ~40 us at 2.5 GHz */
+    SPLIT_MIN_MNK = 8 << 20     /* smaller GEMMs run on one thread: a split costs more */
+};
 
 static int pool_want = 1;    /* lstm_gemm_set_threads */
 static int pool_started;     /* helper threads running (pool_want - 1 at their start) */
@@ -209,7 +334,7 @@ static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
 static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER; /* one job at a time */
 static GemmJob *pool_job;    /* under pool_mu; NULL between jobs */
-static unsigned pool_gen;    /* under pool_mu; bumped per job */
+static atomic_uint pool_gen; /* bumped per job (under pool_mu); helpers spin on it */
 static atomic_int pool_inside; /* helpers holding pool_job */
 
 AVX512 static void run_chunk(GemmJob *j, int c)
@@ -217,24 +342,27 @@ AVX512 static void run_chunk(GemmJob *j, int c)
     const int lo = c * j->chunk;
     if (j->kind == KIND_TN) {
         const int n = j->N - lo < j->chunk ? j->N - lo : j->chunk;
-        gemm_ab(j->M, n, j->K, j->A, 1, j->lda, j->B + lo, j->ldb, j->beta, j->C + lo, j->ldc,
-                j->M);
+        gemm_tn_cols(j->M, n, j->K, j->A, j->lda, j->B + lo, j->ldb, j->beta, j->C + lo,
+                     j->ldc);
         return;
     }
     const int m = j->M - lo < j->chunk ? j->M - lo : j->chunk;
-    const float *a = j->A + (size_t)lo * j->lda;
-    float *cp = j->C + (size_t)lo * j->ldc;
-    if (j->kind == KIND_NN)
-        gemm_ab(m, j->N, j->K, a, j->lda, 1, j->B, j->ldb, j->beta, cp, j->ldc, MC);
-    else
-        gemm_nt_avx512(m, j->N, j->K, a, j->lda, j->B, j->ldb, j->beta, cp, j->ldc);
+    gemm_packed(m, j->N, j->K, j->A + (size_t)lo * j->lda, j->lda, j->B, j->beta,
+                j->C + (size_t)lo * j->ldc, j->ldc);
+    if (j->fn)
+        j->fn(j->ctx, lo, lo + m);
 }
 
 static void work(GemmJob *j)
 {
     int c;
     while ((c = atomic_fetch_add(&j->next, 1)) < j->chunks) {
-        run_chunk(j, c);
+        if (j->kind == KIND_FOR) { /* no AVX-512 code: also on CPUs without it */
+            const int lo = c * j->chunk;
+            j->fn(j->ctx, lo, j->M - lo < j->chunk ? j->M : lo + j->chunk);
+        } else {
+            run_chunk(j, c);
+        }
         atomic_fetch_add(&j->completed, 1);
     }
 }
@@ -244,6 +372,13 @@ static void *helper_main(void *arg)
     (void)arg;
     unsigned seen = 0;
     for (;;) {
+        /* Jobs come in bursts (the LSTM's steps, tens of microseconds apart): wait for the
+         * next one spinning for a while before sleeping, so that most jobs find their helper
+         * awake instead of paying a futex wake-up and a reschedule each. */
+        const unsigned long long t0 = __builtin_ia32_rdtsc();
+        while (atomic_load_explicit(&pool_gen, memory_order_relaxed) == seen &&
+               __builtin_ia32_rdtsc() - t0 < HELPER_SPIN_TICKS)
+            _mm_pause();
         pthread_mutex_lock(&pool_mu);
         while (pool_gen == seen || !pool_job) {
             seen = pool_gen;
@@ -317,19 +452,36 @@ static int chunk_size(int extent, int unit, int min_chunk)
     return c > 0 ? c : unit;
 }
 
+/* kind TN: B as given; NN and NT: B packed whole (the job's kind only picks the split);
+ * fn (NN, NT) runs on each chunk of rows of C once they are final. */
 static void gemm_threaded(int kind, int M, int N, int K, const float *A, size_t lda,
-                          const float *B, size_t ldb, float beta, float *C, size_t ldc)
+                          const float *B, size_t ldb, float beta, float *C, size_t ldc,
+                          LstmRowFn fn, void *ctx)
 {
     GemmJob j = {.kind = kind, .M = M, .N = N, .K = K, .A = A, .B = B, .lda = lda,
-                 .ldb = ldb, .ldc = ldc, .beta = beta, .C = C};
+                 .ldb = ldb, .ldc = ldc, .beta = beta, .C = C, .fn = fn, .ctx = ctx};
     if (kind == KIND_TN) {
-        j.chunk = chunk_size(N, 16 * NV, 16 * NV);
+        /* One chunk per thread: each chunk streams all K rows of A (the long, packed-row
+         * dimension), so more chunks would read A more often (8 passes over X for
+         * dW_ih in 64-column chunks ran at 0.6 of the kernels' speed). */
+        const int threads = pool_want > 1 ? pool_want : 1;
+        j.chunk = ((N + threads - 1) / threads + NB - 1) / NB * NB;
         j.chunks = (N + j.chunk - 1) / j.chunk;
     } else {
-        j.chunk = chunk_size(M, kind == KIND_NN ? MR : 4, 48);
+        j.chunk = chunk_size(M, MR, 48);
         j.chunks = (M + j.chunk - 1) / j.chunk;
     }
+    if ((double)M * N * K < SPLIT_MIN_MNK) {
+        j.chunk = kind == KIND_TN ? N : M;
+        j.chunks = 1;
+    }
     run_job(&j);
+}
+
+/* Floats of op(B) (K x N) packed whole. */
+static size_t packed_floats(int K, int N)
+{
+    return (size_t)K * (size_t)((N + NB - 1) / NB * NB);
 }
 
 /* OpenBLAS's own name for the kernels it picked (OpenBLAS API, not cblas). */
@@ -396,43 +548,108 @@ static void scale_only(int M, int N, float beta, float *C, int ldc)
             C[(size_t)i * ldc + j] = 0.0f;
 }
 
-/* One GEMM of the given kind: the fast kernels when wanted, available and there is work,
- * else cblas_sgemm with the kind's transposes. */
-static void gemm(int kind, int fast, int M, int N, int K, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc)
+void lstm_gemm_prepare(LstmGemmB *pb, int fast, int trans, int K, int N, const float *B,
+                       int ldb, int slot)
 {
+    *pb = (LstmGemmB){.trans = trans, .K = K, .N = N, .ldb = ldb, .B = B};
 #if GEMM_X86
-    if (fast && M > 0 && N > 0 && lstm_gemm_fast_available()) {
-        if (K <= 0)
-            scale_only(M, N, beta, C, ldc);
-        else
-            gemm_threaded(kind, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc);
-        return;
+    if (fast && K > 0 && N > 0 && lstm_gemm_fast_available()) {
+        float *p = slot_buffer(slot, packed_floats(K, N));
+        if (p) {
+            pack_whole(trans, K, N, B, (size_t)ldb, p);
+            pb->packed = p;
+        }
     }
 #else
     (void)fast;
-    (void)scale_only;
+    (void)slot;
 #endif
-    cblas_sgemm(CblasRowMajor, kind == KIND_TN ? CblasTrans : CblasNoTrans,
-                kind == KIND_NT ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta,
-                C, ldc);
+}
+
+void lstm_gemm_apply_then(const LstmGemmB *pb, int M, const float *A, int lda, float beta,
+                          float *C, int ldc, LstmRowFn fn, void *ctx)
+{
+    const int N = pb->N, K = pb->K;
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        scale_only(M, N, beta, C, ldc);
+        if (fn)
+            lstm_gemm_parallel_for(M, 1, fn, ctx);
+        return;
+    }
+#if GEMM_X86
+    if (pb->packed) {
+        gemm_threaded(pb->trans ? KIND_NT : KIND_NN, M, N, K, A, (size_t)lda, pb->packed, 0,
+                      beta, C, (size_t)ldc, fn, ctx);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, pb->trans ? CblasTrans : CblasNoTrans, M, N, K,
+                1.0f, A, lda, pb->B, pb->ldb, beta, C, ldc);
+    if (fn)
+        lstm_gemm_parallel_for(M, 1, fn, ctx);
+}
+
+void lstm_gemm_apply(const LstmGemmB *pb, int M, const float *A, int lda, float beta,
+                     float *C, int ldc)
+{
+    lstm_gemm_apply_then(pb, M, A, lda, beta, C, ldc, NULL, NULL);
+}
+
+void lstm_gemm_parallel_for(int n, int grain, LstmRowFn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+#if GEMM_X86
+    if (pool_want > 1 && n >= 2 * grain) {
+        GemmJob j = {.kind = KIND_FOR, .M = n, .fn = fn, .ctx = ctx};
+        j.chunk = chunk_size(n, 1, grain > 0 ? grain : 1);
+        j.chunks = (n + j.chunk - 1) / j.chunk;
+        run_job(&j);
+        return;
+    }
+#else
+    (void)grain;
+#endif
+    fn(ctx, 0, n);
 }
 
 void lstm_gemm_nn(int fast, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc)
 {
-    gemm(KIND_NN, fast, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    LstmGemmB pb;
+    lstm_gemm_prepare(&pb, fast && M > 0, 0, K, N, B, ldb, LSTM_GEMM_SLOT_CALL);
+    lstm_gemm_apply(&pb, M, A, lda, beta, C, ldc);
 }
 
 /* Split by columns in threads: C (M, N) is a weight, K (the packed rows) is long. */
 void lstm_gemm_tn(int fast, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc)
 {
-    gemm(KIND_TN, fast, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        scale_only(M, N, beta, C, ldc);
+        return;
+    }
+#if GEMM_X86
+    if (fast && lstm_gemm_fast_available()) {
+        gemm_threaded(KIND_TN, M, N, K, A, (size_t)lda, B, (size_t)ldb, beta, C, (size_t)ldc,
+                      NULL, NULL);
+        return;
+    }
+#else
+    (void)fast;
+#endif
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
+                ldc);
 }
 
 void lstm_gemm_nt(int fast, int M, int N, int K, const float *A, int lda, const float *B,
                   int ldb, float beta, float *C, int ldc)
 {
-    gemm(KIND_NT, fast, M, N, K, A, lda, B, ldb, beta, C, ldc);
+    LstmGemmB pb;
+    lstm_gemm_prepare(&pb, fast && M > 0, 1, K, N, B, ldb, LSTM_GEMM_SLOT_CALL);
+    lstm_gemm_apply(&pb, M, A, lda, beta, C, ldc);
 }
