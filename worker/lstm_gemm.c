@@ -192,45 +192,21 @@ AVX512 static void pack_panel(int kc, int cols, const float *B, size_t ldb, floa
 /* One thread's 32 KB panel for TN. */
 static _Thread_local float tn_panel[KC * NB] __attribute__((aligned(64)));
 
-static float *slot_buffer(int slot, size_t floats);
-enum { SLOT_TN_A = LSTM_GEMM_SLOTS }; /* per-thread: TN's packed block of A */
-
-/* Pack rows [0, kc) x columns [0, M) of A (row stride lda) as MR-column strips, strip s
- * at ap + s * kc * MR, row k of it at + k * MR: a tile's broadcasts then read 6 adjacent
- * floats per k instead of one cache line per k. Lanes past M are never read. */
-static void pack_a_strips(int kc, int M, const float *A, size_t lda, float *ap)
-{
-    for (int i0 = 0; i0 < M; i0 += MR) {
-        const int m = M - i0 < MR ? M - i0 : MR;
-        float *as = ap + (size_t)i0 * kc;
-        for (int k = 0; k < kc; k++)
-            for (int i = 0; i < m; i++)
-                as[(size_t)k * MR + i] = A[(size_t)k * lda + i0 + i];
-    }
-}
-
 /* C (M, n) = beta C + A^T . B over columns [0, n) of the C and B given (a 64-multiple
- * chunk): sum over K of outer products. Per KC rows: A's block packed in strips once, then
- * every 64-column panel of B packed and run against all of it. */
+ * chunk): sum over K of outer products. Per KC rows of A and B, every 64-column panel of B
+ * is packed and run against the whole block of A (read in place: for fixed k a tile's MR
+ * elements are adjacent; packing A in strips measured no faster). */
 AVX512 static void gemm_tn_cols(int M, int n, int K, const float *A, size_t lda,
                                 const float *B, size_t ldb, float beta, float *C, size_t ldc)
 {
-    float *ap = slot_buffer(SLOT_TN_A, (size_t)KC * (size_t)((M + MR - 1) / MR * MR));
     for (int k0 = 0; k0 < K; k0 += KC) {
         const int kc = K - k0 < KC ? K - k0 : KC;
         const int accum = k0 > 0 || beta != 0.0f;
-        const float *a = A + (size_t)k0 * lda;
-        size_t step = MR, sai = 1, sak = lda;
-        if (ap) { /* else read A in place */
-            pack_a_strips(kc, M, a, lda, ap);
-            a = ap;
-            step = (size_t)kc * MR;
-            sak = MR;
-        }
         for (int j0 = 0; j0 < n; j0 += NB) {
             const int cols = n - j0 < NB ? n - j0 : NB;
             pack_panel(kc, cols, B + (size_t)k0 * ldb + j0, ldb, tn_panel);
-            tiles_over_panel(0, M, kc, a, step, sai, sak, tn_panel, cols, accum, C + j0, ldc);
+            tiles_over_panel(0, M, kc, A + (size_t)k0 * lda, MR, 1, lda, tn_panel, cols, accum,
+                             C + j0, ldc);
         }
     }
 }
@@ -240,8 +216,8 @@ AVX512 static void gemm_tn_cols(int M, int n, int K, const float *A, size_t lda,
 /* Per-thread packed operands, one per slot (lstm_gemm.h), grown on demand and freed when
  * the thread ends (a pthread key's destructor; the main thread's at exit). */
 typedef struct PackSlots {
-    float *p[LSTM_GEMM_SLOTS + 1]; /* the API's slots, then SLOT_TN_A */
-    size_t cap[LSTM_GEMM_SLOTS + 1]; /* floats */
+    float *p[LSTM_GEMM_SLOTS];
+    size_t cap[LSTM_GEMM_SLOTS]; /* floats */
 } PackSlots;
 
 static pthread_key_t slots_key;
@@ -255,7 +231,7 @@ static void slots_free(void *v)
     PackSlots *s = v;
     if (s == main_slots)
         main_slots = NULL;
-    for (int i = 0; i <= LSTM_GEMM_SLOTS; i++)
+    for (int i = 0; i < LSTM_GEMM_SLOTS; i++)
         free(s->p[i]);
     free(s);
 }
@@ -278,7 +254,7 @@ static void main_slots_free(void)
 static float *slot_buffer(int slot, size_t floats)
 {
     pthread_once(&slots_once, slots_key_make);
-    if (!slots_key_ok || slot < 0 || slot > LSTM_GEMM_SLOTS)
+    if (!slots_key_ok || slot < 0 || slot >= LSTM_GEMM_SLOTS)
         return NULL;
     PackSlots *s = pthread_getspecific(slots_key);
     if (!s) {
