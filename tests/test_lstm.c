@@ -211,11 +211,13 @@ static void test_gradcheck_vector_width(void)
 }
 
 /* The vector kernels agree with libm's: forward outputs to 1e-6, gradients to 1e-5 relative
- * to their scale, with pre-activations from -12 to 12 (saturated gates, both tanh branches). */
-static void test_simd_matches_scalar(void)
+ * to their scale, with pre-activations from -12 to 12 (saturated gates, both tanh branches).
+ * H = 10: 8 columns 8-wide, 2 scalar; 20: 16 columns 16-wide (AVX-512), 4 scalar; 27: 16
+ * 16-wide, 8 8-wide, 3 scalar. */
+static void simd_matches_scalar(int H)
 {
     int lens[] = {7, 5, 5, 3, 1};
-    const int B = 5, In = 6, H = 20, H4 = 4 * H;
+    const int B = 5, In = 6, H4 = 4 * H;
     Prob a, b;
     prob_init(&a, In, H, B, lens, 1, 41);
     prob_init(&b, In, H, B, lens, 1, 41);
@@ -246,6 +248,13 @@ static void test_simd_matches_scalar(void)
            gscale);
     prob_free(&a);
     prob_free(&b);
+}
+
+static void test_simd_matches_scalar(void)
+{
+    static const int widths[] = {10, 20, 27};
+    for (size_t i = 0; i < sizeof widths / sizeof *widths; i++)
+        simd_matches_scalar(widths[i]);
 }
 
 /* The packed batch equals each sequence alone (forward outputs to 1e-6, weight gradients

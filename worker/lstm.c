@@ -134,14 +134,14 @@ AVX2 static inline __m256 v_tanh(__m256 x)
     return _mm256_or_ps(r, _mm256_and_ps(sign, x));
 }
 
-/* cell_fwd_scalar on 8 columns at a time, the tail (H % 8) by the scalar kernel. */
-AVX2 static void cell_fwd_avx2(int H, float *g, const float *b, const float *cprev, float *c,
-                               float *tc, float *h)
+/* cell_fwd_scalar on 8 columns at a time from j0, the tail (H % 8) by the scalar kernel. */
+AVX2 static void cell_fwd_avx2(int H, int j0, float *g, const float *b, const float *cprev,
+                               float *c, float *tc, float *h)
 {
     float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
     const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
     const int H8 = H & ~7;
-    for (int j = 0; j < H8; j += 8) {
+    for (int j = j0; j < H8; j += 8) {
         __m256 i = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(gi + j), _mm256_loadu_ps(bi + j)));
         __m256 f = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(gf + j), _mm256_loadu_ps(bf + j)));
         __m256 gv = v_tanh(_mm256_add_ps(_mm256_loadu_ps(gg + j), _mm256_loadu_ps(bg + j)));
@@ -161,14 +161,14 @@ AVX2 static void cell_fwd_avx2(int H, float *g, const float *b, const float *cpr
     cell_fwd_scalar(H, H8, g, b, cprev, c, tc, h);
 }
 
-/* cell_bwd_scalar on 8 columns at a time, the tail by the scalar kernel. */
-AVX2 static void cell_bwd_avx2(int H, float *g, const float *cprev, const float *tc,
+/* cell_bwd_scalar on 8 columns at a time from j0, the tail by the scalar kernel. */
+AVX2 static void cell_bwd_avx2(int H, int j0, float *g, const float *cprev, const float *tc,
                                const float *dh, const float *dhc, float *dc, int carry)
 {
     float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
     const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
     const int H8 = H & ~7;
-    for (int j = 0; j < H8; j += 8) {
+    for (int j = j0; j < H8; j += 8) {
         __m256 i = _mm256_loadu_ps(gi + j), f = _mm256_loadu_ps(gf + j);
         __m256 gv = _mm256_loadu_ps(gg + j), o = _mm256_loadu_ps(go + j);
         __m256 t = _mm256_loadu_ps(tc + j);
@@ -204,9 +204,180 @@ static int have_avx2(void)
 }
 #endif
 
+/* The gate math 16 columns at a time with AVX-512 where the CPU has it: the same Cephes
+ * polynomials and the same operations, lane for lane, as the AVX2 kernels above, so the
+ * results are theirs whichever runs. Each kernel does columns [0, H & ~15) and returns
+ * where it stopped; the 8-wide and scalar kernels do the rest. */
+#if LSTM_X86
+#define AVX512 __attribute__((target("avx512f")))
+
+AVX512 static inline __m512 w_exp(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    __m512i e = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+AVX512 static inline __m512 w_sigmoid(__m512 x)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, w_exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+
+AVX512 static inline __m512 w_tanh(__m512 x)
+{
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512i xi = _mm512_castps_si512(x);
+    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
+    __m512 e = w_exp(_mm512_add_ps(ax, ax));
+    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
+    __m512 z = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
+    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
+    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), ax, ax);
+    __mmask16 gt = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_GT_OQ);
+    __m512 r = _mm512_mask_blend_ps(gt, small, big);
+    return _mm512_castsi512_ps(
+        _mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(sign, xi)));
+}
+
+/* cell_fwd_avx2's work, 16 columns at a time. */
+AVX512 static int cell_fwd_avx512(int H, float *g, const float *b, const float *cprev, float *c,
+                                  float *tc, float *h)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
+    const int H16 = H & ~15;
+    for (int j = 0; j < H16; j += 16) {
+        __m512 i = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gi + j), _mm512_loadu_ps(bi + j)));
+        __m512 f = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gf + j), _mm512_loadu_ps(bf + j)));
+        __m512 gv = w_tanh(_mm512_add_ps(_mm512_loadu_ps(gg + j), _mm512_loadu_ps(bg + j)));
+        __m512 o = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(go + j), _mm512_loadu_ps(bo + j)));
+        __m512 cv = _mm512_mul_ps(i, gv);
+        if (cprev)
+            cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + j), cv);
+        __m512 t = w_tanh(cv);
+        _mm512_storeu_ps(gi + j, i);
+        _mm512_storeu_ps(gf + j, f);
+        _mm512_storeu_ps(gg + j, gv);
+        _mm512_storeu_ps(go + j, o);
+        _mm512_storeu_ps(c + j, cv);
+        _mm512_storeu_ps(tc + j, t);
+        _mm512_storeu_ps(h + j, _mm512_mul_ps(o, t));
+    }
+    return H16;
+}
+
+/* cell_bwd_avx2's work, 16 columns at a time. */
+AVX512 static int cell_bwd_avx512(int H, float *g, const float *cprev, const float *tc,
+                                  const float *dh, const float *dhc, float *dc, int carry)
+{
+    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    const int H16 = H & ~15;
+    for (int j = 0; j < H16; j += 16) {
+        __m512 i = _mm512_loadu_ps(gi + j), f = _mm512_loadu_ps(gf + j);
+        __m512 gv = _mm512_loadu_ps(gg + j), o = _mm512_loadu_ps(go + j);
+        __m512 t = _mm512_loadu_ps(tc + j);
+        __m512 dhv = _mm512_loadu_ps(dh + j);
+        if (dhc)
+            dhv = _mm512_add_ps(dhv, _mm512_loadu_ps(dhc + j));
+        __m512 dcv = _mm512_mul_ps(_mm512_mul_ps(dhv, o), _mm512_fnmadd_ps(t, t, one));
+        if (carry)
+            dcv = _mm512_add_ps(dcv, _mm512_loadu_ps(dc + j));
+        __m512 cp = cprev ? _mm512_loadu_ps(cprev + j) : zero;
+        _mm512_storeu_ps(gi + j, _mm512_mul_ps(_mm512_mul_ps(dcv, gv),
+                                               _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
+        _mm512_storeu_ps(gf + j, _mm512_mul_ps(_mm512_mul_ps(dcv, cp),
+                                               _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
+        _mm512_storeu_ps(gg + j,
+                         _mm512_mul_ps(_mm512_mul_ps(dcv, i), _mm512_fnmadd_ps(gv, gv, one)));
+        _mm512_storeu_ps(go + j, _mm512_mul_ps(_mm512_mul_ps(dhv, t),
+                                               _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
+        _mm512_storeu_ps(dc + j, _mm512_mul_ps(dcv, f));
+    }
+    return H16;
+}
+
+/* Inference: cell_fwd without the stores only backward reads (activated gates, tanh(c)).
+ * c may be cprev (each element is read before it is written). */
+AVX512 static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev,
+                                  float *c, float *h)
+{
+    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
+    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
+    const int H16 = H & ~15;
+    for (int j = 0; j < H16; j += 16) {
+        __m512 i = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gi + j), _mm512_loadu_ps(bi + j)));
+        __m512 f = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gf + j), _mm512_loadu_ps(bf + j)));
+        __m512 gv = w_tanh(_mm512_add_ps(_mm512_loadu_ps(gg + j), _mm512_loadu_ps(bg + j)));
+        __m512 o = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(go + j), _mm512_loadu_ps(bo + j)));
+        __m512 cv = _mm512_mul_ps(i, gv);
+        if (cprev)
+            cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + j), cv);
+        _mm512_storeu_ps(c + j, cv);
+        _mm512_storeu_ps(h + j, _mm512_mul_ps(o, w_tanh(cv)));
+    }
+    return H16;
+}
+
+static int have_avx512(void)
+{
+    return __builtin_cpu_supports("avx512f");
+}
+#else
+static int cell_fwd_avx512(int H, float *g, const float *b, const float *cprev, float *c,
+                           float *tc, float *h)
+{
+    (void)H, (void)g, (void)b, (void)cprev, (void)c, (void)tc, (void)h;
+    return 0;
+}
+
+static int cell_bwd_avx512(int H, float *g, const float *cprev, const float *tc,
+                           const float *dh, const float *dhc, float *dc, int carry)
+{
+    (void)H, (void)g, (void)cprev, (void)tc, (void)dh, (void)dhc, (void)dc, (void)carry;
+    return 0;
+}
+
+static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev, float *c,
+                           float *h)
+{
+    (void)H, (void)g, (void)b, (void)cprev, (void)c, (void)h;
+    return 0;
+}
+
+static int have_avx512(void)
+{
+    return 0;
+}
+#endif
+
 static int use_simd(void)
 {
     return !simd_off && have_avx2();
+}
+
+/* The vector mode's widest gate math: 2 with AVX-512, 1 with AVX2 only, 0 scalar. */
+static int gate_width(void)
+{
+    return use_simd() ? 1 + have_avx512() : 0;
 }
 
 int lstm_set_simd(int on)
@@ -215,12 +386,14 @@ int lstm_set_simd(int on)
     return use_simd();
 }
 
+/* simd: gate_width(). */
 static void cell_fwd(int simd, int H, float *g, const float *b, const float *cprev, float *c,
                      float *tc, float *h)
 {
 #if LSTM_X86
     if (simd) {
-        cell_fwd_avx2(H, g, b, cprev, c, tc, h);
+        cell_fwd_avx2(H, simd > 1 ? cell_fwd_avx512(H, g, b, cprev, c, tc, h) : 0, g, b, cprev,
+                      c, tc, h);
         return;
     }
 #else
@@ -234,7 +407,8 @@ static void cell_bwd(int simd, int H, float *g, const float *cprev, const float 
 {
 #if LSTM_X86
     if (simd) {
-        cell_bwd_avx2(H, g, cprev, tc, dh, dhc, dc, carry);
+        cell_bwd_avx2(H, simd > 1 ? cell_bwd_avx512(H, g, cprev, tc, dh, dhc, dc, carry) : 0, g,
+                      cprev, tc, dh, dhc, dc, carry);
         return;
     }
 #else
@@ -310,7 +484,7 @@ size_t lstm_backward_ws_floats(int B, int H)
 /* One step's gate math on rows [lo, hi) of the step, run by lstm_gemm's threads on the rows
  * each has just multiplied (forward) or in chunks (backward). */
 typedef struct CellStep {
-    int simd, H;
+    int simd, H;          /* simd: gate_width() */
     float *G;             /* the step's gate rows (n, 4H) */
     const float *b;       /* forward: the bias */
     const float *cprev;   /* (n, H) cell states of the previous step, or NULL */
@@ -354,7 +528,7 @@ void lstm_forward(const LstmPack *pk, int In, int H, const float *X, const float
     float *G = cache;                        /* (N, 4H) */
     float *C = cache + (size_t)N * H4;       /* (N, H) */
     float *TC = C + (size_t)N * H;           /* (N, H) */
-    const int simd = use_simd();
+    const int simd = use_simd(), gates = gate_width();
 
     lstm_gemm_nn(simd, N, H4, In, X, In, Wih, H4, 0.0f, G, H4);
     LstmGemmB whh; /* packed once for every step */
@@ -362,7 +536,7 @@ void lstm_forward(const LstmPack *pk, int In, int H, const float *X, const float
     for (int t = 0; t < pk->T; t++) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
-        CellStep cs = {.simd = simd, .H = H, .G = G + row * H4, .b = b,
+        CellStep cs = {.simd = gates, .H = H, .G = G + row * H4, .b = b,
                        .cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL,
                        .c = C + row * H, .tc = TC + row * H, .h = Hout + row * H};
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
@@ -388,14 +562,14 @@ void lstm_backward(const LstmPack *pk, int In, int H, const float *X, const floa
     const float *TC = C + (size_t)N * H;     /* (N, H) */
     float *dhc = ws;                         /* (B, H) dh carried into step t from t+1 */
     float *dcc = ws + (size_t)pk->B * H;     /* (B, H) dc carried likewise */
-    const int simd = use_simd();
+    const int simd = use_simd(), gates = gate_width();
     LstmGemmB whh_t; /* W_hh^T packed once for every step's dh */
     lstm_gemm_prepare(&whh_t, simd, 1, H4, H, Whh, H4, LSTM_GEMM_SLOT_1);
 
     for (int t = pk->T - 1; t >= 0; t--) {
         const int n = pk->bs[t];
         const size_t row = (size_t)pk->off[t];
-        CellStep cs = {.simd = simd, .H = H, .G = G + row * H4,
+        CellStep cs = {.simd = gates, .H = H, .G = G + row * H4,
                        .cprev = t > 0 ? C + (size_t)pk->off[t - 1] * H : NULL,
                        .dh = dH + row * H, .tcr = TC + row * H, .dhc = dhc, .dcc = dcc,
                        .ncarry = t + 1 < pk->T ? pk->bs[t + 1] : 0};
@@ -429,99 +603,6 @@ void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, co
             pr[j] += b[j];
     }
 }
-
-/* The gate math of inference: cell_fwd without the stores only backward reads (activated
- * gates, tanh(c)), 16 columns at a time with AVX-512 where the CPU has it: the same Cephes
- * polynomials and the same operations, lane for lane, as the AVX2 kernel above, so the
- * results are those of cell_fwd. c may be cprev (each element is read before it is written).
- * Columns the 16-wide loop leaves go to cell_fwd_scalar. */
-#if LSTM_X86
-#define AVX512 __attribute__((target("avx512f")))
-
-AVX512 static inline __m512 w_exp(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
-
-AVX512 static inline __m512 w_sigmoid(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, w_exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-
-AVX512 static inline __m512 w_tanh(__m512 x)
-{
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512i xi = _mm512_castps_si512(x);
-    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
-    __m512 e = w_exp(_mm512_add_ps(ax, ax));
-    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
-    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), ax, ax);
-    __mmask16 gt = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_GT_OQ);
-    __m512 r = _mm512_mask_blend_ps(gt, small, big);
-    return _mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(sign, xi)));
-}
-
-/* Columns [0, H & ~15) of one row; returns where it stopped. */
-AVX512 static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev,
-                                  float *c, float *h)
-{
-    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
-    const int H16 = H & ~15;
-    for (int j = 0; j < H16; j += 16) {
-        __m512 i = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gi + j), _mm512_loadu_ps(bi + j)));
-        __m512 f = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gf + j), _mm512_loadu_ps(bf + j)));
-        __m512 gv = w_tanh(_mm512_add_ps(_mm512_loadu_ps(gg + j), _mm512_loadu_ps(bg + j)));
-        __m512 o = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(go + j), _mm512_loadu_ps(bo + j)));
-        __m512 cv = _mm512_mul_ps(i, gv);
-        if (cprev)
-            cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + j), cv);
-        _mm512_storeu_ps(c + j, cv);
-        _mm512_storeu_ps(h + j, _mm512_mul_ps(o, w_tanh(cv)));
-    }
-    return H16;
-}
-
-static int have_avx512(void)
-{
-    return __builtin_cpu_supports("avx512f");
-}
-#else
-static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev, float *c,
-                           float *h)
-{
-    (void)H, (void)g, (void)b, (void)cprev, (void)c, (void)h;
-    return 0;
-}
-
-static int have_avx512(void)
-{
-    return 0;
-}
-#endif
 
 /* One row of inference gate math. wide: AVX-512 on. g is scratch (4H) afterwards; tanh(c)
  * goes to h, overwritten with o * tanh(c) at once. */
