@@ -21,6 +21,7 @@
 #include "common/rng.h"
 #include "worker/batch.h"
 #include "worker/lstm.h"
+#include "worker/lstm_gemm.h"
 #include "worker/model.h"
 
 #include <math.h>
@@ -196,6 +197,87 @@ static void test_grads_accumulate(void)
         CU_ASSERT_DOUBLE_EQUAL(t.gword[i], 2.0f * gw1[i], 1e-6 + 1e-6 * fabs(gw1[i]));
     free(g1);
     tiny_free(&t);
+}
+
+/* A batch big enough for the encoder's row loops to be split over 2 threads (chunks of
+ * sequences, halves of the word ids) must give the loss and every gradient of 1 thread, bit
+ * for bit: the splits are disjoint and keep each row's order of additions. */
+static void test_threads_bit_identical(void)
+{
+    enum { E = 16, H = 16, L = 6, HL = 5, K = 2, C = K + 1, B = 20 };
+    enum { WORDS = 51, CATS = 3, USERS = 20, NEWS = 200 };
+    static const ModelDims d = {E, H, L, HL, K};
+    static int tok[NEWS * L], len[NEWS], cat[NEWS], user[B], his[B * HL], his_n[B], cand[B * C];
+    Rng rng;
+    rng_seed(&rng, 77);
+    for (int i = 0; i < NEWS; i++) {
+        len[i] = 1 + (int)(rng_uniform(&rng) * L) % L;
+        cat[i] = i % CATS;
+        for (int t = 0; t < L; t++)
+            tok[i * L + t] = (int)(rng_uniform(&rng) * WORDS) % WORDS;
+    }
+    for (int b = 0; b < B; b++) {
+        user[b] = b;
+        his_n[b] = b % (HL + 1);
+        for (int t = 0; t < HL; t++)
+            his[b * HL + t] = (b * 7 + t * 13) % NEWS;
+        for (int c = 0; c < C; c++)
+            cand[b * C + c] = (b * 11 + c * 29 + 100) % NEWS;
+    }
+    ModelBatch mb = {.B = B, .n_words = WORDS, .n_cats = CATS, .n_users = USERS, .n_news = NEWS,
+                     .news_tok = tok, .news_len = len, .news_cat = cat, .user = user,
+                     .his = his, .his_n = his_n, .cand = cand};
+    const size_t nd = model_dense_floats(&d);
+    float *arena = malloc(nd * sizeof(float));
+    float *word = malloc(WORDS * E * sizeof(float)), *catr = malloc(CATS * H * sizeof(float));
+    float *userr = malloc(USERS * H * sizeof(float));
+    for (size_t i = 0; i < nd; i++)
+        arena[i] = (float)(rng_uniform(&rng) - 0.5);
+    for (int i = 0; i < WORDS * E; i++)
+        word[i] = (float)(0.5 * rng_normal(&rng));
+    for (int i = 0; i < CATS * H; i++)
+        catr[i] = (float)(0.5 * rng_normal(&rng));
+    for (int i = 0; i < USERS * H; i++)
+        userr[i] = (float)(0.5 * rng_normal(&rng));
+    DenseParams p;
+    model_dense_bind(&p, &d, arena);
+    ModelWorkspace *ws = NULL;
+    CU_ASSERT_EQUAL_FATAL(model_workspace_new(&ws, &d, B, NEWS, 0), 0);
+    float loss[2];
+    float *ga[2], *gw[2], *gc[2], *gu[2];
+    for (int run = 0; run < 2; run++) {
+        lstm_gemm_set_threads(run + 1);
+        ga[run] = calloc(nd, sizeof(float));
+        gw[run] = calloc(WORDS * E, sizeof(float));
+        gc[run] = calloc(CATS * H, sizeof(float));
+        gu[run] = calloc(USERS * H, sizeof(float));
+        DenseParams g;
+        model_dense_bind(&g, &d, ga[run]);
+        CU_ASSERT_EQUAL(model_train_step_grads(ws, &d, &p, word, catr, userr, &mb, &g, gw[run],
+                                               gc[run], gu[run], &loss[run]),
+                        0);
+    }
+    lstm_gemm_set_threads(1);
+    CU_ASSERT(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0);
+    CU_ASSERT(memcmp(ga[0], ga[1], nd * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(gw[0], gw[1], WORDS * E * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(gc[0], gc[1], CATS * H * sizeof(float)) == 0);
+    CU_ASSERT(memcmp(gu[0], gu[1], USERS * H * sizeof(float)) == 0);
+    int nonzero = 0; /* every word occurs: its gradient row is not all zero */
+    for (int i = 0; i < WORDS * E; i++)
+        nonzero += gw[0][i] != 0.0f;
+    CU_ASSERT(nonzero > WORDS * E / 2);
+    for (int run = 0; run < 2; run++) {
+        free(ga[run]);
+        free(gw[run]);
+        free(gc[run]);
+        free(gu[run]);
+    }
+    model_workspace_free(&ws);
+    free(arena);
+    free(word);
+    free(catr);
+    free(userr);
 }
 
 static void test_softmax_xent(void)
@@ -690,6 +772,7 @@ int main(void)
     static const TuTest model_tests[] = {
         {"fd_whole_model_every_group", test_fd_whole_model},
         {"grads_accumulate", test_grads_accumulate},
+        {"threads_bit_identical", test_threads_bit_identical},
         {"softmax_xent", test_softmax_xent},
         {"masked_mean", test_masked_mean},
         {"eval_path_matches_training", test_eval_path_matches_training},

@@ -18,6 +18,7 @@
 
 #include "common/error.h"
 #include "worker/lstm.h"
+#include "worker/lstm_gemm.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -308,6 +309,86 @@ static int check_users(const ModelWorkspace *w, int B, const int *his, const int
 
 /* ------------------------------------------------------------------ news encoder */
 
+/* The per-row loops of the news encoder around its LSTM, each run on the LSTM's threads over
+ * disjoint parts (lstm_gemm_parallel_for): sequences r for the gather, the pooling and the
+ * pooled gradient; word ids for the scatter of dX into g_word, so that no two threads add
+ * to one row (and each row's adds keep their order: results do not depend on threads). */
+typedef struct NewsRows {
+    ModelWorkspace *w;
+    const int *tok;
+    const float *word_rows, *cat_rows, *dnv;
+    const int *cat;
+    float *out, *g_word;
+} NewsRows;
+
+/* Sequences [lo, hi): their packed input rows from the word rows. */
+static void news_gather(void *ctx, int lo, int hi)
+{
+    const NewsRows *a = ctx;
+    const ModelWorkspace *w = a->w;
+    const int E = w->d.E, L = w->d.title_len;
+    for (int r = lo; r < hi; r++)
+        for (int t = 0; t < w->n_lens[r]; t++) {
+            int word = a->tok[(size_t)w->n_order[r] * L + t];
+            memcpy(w->n_X + ((size_t)w->n_pack.off[t] + r) * E, a->word_rows + (size_t)word * E,
+                   (size_t)E * sizeof(float));
+        }
+}
+
+/* Sequences [lo, hi): news vector = mean of the hidden states + the category row. */
+static void news_pool(void *ctx, int lo, int hi)
+{
+    const NewsRows *a = ctx;
+    const ModelWorkspace *w = a->w;
+    const int H = w->d.H;
+    for (int r = lo; r < hi; r++) {
+        int id = w->n_order[r];
+        float *v = a->out + (size_t)id * H;
+        memset(v, 0, (size_t)H * sizeof *v);
+        for (int t = 0; t < w->n_lens[r]; t++)
+            add(H, w->n_H + ((size_t)w->n_pack.off[t] + r) * H, v);
+        float inv = 1.0f / (float)w->n_lens[r];
+        const float *cv = a->cat_rows + (size_t)a->cat[id] * H;
+        for (int j = 0; j < H; j++)
+            v[j] = v[j] * inv + cv[j];
+    }
+}
+
+/* Sequences [lo, hi): every hidden state's gradient is the news vector's over the length. */
+static void news_pool_back(void *ctx, int lo, int hi)
+{
+    const NewsRows *a = ctx;
+    ModelWorkspace *w = a->w;
+    const int H = w->d.H;
+    for (int r = lo; r < hi; r++) {
+        const float *dv = a->dnv + (size_t)w->n_order[r] * H;
+        float inv = 1.0f / (float)w->n_lens[r];
+        for (int t = 0; t < w->n_lens[r]; t++) {
+            float *dh = w->n_dH + ((size_t)w->n_pack.off[t] + r) * H;
+            for (int j = 0; j < H; j++)
+                dh[j] = dv[j] * inv;
+        }
+    }
+}
+
+/* Word ids [lo, hi): add the dX of each of their packed rows to their g_word row. */
+static void news_scatter(void *ctx, int lo, int hi)
+{
+    const NewsRows *a = ctx;
+    const ModelWorkspace *w = a->w;
+    const int E = w->d.E, L = w->d.title_len;
+    const LstmPack *pk = &w->n_pack;
+    for (int t = 0; t < pk->T; t++)
+        for (int r = 0; r < pk->bs[t]; r++) {
+            int word = a->tok[(size_t)w->n_order[r] * L + t];
+            if (word >= lo && word < hi)
+                add(E, w->n_dX + ((size_t)pk->off[t] + r) * E, a->g_word + (size_t)word * E);
+        }
+}
+
+/* Sequences per chunk of the row loops (a helper's wake-up costs about a few sequences). */
+enum { NEWS_GRAIN = 32 };
+
 /* News vectors of n news into out (n, H), local news order. Leaves the packed forward state
  * (sorted order, packed input and outputs, LSTM cache) in the workspace for news_backward. */
 static void news_forward(ModelWorkspace *w, const DenseParams *p, const float *word_rows,
@@ -318,52 +399,32 @@ static void news_forward(ModelWorkspace *w, const DenseParams *p, const float *w
     LstmPack *pk = &w->n_pack;
     lstm_sort_by_len_desc(n, len, L, w->count, w->n_order, w->n_lens);
     lstm_pack_init(pk, w->n_lens, n, L, w->n_bs, w->n_off); /* cannot fail: checked, sorted */
-    for (int t = 0; t < pk->T; t++)
-        for (int r = 0; r < pk->bs[t]; r++) {
-            int word = tok[(size_t)w->n_order[r] * L + t];
-            memcpy(w->n_X + ((size_t)pk->off[t] + r) * E, word_rows + (size_t)word * E,
-                   (size_t)E * sizeof(float));
-        }
+    NewsRows a = {.w = w, .tok = tok, .word_rows = word_rows, .cat_rows = cat_rows, .cat = cat,
+                  .out = out};
+    lstm_gemm_parallel_for(n, NEWS_GRAIN, news_gather, &a);
     lstm_forward(pk, E, H, w->n_X, NULL, p->news_Wih, p->news_Whh, p->news_b, w->n_H,
                  w->n_cache);
-    for (int r = 0; r < n; r++) {
-        int id = w->n_order[r];
-        float *v = out + (size_t)id * H;
-        memset(v, 0, (size_t)H * sizeof *v);
-        for (int t = 0; t < w->n_lens[r]; t++)
-            add(H, w->n_H + ((size_t)pk->off[t] + r) * H, v);
-        float inv = 1.0f / (float)w->n_lens[r];
-        const float *cv = cat_rows + (size_t)cat[id] * H;
-        for (int j = 0; j < H; j++)
-            v[j] = v[j] * inv + cv[j];
-    }
+    lstm_gemm_parallel_for(n, NEWS_GRAIN, news_pool, &a);
 }
 
-/* Backward of news_forward for dnv (n, H) = gradient of the news vectors. */
-static void news_backward(ModelWorkspace *w, const DenseParams *p, int n, const int *tok,
-                          const int *cat, const float *dnv, DenseParams *g, float *g_word,
-                          float *g_cat)
+/* Backward of news_forward for dnv (n, H) = gradient of the news vectors; n_words: rows of
+ * g_word. */
+static void news_backward(ModelWorkspace *w, const DenseParams *p, int n, int n_words,
+                          const int *tok, const int *cat, const float *dnv, DenseParams *g,
+                          float *g_word, float *g_cat)
 {
-    const int E = w->d.E, H = w->d.H, L = w->d.title_len;
+    const int E = w->d.E, H = w->d.H;
     const LstmPack *pk = &w->n_pack;
-    for (int r = 0; r < n; r++) {
+    for (int r = 0; r < n; r++) { /* serial: news share categories */
         int id = w->n_order[r];
-        const float *dv = dnv + (size_t)id * H;
-        add(H, dv, g_cat + (size_t)cat[id] * H);
-        float inv = 1.0f / (float)w->n_lens[r];
-        for (int t = 0; t < w->n_lens[r]; t++) {
-            float *dh = w->n_dH + ((size_t)pk->off[t] + r) * H;
-            for (int j = 0; j < H; j++)
-                dh[j] = dv[j] * inv;
-        }
+        add(H, dnv + (size_t)id * H, g_cat + (size_t)cat[id] * H);
     }
+    NewsRows a = {.w = w, .tok = tok, .cat = cat, .dnv = dnv, .g_word = g_word};
+    lstm_gemm_parallel_for(n, NEWS_GRAIN, news_pool_back, &a);
     lstm_backward(pk, E, H, w->n_X, NULL, p->news_Wih, p->news_Whh, w->n_H, w->n_cache, w->n_dH,
                   w->n_dX, g->news_Wih, g->news_Whh, g->news_b, NULL, w->n_bws);
-    for (int t = 0; t < pk->T; t++)
-        for (int r = 0; r < pk->bs[t]; r++) {
-            int word = tok[(size_t)w->n_order[r] * L + t];
-            add(E, w->n_dX + ((size_t)pk->off[t] + r) * E, g_word + (size_t)word * E);
-        }
+    /* Two halves of the word ids: every chunk scans all packed rows, so few chunks. */
+    lstm_gemm_parallel_for(n_words, n_words / 2 > 1 ? n_words / 2 : 1, news_scatter, &a);
 }
 
 /* ------------------------------------------------------------------ user encoder */
@@ -535,6 +596,7 @@ int model_train_step_grads(ModelWorkspace *ws, const ModelDims *d, const DensePa
         }
     }
     user_backward(ws, p, B, b->user, b->his, ws->duv, g, g_user, ws->dnv);
-    news_backward(ws, p, b->n_news, b->news_tok, b->news_cat, ws->dnv, g, g_word, g_cat);
+    news_backward(ws, p, b->n_news, b->n_words, b->news_tok, b->news_cat, ws->dnv, g, g_word,
+                  g_cat);
     return 0;
 }
