@@ -7,14 +7,18 @@
  * pre-activation gradients dG over the cached gates, then finishes with one GEMM each for
  * dW_ih and dX and a column sum for db; dW_hh is one GEMM per step (h_{t-1}^T . dG_t).
  *
- * The gate math runs 8 columns at a time with AVX2+FMA when the CPU has them (exp and tanh
- * from Cephes' float polynomials, ~1-2 ulp), otherwise (or after lstm_set_simd(0)) with libm.
- * The GEMMs go through worker/lstm_gemm.h: its AVX-512 kernels with the vector mode on,
- * cblas_sgemm otherwise; none needs a transposed copy (dX and dh read W where it lies).
+ * The gate math runs 16 columns at a time with AVX-512, 8 with AVX2+FMA, as far as the CPU
+ * has them (one template, worker/lstm_gates.inc: exp and tanh from Cephes' float
+ * polynomials, ~1-2 ulp, the same bits at either width), the rest (or everything after
+ * lstm_set_simd(0)) with libm. Each step's gate math runs on lstm_gemm's threads: forward,
+ * each thread on the rows of the recurrence GEMM it has just computed; backward, in chunks
+ * of rows. The GEMMs go through worker/lstm_gemm.h: its AVX-512 kernels with the vector mode
+ * on, cblas_sgemm otherwise; W_hh (and W_hh^T for dh) is packed once per pass, not per step.
  *
  * Invariants: rows of a step are a prefix of the rows of the previous step (sorted lengths),
  * so the carried gradients dh, dc of step t+1 cover exactly rows 0..bs[t+1]-1 of step t.
- * Padding is never stored, so nothing is computed on it.
+ * Padding is never stored, so nothing is computed on it. Rows are independent in the gate
+ * math, so the results do not depend on the thread count.
  * Not here: allocation, sorting, threads of our own. */
 #include "worker/lstm.h"
 
@@ -86,255 +90,68 @@ static void cell_bwd_scalar(int H, int j0, float *g, const float *cprev, const f
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define LSTM_X86 1
-#define AVX2 __attribute__((target("avx2,fma")))
 
-/* exp on 8 lanes: Cephes expf (range reduction by ln 2 in two parts, degree-6 polynomial),
- * about 1 ulp; inputs clamped to [-87.3, 88.3] so 2^n stays a normal float. */
-AVX2 static inline __m256 v_exp(__m256 x)
-{
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-                                  23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
+/* The vector gate math (worker/lstm_gates.inc) at 8 lanes with AVX2 + FMA ... */
+#define GV_TARGET __attribute__((target("avx2,fma")))
+#define GV_NAME(x) x##_v8
+#define GV_LANES 8
+#define GV_T __m256
+#define GV_LOAD(p) _mm256_loadu_ps(p)
+#define GV_STORE(p, v) _mm256_storeu_ps(p, v)
+#define GV_SET1(x) _mm256_set1_ps(x)
+#define GV_ZERO() _mm256_setzero_ps()
+#define GV_ADD(a, b) _mm256_add_ps(a, b)
+#define GV_SUB(a, b) _mm256_sub_ps(a, b)
+#define GV_MUL(a, b) _mm256_mul_ps(a, b)
+#define GV_DIV(a, b) _mm256_div_ps(a, b)
+#define GV_MIN(a, b) _mm256_min_ps(a, b)
+#define GV_MAX(a, b) _mm256_max_ps(a, b)
+#define GV_FMADD(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define GV_FNMADD(a, b, c) _mm256_fnmadd_ps(a, b, c)
+#define GV_ROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define GV_EXP2I(n)                                                                          \
+    _mm256_castsi256_ps(                                                                     \
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
+#define GV_ABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)
+#define GV_COPYSIGN(r, x) _mm256_or_ps(r, _mm256_and_ps(_mm256_set1_ps(-0.0f), x))
+#define GV_SELECT_GT(a, t, yes, no) _mm256_blendv_ps(no, yes, _mm256_cmp_ps(a, t, _CMP_GT_OQ))
+#include "worker/lstm_gates.inc"
 
-AVX2 static inline __m256 v_sigmoid(__m256 x)
-{
-    const __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, v_exp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-
-/* tanh on 8 lanes as Cephes tanhf: an odd polynomial below |x| = 0.625 (no cancellation
- * near 0), 1 - 2 / (exp(2|x|) + 1) above, sign restored. */
-AVX2 static inline __m256 v_tanh(__m256 x)
-{
-    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-    __m256 ax = _mm256_andnot_ps(sign, x);
-    __m256 e = v_exp(_mm256_add_ps(ax, ax));
-    __m256 big = _mm256_sub_ps(one, _mm256_div_ps(_mm256_set1_ps(2.0f), _mm256_add_ps(e, one)));
-    __m256 z = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(-5.70498872745e-3f);
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(2.06390887954e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-5.37397155531e-2f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036e-1f));
-    p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422e-1f));
-    __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), ax, ax);
-    __m256 r = _mm256_blendv_ps(small, big, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_GT_OQ));
-    return _mm256_or_ps(r, _mm256_and_ps(sign, x));
-}
-
-/* cell_fwd_scalar on 8 columns at a time from j0, the tail (H % 8) by the scalar kernel. */
-AVX2 static void cell_fwd_avx2(int H, int j0, float *g, const float *b, const float *cprev,
-                               float *c, float *tc, float *h)
-{
-    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
-    const int H8 = H & ~7;
-    for (int j = j0; j < H8; j += 8) {
-        __m256 i = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(gi + j), _mm256_loadu_ps(bi + j)));
-        __m256 f = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(gf + j), _mm256_loadu_ps(bf + j)));
-        __m256 gv = v_tanh(_mm256_add_ps(_mm256_loadu_ps(gg + j), _mm256_loadu_ps(bg + j)));
-        __m256 o = v_sigmoid(_mm256_add_ps(_mm256_loadu_ps(go + j), _mm256_loadu_ps(bo + j)));
-        __m256 cv = _mm256_mul_ps(i, gv);
-        if (cprev)
-            cv = _mm256_fmadd_ps(f, _mm256_loadu_ps(cprev + j), cv);
-        __m256 t = v_tanh(cv);
-        _mm256_storeu_ps(gi + j, i);
-        _mm256_storeu_ps(gf + j, f);
-        _mm256_storeu_ps(gg + j, gv);
-        _mm256_storeu_ps(go + j, o);
-        _mm256_storeu_ps(c + j, cv);
-        _mm256_storeu_ps(tc + j, t);
-        _mm256_storeu_ps(h + j, _mm256_mul_ps(o, t));
-    }
-    cell_fwd_scalar(H, H8, g, b, cprev, c, tc, h);
-}
-
-/* cell_bwd_scalar on 8 columns at a time from j0, the tail by the scalar kernel. */
-AVX2 static void cell_bwd_avx2(int H, int j0, float *g, const float *cprev, const float *tc,
-                               const float *dh, const float *dhc, float *dc, int carry)
-{
-    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    const int H8 = H & ~7;
-    for (int j = j0; j < H8; j += 8) {
-        __m256 i = _mm256_loadu_ps(gi + j), f = _mm256_loadu_ps(gf + j);
-        __m256 gv = _mm256_loadu_ps(gg + j), o = _mm256_loadu_ps(go + j);
-        __m256 t = _mm256_loadu_ps(tc + j);
-        __m256 dhv = _mm256_loadu_ps(dh + j);
-        if (dhc)
-            dhv = _mm256_add_ps(dhv, _mm256_loadu_ps(dhc + j));
-        __m256 dcv = _mm256_mul_ps(_mm256_mul_ps(dhv, o), _mm256_fnmadd_ps(t, t, one));
-        if (carry)
-            dcv = _mm256_add_ps(dcv, _mm256_loadu_ps(dc + j));
-        __m256 cp = cprev ? _mm256_loadu_ps(cprev + j) : zero;
-        _mm256_storeu_ps(gi + j, _mm256_mul_ps(_mm256_mul_ps(dcv, gv),
-                                               _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
-        _mm256_storeu_ps(gf + j, _mm256_mul_ps(_mm256_mul_ps(dcv, cp),
-                                               _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
-        _mm256_storeu_ps(gg + j,
-                         _mm256_mul_ps(_mm256_mul_ps(dcv, i), _mm256_fnmadd_ps(gv, gv, one)));
-        _mm256_storeu_ps(go + j, _mm256_mul_ps(_mm256_mul_ps(dhv, t),
-                                               _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
-        _mm256_storeu_ps(dc + j, _mm256_mul_ps(dcv, f));
-    }
-    cell_bwd_scalar(H, H8, g, cprev, tc, dh, dhc, dc, carry);
-}
+/* ... and at 16 lanes with AVX-512F (sign operations through the integer view: and/or of
+ * floats need AVX-512DQ). */
+#define GV_SIGN512 _mm512_set1_epi32((int)0x80000000u)
+#define GV_TARGET __attribute__((target("avx512f")))
+#define GV_NAME(x) x##_v16
+#define GV_LANES 16
+#define GV_T __m512
+#define GV_LOAD(p) _mm512_loadu_ps(p)
+#define GV_STORE(p, v) _mm512_storeu_ps(p, v)
+#define GV_SET1(x) _mm512_set1_ps(x)
+#define GV_ZERO() _mm512_setzero_ps()
+#define GV_ADD(a, b) _mm512_add_ps(a, b)
+#define GV_SUB(a, b) _mm512_sub_ps(a, b)
+#define GV_MUL(a, b) _mm512_mul_ps(a, b)
+#define GV_DIV(a, b) _mm512_div_ps(a, b)
+#define GV_MIN(a, b) _mm512_min_ps(a, b)
+#define GV_MAX(a, b) _mm512_max_ps(a, b)
+#define GV_FMADD(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define GV_FNMADD(a, b, c) _mm512_fnmadd_ps(a, b, c)
+#define GV_ROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define GV_EXP2I(n)                                                                          \
+    _mm512_castsi512_ps(                                                                     \
+        _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+#define GV_ABS(x) _mm512_castsi512_ps(_mm512_andnot_si512(GV_SIGN512, _mm512_castps_si512(x)))
+#define GV_COPYSIGN(r, x)                                                                    \
+    _mm512_castsi512_ps(_mm512_or_si512(                                                     \
+        _mm512_castps_si512(r), _mm512_and_si512(GV_SIGN512, _mm512_castps_si512(x))))
+#define GV_SELECT_GT(a, t, yes, no)                                                          \
+    _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, t, _CMP_GT_OQ), no, yes)
+#include "worker/lstm_gates.inc"
+#undef GV_SIGN512
 
 static int have_avx2(void)
 {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-#else
-#define LSTM_X86 0
-static int have_avx2(void)
-{
-    return 0;
-}
-#endif
-
-/* The gate math 16 columns at a time with AVX-512 where the CPU has it: the same Cephes
- * polynomials and the same operations, lane for lane, as the AVX2 kernels above, so the
- * results are theirs whichever runs. Each kernel does columns [0, H & ~15) and returns
- * where it stopped; the 8-wide and scalar kernels do the rest. */
-#if LSTM_X86
-#define AVX512 __attribute__((target("avx512f")))
-
-AVX512 static inline __m512 w_exp(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504089f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    __m512i e = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
-
-AVX512 static inline __m512 w_sigmoid(__m512 x)
-{
-    const __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, w_exp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-
-AVX512 static inline __m512 w_tanh(__m512 x)
-{
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-    const __m512 one = _mm512_set1_ps(1.0f);
-    __m512i xi = _mm512_castps_si512(x);
-    __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, xi));
-    __m512 e = w_exp(_mm512_add_ps(ax, ax));
-    __m512 big = _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, one)));
-    __m512 z = _mm512_mul_ps(x, x);
-    __m512 p = _mm512_set1_ps(-5.70498872745e-3f);
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(2.06390887954e-2f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-5.37397155531e-2f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(1.33314422036e-1f));
-    p = _mm512_fmadd_ps(p, z, _mm512_set1_ps(-3.33332819422e-1f));
-    __m512 small = _mm512_fmadd_ps(_mm512_mul_ps(p, z), ax, ax);
-    __mmask16 gt = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_GT_OQ);
-    __m512 r = _mm512_mask_blend_ps(gt, small, big);
-    return _mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_castps_si512(r), _mm512_and_si512(sign, xi)));
-}
-
-/* cell_fwd_avx2's work, 16 columns at a time. */
-AVX512 static int cell_fwd_avx512(int H, float *g, const float *b, const float *cprev, float *c,
-                                  float *tc, float *h)
-{
-    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
-    const int H16 = H & ~15;
-    for (int j = 0; j < H16; j += 16) {
-        __m512 i = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gi + j), _mm512_loadu_ps(bi + j)));
-        __m512 f = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gf + j), _mm512_loadu_ps(bf + j)));
-        __m512 gv = w_tanh(_mm512_add_ps(_mm512_loadu_ps(gg + j), _mm512_loadu_ps(bg + j)));
-        __m512 o = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(go + j), _mm512_loadu_ps(bo + j)));
-        __m512 cv = _mm512_mul_ps(i, gv);
-        if (cprev)
-            cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + j), cv);
-        __m512 t = w_tanh(cv);
-        _mm512_storeu_ps(gi + j, i);
-        _mm512_storeu_ps(gf + j, f);
-        _mm512_storeu_ps(gg + j, gv);
-        _mm512_storeu_ps(go + j, o);
-        _mm512_storeu_ps(c + j, cv);
-        _mm512_storeu_ps(tc + j, t);
-        _mm512_storeu_ps(h + j, _mm512_mul_ps(o, t));
-    }
-    return H16;
-}
-
-/* cell_bwd_avx2's work, 16 columns at a time. */
-AVX512 static int cell_bwd_avx512(int H, float *g, const float *cprev, const float *tc,
-                                  const float *dh, const float *dhc, float *dc, int carry)
-{
-    float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-    const int H16 = H & ~15;
-    for (int j = 0; j < H16; j += 16) {
-        __m512 i = _mm512_loadu_ps(gi + j), f = _mm512_loadu_ps(gf + j);
-        __m512 gv = _mm512_loadu_ps(gg + j), o = _mm512_loadu_ps(go + j);
-        __m512 t = _mm512_loadu_ps(tc + j);
-        __m512 dhv = _mm512_loadu_ps(dh + j);
-        if (dhc)
-            dhv = _mm512_add_ps(dhv, _mm512_loadu_ps(dhc + j));
-        __m512 dcv = _mm512_mul_ps(_mm512_mul_ps(dhv, o), _mm512_fnmadd_ps(t, t, one));
-        if (carry)
-            dcv = _mm512_add_ps(dcv, _mm512_loadu_ps(dc + j));
-        __m512 cp = cprev ? _mm512_loadu_ps(cprev + j) : zero;
-        _mm512_storeu_ps(gi + j, _mm512_mul_ps(_mm512_mul_ps(dcv, gv),
-                                               _mm512_mul_ps(i, _mm512_sub_ps(one, i))));
-        _mm512_storeu_ps(gf + j, _mm512_mul_ps(_mm512_mul_ps(dcv, cp),
-                                               _mm512_mul_ps(f, _mm512_sub_ps(one, f))));
-        _mm512_storeu_ps(gg + j,
-                         _mm512_mul_ps(_mm512_mul_ps(dcv, i), _mm512_fnmadd_ps(gv, gv, one)));
-        _mm512_storeu_ps(go + j, _mm512_mul_ps(_mm512_mul_ps(dhv, t),
-                                               _mm512_mul_ps(o, _mm512_sub_ps(one, o))));
-        _mm512_storeu_ps(dc + j, _mm512_mul_ps(dcv, f));
-    }
-    return H16;
-}
-
-/* Inference: cell_fwd without the stores only backward reads (activated gates, tanh(c)).
- * c may be cprev (each element is read before it is written). */
-AVX512 static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev,
-                                  float *c, float *h)
-{
-    const float *gi = g, *gf = g + H, *gg = g + 2 * H, *go = g + 3 * H;
-    const float *bi = b, *bf = b + H, *bg = b + 2 * H, *bo = b + 3 * H;
-    const int H16 = H & ~15;
-    for (int j = 0; j < H16; j += 16) {
-        __m512 i = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gi + j), _mm512_loadu_ps(bi + j)));
-        __m512 f = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(gf + j), _mm512_loadu_ps(bf + j)));
-        __m512 gv = w_tanh(_mm512_add_ps(_mm512_loadu_ps(gg + j), _mm512_loadu_ps(bg + j)));
-        __m512 o = w_sigmoid(_mm512_add_ps(_mm512_loadu_ps(go + j), _mm512_loadu_ps(bo + j)));
-        __m512 cv = _mm512_mul_ps(i, gv);
-        if (cprev)
-            cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cprev + j), cv);
-        _mm512_storeu_ps(c + j, cv);
-        _mm512_storeu_ps(h + j, _mm512_mul_ps(o, w_tanh(cv)));
-    }
-    return H16;
 }
 
 static int have_avx512(void)
@@ -342,24 +159,9 @@ static int have_avx512(void)
     return __builtin_cpu_supports("avx512f");
 }
 #else
-static int cell_fwd_avx512(int H, float *g, const float *b, const float *cprev, float *c,
-                           float *tc, float *h)
+#define LSTM_X86 0
+static int have_avx2(void)
 {
-    (void)H, (void)g, (void)b, (void)cprev, (void)c, (void)tc, (void)h;
-    return 0;
-}
-
-static int cell_bwd_avx512(int H, float *g, const float *cprev, const float *tc,
-                           const float *dh, const float *dhc, float *dc, int carry)
-{
-    (void)H, (void)g, (void)cprev, (void)tc, (void)dh, (void)dhc, (void)dc, (void)carry;
-    return 0;
-}
-
-static int cell_inf_avx512(int H, const float *g, const float *b, const float *cprev, float *c,
-                           float *h)
-{
-    (void)H, (void)g, (void)b, (void)cprev, (void)c, (void)h;
     return 0;
 }
 
@@ -386,35 +188,35 @@ int lstm_set_simd(int on)
     return use_simd();
 }
 
-/* simd: gate_width(). */
+/* simd: gate_width(). The widest kernel first, each narrower one from where it stopped. */
 static void cell_fwd(int simd, int H, float *g, const float *b, const float *cprev, float *c,
                      float *tc, float *h)
 {
+    int j = 0;
 #if LSTM_X86
-    if (simd) {
-        cell_fwd_avx2(H, simd > 1 ? cell_fwd_avx512(H, g, b, cprev, c, tc, h) : 0, g, b, cprev,
-                      c, tc, h);
-        return;
-    }
+    if (simd > 1)
+        j = cell_fwd_v16(H, j, g, b, cprev, c, tc, h);
+    if (simd)
+        j = cell_fwd_v8(H, j, g, b, cprev, c, tc, h);
 #else
     (void)simd;
 #endif
-    cell_fwd_scalar(H, 0, g, b, cprev, c, tc, h);
+    cell_fwd_scalar(H, j, g, b, cprev, c, tc, h);
 }
 
 static void cell_bwd(int simd, int H, float *g, const float *cprev, const float *tc,
                      const float *dh, const float *dhc, float *dc, int carry)
 {
+    int j = 0;
 #if LSTM_X86
-    if (simd) {
-        cell_bwd_avx2(H, simd > 1 ? cell_bwd_avx512(H, g, cprev, tc, dh, dhc, dc, carry) : 0, g,
-                      cprev, tc, dh, dhc, dc, carry);
-        return;
-    }
+    if (simd > 1)
+        j = cell_bwd_v16(H, j, g, cprev, tc, dh, dhc, dc, carry);
+    if (simd)
+        j = cell_bwd_v8(H, j, g, cprev, tc, dh, dhc, dc, carry);
 #else
     (void)simd;
 #endif
-    cell_bwd_scalar(H, 0, g, cprev, tc, dh, dhc, dc, carry);
+    cell_bwd_scalar(H, j, g, cprev, tc, dh, dhc, dc, carry);
 }
 
 /* db (cols) += column sums of A (rows, cols). restrict: without it -O2 cannot vectorize
@@ -604,18 +406,22 @@ void lstm_input_gates(int M, int In, int H, const float *X, const float *Wih, co
     }
 }
 
-/* One row of inference gate math. wide: AVX-512 on. g is scratch (4H) afterwards; tanh(c)
- * goes to h, overwritten with o * tanh(c) at once. */
-static void cell_inf(int simd, int wide, int H, float *g, const float *b, const float *cprev,
-                     float *c, float *h)
+/* One row of inference gate math; simd: gate_width(). g is scratch (4H) afterwards; the
+ * scalar tail puts tanh(c) in h and overwrites it with o * tanh(c) at once. */
+static void cell_inf(int simd, int H, float *g, const float *b, const float *cprev, float *c,
+                     float *h)
 {
-    if (!wide) {
-        cell_fwd(simd, H, g, b, cprev, c, h, h);
-        return;
-    }
-    int j0 = cell_inf_avx512(H, g, b, cprev, c, h);
-    if (j0 < H) /* the H % 16 columns left: libm, within ~2 ulp of the polynomials */
-        cell_fwd_scalar(H, j0, g, b, cprev, c, h, h);
+    int j = 0;
+#if LSTM_X86
+    if (simd > 1)
+        j = cell_inf_v16(H, j, g, b, cprev, c, h);
+    if (simd)
+        j = cell_inf_v8(H, j, g, b, cprev, c, h);
+#else
+    (void)simd;
+#endif
+    if (j < H) /* libm, within ~2 ulp of the polynomials */
+        cell_fwd_scalar(H, j, g, b, cprev, c, h, h);
 }
 
 /* The step loop of lstm_forward without its GEMM on X and without the cache. Each row's
@@ -629,7 +435,7 @@ void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *pr
                         int t0)
 {
     const int H4 = 4 * H;
-    const int simd = use_simd(), wide = simd && have_avx512();
+    const int simd = use_simd(), gates = gate_width();
     LstmGemmB whh;
     lstm_gemm_prepare(&whh, simd, 0, H, H4, Whh, H4, LSTM_GEMM_SLOT_1);
     for (int t = t0 > 0 ? t0 : 0; t < pk->T; t++) {
@@ -644,7 +450,7 @@ void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *pr
             memset(G, 0, (size_t)n * H4 * sizeof *G);
         for (int r = 0; r < n; r++) {
             float *cr = c + (size_t)r * H, *hr = Hout + (row + r) * H;
-            cell_inf(simd, wide, H, G + (size_t)r * H4, P + (size_t)prow[row + r] * H4,
+            cell_inf(gates, H, G + (size_t)r * H4, P + (size_t)prow[row + r] * H4,
                      t > 0 ? cr : NULL, cr, hr);
         }
     }

@@ -146,6 +146,19 @@ AVX512 static void gemm_packed(int M, int N, int K, const float *A, size_t lda,
     }
 }
 
+/* Pack kc rows x the first `cols` columns of B (row-major) as kc rows of NB floats,
+ * zero-padded. */
+AVX512 static void pack_panel(int kc, int cols, const float *B, size_t ldb, float *bp)
+{
+    __mmask16 mk[NV];
+    for (int v = 0; v < NV; v++)
+        mk[v] = lane_mask(cols, v);
+    for (int k = 0; k < kc; k++)
+        for (int v = 0; v < NV; v++)
+            _mm512_store_ps(bp + (size_t)k * NB + 16 * v,
+                            _mm512_maskz_loadu_ps(mk[v], B + (size_t)k * ldb + 16 * v));
+}
+
 /* Pack op(B) (K x N) whole into P: P[jb][k][j] = op(B)[k][jb * NB + j], zeros past N.
  * trans = 0: op(B) = B (K, N); trans = 1: op(B) = B^T with B (N, K). */
 AVX512 static void pack_whole(int trans, int K, int N, const float *B, size_t ldb, float *P)
@@ -154,13 +167,7 @@ AVX512 static void pack_whole(int trans, int K, int N, const float *B, size_t ld
         float *pj = P + (size_t)j0 * K;
         const int cols = N - j0 < NB ? N - j0 : NB;
         if (!trans) {
-            __mmask16 mk[NV];
-            for (int v = 0; v < NV; v++)
-                mk[v] = lane_mask(cols, v);
-            for (int k = 0; k < K; k++)
-                for (int v = 0; v < NV; v++)
-                    _mm512_store_ps(pj + (size_t)k * NB + 16 * v,
-                                    _mm512_maskz_loadu_ps(mk[v], B + (size_t)k * ldb + j0 + 16 * v));
+            pack_panel(K, cols, B + j0, ldb, pj);
             continue;
         }
         /* Transposed: rows j of B become columns; walk B's rows (contiguous reads). */
@@ -175,18 +182,6 @@ AVX512 static void pack_whole(int trans, int K, int N, const float *B, size_t ld
                 pj[(size_t)k * NB + j] = bj[k];
         }
     }
-}
-
-/* Pack rows [k0, k0 + kc) x columns [j0, j0 + cols) of B (row-major) into a KC x NB panel. */
-AVX512 static void pack_panel(int kc, int cols, const float *B, size_t ldb, float *bp)
-{
-    __mmask16 mk[NV];
-    for (int v = 0; v < NV; v++)
-        mk[v] = lane_mask(cols, v);
-    for (int k = 0; k < kc; k++)
-        for (int v = 0; v < NV; v++)
-            _mm512_store_ps(bp + (size_t)k * NB + 16 * v,
-                            _mm512_maskz_loadu_ps(mk[v], B + (size_t)k * ldb + 16 * v));
 }
 
 /* One thread's 32 KB panel for TN. */
