@@ -22,6 +22,7 @@
 #include "testutil/testutil.h"
 #include "worker/eval.h"
 #include "worker/lstm.h"
+#include "worker/lstm_gemm.h"
 #include "worker/scorer.h"
 #include "worker/train.h"
 
@@ -119,6 +120,14 @@ static void test_gates_equal_forward(void)
     lstm_set_simd(0);
     gates_all_cases(0);
     lstm_set_simd(1);
+    /* 2 threads over 700 sequences: each step's GEMM and gate math split in chunks of rows
+     * (both paths), which must not mix up rows. */
+    static int many[700];
+    for (int i = 0; i < 700; i++)
+        many[i] = 12 - i * 12 / 700; /* 12 down to 1 */
+    lstm_gemm_set_threads(2);
+    gates_case(32, 64, 700, many, 60, 1, 10, TOL);
+    lstm_gemm_set_threads(1);
 }
 
 /* ------------------------------------------------------------------ scorer and eval */

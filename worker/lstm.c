@@ -430,28 +430,45 @@ static void cell_inf(int simd, int H, float *g, const float *b, const float *cpr
  * buffer updated in place (cell_fwd reads cprev[j] before it writes c[j], the same element),
  * and tanh(c), which only backward reads, goes to the row's h, which the kernel overwrites
  * with o * tanh(c) right after. */
+/* One inference step's gate math on rows [lo, hi) (lstm_forward_gates). */
+typedef struct InfStep {
+    int simd, H, t;
+    float *G, *c, *Hout;
+    const float *P;
+    const int *prow;
+    size_t row; /* the step's first packed row */
+} InfStep;
+
+static void cell_inf_rows(void *ctx, int lo, int hi)
+{
+    const InfStep *s = ctx;
+    const size_t H = (size_t)s->H;
+    for (int r = lo; r < hi; r++) {
+        float *cr = s->c + r * H;
+        cell_inf(s->simd, s->H, s->G + r * 4 * H, s->P + (size_t)s->prow[s->row + r] * 4 * H,
+                 s->t > 0 ? cr : NULL, cr, s->Hout + (s->row + r) * H);
+    }
+}
+
 void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *prow,
                         const float *h0, const float *Whh, float *G, float *Hout, float *c,
                         int t0)
 {
     const int H4 = 4 * H;
-    const int simd = use_simd(), gates = gate_width();
+    const int simd = use_simd();
     LstmGemmB whh;
     lstm_gemm_prepare(&whh, simd, 0, H, H4, Whh, H4, LSTM_GEMM_SLOT_1);
     for (int t = t0 > 0 ? t0 : 0; t < pk->T; t++) {
         const int n = pk->bs[t];
-        const size_t row = (size_t)pk->off[t];
+        InfStep is = {.simd = gate_width(), .H = H, .t = t, .G = G, .c = c, .Hout = Hout,
+                      .P = P, .prow = prow, .row = (size_t)pk->off[t]};
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
-        if (t > 0 && t == t0)
-            ; /* the caller's G */
-        else if (hprev)
-            lstm_gemm_apply(&whh, n, hprev, H, 0.0f, G, H4);
-        else
-            memset(G, 0, (size_t)n * H4 * sizeof *G);
-        for (int r = 0; r < n; r++) {
-            float *cr = c + (size_t)r * H, *hr = Hout + (row + r) * H;
-            cell_inf(gates, H, G + (size_t)r * H4, P + (size_t)prow[row + r] * H4,
-                     t > 0 ? cr : NULL, cr, hr);
+        if (hprev && !(t > 0 && t == t0)) { /* else the caller's G, or zeros */
+            lstm_gemm_apply_then(&whh, n, hprev, H, 0.0f, G, H4, cell_inf_rows, &is);
+            continue;
         }
+        if (!hprev)
+            memset(G, 0, (size_t)n * H4 * sizeof *G);
+        lstm_gemm_parallel_for(n, CELL_GRAIN, cell_inf_rows, &is);
     }
 }
