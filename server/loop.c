@@ -44,8 +44,7 @@
 #define LOG_BURST 5            /* bad-message log lines per second */
 #define FINAL_LINGER_MS 1000   /* bounded flush of the last replies */
 #define WAIT_LOG_S 30.0        /* how often the log names the worker a gate waits for */
-#define WAITING_MAX 64         /* pulls one worker may have waiting at a gate: a PS client never
-                                  has more requests in flight (PS_ZMQ_MAX_TICKETS) */
+#define WAITING_MAX SERVER_LOOP_WAITING_MAX
 
 _Static_assert(GATES_ID_MAX >= WIRE_IDENTITY_MAX, "a deferred pull keeps the whole routing id");
 
