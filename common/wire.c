@@ -97,6 +97,30 @@ int wire_bf16_encode(const float *in, size_t n, uint16_t *out)
 }
 
 /* Widen without checking (validate checks every value afterwards). */
+/* Index of the first NaN or infinity in v[0..n), or n. Blocks are first checked without a
+ * branch per value (all exponent bits set <=> not finite; the compiler vectorizes the OR),
+ * so the check costs a fraction of the copy the values already went through; only a block
+ * with a bad value is walked again to find it. */
+static size_t first_nonfinite(const float *v, size_t n)
+{
+    enum { BLOCK = 1024 }; /* a fixed trip count: vectorized at -O2 (no epilogue) */
+    size_t b = 0;
+    for (; n - b >= BLOCK; b += BLOCK) {
+        uint32_t bad = 0;
+        for (size_t i = 0; i < BLOCK; i++) {
+            uint32_t u;
+            memcpy(&u, v + b + i, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            break;
+    }
+    for (; b < n; b++) /* the block with a bad value, or the tail */
+        if (!isfinite(v[b]))
+            return b;
+    return n;
+}
+
 static void bf16_widen_all(const void *in, size_t n, float *out)
 {
     const unsigned char *p = in;
@@ -110,10 +134,10 @@ static void bf16_widen_all(const void *in, size_t n, float *out)
 int wire_bf16_decode(const void *in, size_t n, float *out)
 {
     bf16_widen_all(in, n, out);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(out[i]))
-            return psrec_errf(PSREC_E_RANGE, "value %zu is %s", i,
-                              isnan(out[i]) ? "NaN" : "infinite");
+    const size_t i = first_nonfinite(out, n);
+    if (i < n)
+        return psrec_errf(PSREC_E_RANGE, "value %zu is %s", i,
+                          isnan(out[i]) ? "NaN" : "infinite");
     return 0;
 }
 
@@ -567,10 +591,10 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
                           "%s %s: key %llu (index %llu) out of range for table %u (rows %llu)",
                           op, dir, (unsigned long long)keys[i], (unsigned long long)i, h->table,
                           (unsigned long long)rows);
-    for (size_t i = 0; i < nv; i++)
-        if (!isfinite(vals[i]))
-            return refuse(PSREC_E_RANGE, reason, n, "%s %s: value %zu (key index %zu) is %s", op,
-                          dir, i, i / h->value_width, isnan(vals[i]) ? "NaN" : "infinite");
+    const size_t bad = first_nonfinite(vals, nv);
+    if (bad < nv)
+        return refuse(PSREC_E_RANGE, reason, n, "%s %s: value %zu (key index %zu) is %s", op,
+                      dir, bad, bad / h->value_width, isnan(vals[bad]) ? "NaN" : "infinite");
     m->keys = h->key_count ? keys : NULL;
     m->vals = nv ? vals : NULL;
     return 0;

@@ -1,8 +1,9 @@
 /* The ZeroMQ PsClient: a worker's connection to S remote server shards (server/loop.h), one
  * DEALER socket per shard, speaking proto/ps.proto through common/wire.h.
  *
- * A pull or push is split by keyrange_owner into one sub-request per shard that owns some of
- * its keys; all are sent at once and the call returns a ticket. ps_wait(ticket) receives
+ * A pull or push is split by keyrange_owner into one part per shard that owns some of its
+ * keys, and each part into chunks of about chunk_bytes (sub-requests, each an ordinary
+ * request); all are sent at once and the call returns a ticket. ps_wait(ticket) receives
  * replies from every shard until that ticket's sub-requests are all answered, applying the
  * replies of other outstanding tickets that arrive meanwhile (pull rows are scattered into
  * their own output buffers at once), so tickets may be waited in any order.
