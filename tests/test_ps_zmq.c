@@ -781,7 +781,7 @@ static uint64_t shard_pulls(PsZmq *z, uint32_t k)
  * (chunk_bytes 1: PS_ZMQ_MAX_CHUNKS per shard, the last one shorter), worker 1 in one piece.
  * Its pulls equal worker 1's row for row (keys spread over both shards in reverse order, and
  * keys of one shard alone, where rows come back in the caller's order), its chunked pushes
- * are summed with worker 1's by the barrier, and a chunked pull held at the gate returns every
+ * (of keys on both shards, and of one shard's alone) are summed with worker 1's by the barrier, and a chunked pull held at the gate returns every
  * row moved by the mean. */
 static void test_chunks(void)
 {
@@ -819,17 +819,27 @@ static void test_chunks(void)
     CU_ASSERT(check_rc(ps_pull_sync(&p0, PARAM_USER, own0, n0, got), 0));
     CU_ASSERT(memcmp(got, ref0, n0 * H * sizeof *got) == 0);
 
+    float g2[N * H];
     grads_for(g0, N * H, 11);
     grads_for(g1, N * H, 12);
+    grads_for(g2, N * H, 13);
     CU_ASSERT(check_rc(ps_push_sync(&p0, PARAM_USER, all, N, g0), 0));
+    CU_ASSERT(check_rc(ps_push_sync(&p0, PARAM_USER, own0, n0, g2), 0)); /* one shard */
     CU_ASSERT(check_rc(ps_clock(&p0, 0), 0));
     PsTicket held;
     CU_ASSERT(check_rc(ps_pull(&p0, PARAM_USER, all, N, now, &held), 0));
     CU_ASSERT(check_rc(ps_push_sync(&p1, PARAM_USER, all, N, g1), 0));
     CU_ASSERT(check_rc(ps_clock(&p1, 0), 0));
     CU_ASSERT(check_rc(ps_wait(&p0, held), 0));
-    for (int i = 0; i < N * H; i++)
-        CU_ASSERT(now[i] == old[i] - (g0[i] + g1[i]) / 2.0f);
+    for (int i = 0; i < N; i++) {
+        size_t o = 0;
+        while (o < n0 && own0[o] != all[i])
+            o++;
+        for (int d = 0; d < H; d++) {
+            float sum = g0[i * H + d] + (o < n0 ? g2[o * H + (size_t)d] : 0.0f);
+            CU_ASSERT(now[i * H + d] == old[i * H + d] - (sum + g1[i * H + d]) / 2.0f);
+        }
+    }
 
     client_done(&z0);
     client_done(&z1);

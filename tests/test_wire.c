@@ -638,6 +638,66 @@ static void test_nonfinite_anywhere(void)
     pair_close(&p);
 }
 
+/* A filler writing value i = base + i; fails when base is negative. */
+static int fill_seq(void *arg, float *out, size_t n)
+{
+    const float base = *(const float *)arg;
+    if (base < 0)
+        return psrec_errf(PSREC_E_NOMEM, "filler refuses");
+    for (size_t i = 0; i < n; i++)
+        out[i] = base + (float)i;
+    return 0;
+}
+
+/* wire_send_fill over TCP: the filler's values arrive (f32, long and short frames; bf16
+ * rounded), a PULL request (no values frame) goes without calling it, and a failing filler
+ * sends nothing (its error returned, the next message is the next one received). */
+static void test_send_fill(void)
+{
+    Pair p;
+    pair_open(&p, "tcp://127.0.0.1:*");
+    static uint64_t keys[600];
+    for (int i = 0; i < 600; i++)
+        keys[i] = (uint64_t)i % shape.vocab_rows;
+    const size_t counts[2] = {600, 1};
+    WireHeader h;
+    WireMsg m;
+    char why[WIRE_ERROR_TEXT_MAX];
+    float base = 0.5f;
+    for (int d = 0; d < 2; d++) {
+        for (int c = 0; c < 2; c++) {
+            wire_header_init(&h, WIRE_OP_PUSH);
+            h.table = PARAM_WORD;
+            h.key_count = counts[c];
+            h.value_width = 4;
+            h.dtype = d ? WIRE_DTYPE_BF16 : WIRE_DTYPE_F32;
+            h.request_id = 10 + (uint64_t)(2 * d + c);
+            CU_ASSERT_FATAL(wire_send_fill(p.dealer, NULL, 0, &h, keys, fill_seq, &base) == 0);
+            CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+            CU_ASSERT(m.h.request_id == h.request_id && m.h.key_count == counts[c]);
+            CU_ASSERT(m.bytes == wire_message_size(&h));
+            int same = 1;
+            for (size_t i = 0; i < counts[c] * 4; i++) {
+                float want = base + (float)i;
+                if (d)
+                    want = wire_bf16_widen(wire_bf16_round(want));
+                same &= m.vals[i] == want;
+            }
+            CU_ASSERT(same);
+            CU_ASSERT(memcmp(m.keys, keys, counts[c] * sizeof *keys) == 0);
+            wire_msg_close(&m);
+        }
+    }
+    float refuse = -1.0f;
+    CU_ASSERT(wire_send_fill(p.dealer, NULL, 0, &h, keys, fill_seq, &refuse) == PSREC_E_NOMEM);
+    CU_ASSERT(wire_send_fill(p.dealer, NULL, 0, &h, keys, NULL, NULL) == PSREC_E_RANGE);
+    h = pull_header(PARAM_WORD, 3, 77);
+    CU_ASSERT_FATAL(wire_send_fill(p.dealer, NULL, 0, &h, keys, fill_seq, &refuse) == 0);
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == 0 && m.h.request_id == 77);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
 int main(void)
 {
     ctx = zmq_ctx_new();
@@ -649,6 +709,7 @@ int main(void)
         {"bf16 rounding at the boundaries", test_bf16_rounding},
         {"bf16 push and pull over tcp", test_bf16_round_trip},
         {"a non-finite value anywhere in a long frame", test_nonfinite_anywhere},
+        {"values filled in place (wire_send_fill)", test_send_fill},
         {NULL, NULL},
     };
     tu_add_suite("wire", tests);

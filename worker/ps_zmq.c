@@ -104,7 +104,7 @@ struct PsZmq {
     size_t *order;          /* (cap) positions grouped by shard, for pushes */
     uint64_t *keys_buf;     /* (cap) keys grouped by shard */
     size_t cap;
-    float *vals_buf;        /* (vals_cap) gradient rows grouped by shard */
+    float *vals_buf;        /* (vals_cap) bf16: rounded gradient rows grouped by shard */
     size_t vals_cap;
     size_t *fill;           /* (S) */
 
@@ -609,15 +609,17 @@ static int complete(PsZmq *c, Pending *p, WireStats *stats)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
-/* Send chunk j of p's sub-request to shard k (h->request_id is set here); it is then due. */
+/* Send chunk j of p's sub-request to shard k (h->request_id is set here), its values from
+ * vals or, when fill is set, written by fill(ctx) into the frame; it is then due. */
 static int send_to(PsZmq *c, Pending *p, uint32_t k, uint32_t j, WireHeader *h,
-                   const uint64_t *keys, const float *vals)
+                   const uint64_t *keys, const float *vals, WireFillFn fill, void *ctx)
 {
     h->request_id = p->id | ((uint64_t)j << SLOT_BITS);
     if (c->broken[k])
         return psrec_errf(c->broken[k], "shard %u (rank %d): connection unusable since a send "
                           "failed (%s)", k, shard_rank(c, k), zmq_strerror(c->broken[k]));
-    int rc = wire_send(c->socks[k], NULL, 0, h, keys, vals);
+    int rc = fill ? wire_send_fill(c->socks[k], NULL, 0, h, keys, fill, ctx)
+                  : wire_send(c->socks[k], NULL, 0, h, keys, vals);
     if (rc) {
         char why[512];
         snprintf(why, sizeof why, "%s", rc > 0 ? zmq_strerror(rc) : psrec_errmsg());
@@ -733,6 +735,26 @@ static void route(PsZmq *c, Pending *p, const uint64_t *keys, size_t n, size_t *
         pos[c->fill[c->owner[i]]++] = i;
 }
 
+/* A chunk of f32 gradient rows gathered from the caller's grads straight into the frame:
+ * rows pos[at ..] (or at .. when pos is NULL: the caller's order). */
+typedef struct PushFill {
+    const float *grads;
+    const size_t *pos;
+    size_t at, w;
+} PushFill;
+
+static int push_fill(void *ctx, float *out, size_t nvals)
+{
+    const PushFill *f = ctx;
+    if (!f->pos) {
+        memcpy(out, f->grads + f->at * f->w, nvals * sizeof *out);
+        return 0;
+    }
+    for (size_t i = 0; i < nvals / f->w; i++)
+        memcpy(out + i * f->w, f->grads + f->pos[f->at + i] * f->w, f->w * sizeof *out);
+    return 0;
+}
+
 /* PULL (out) or PUSH (grads): split by owner, one message per shard involved. */
 static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys, size_t n,
                       const float *grads, float *out, PsTicket *ticket)
@@ -743,7 +765,7 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
     if (rc || n == 0)
         return rc; /* ticket 0: complete at once */
     const size_t w = c->lim.width[table];
-    if ((rc = reserve(c, n, w, op == WIRE_OP_PUSH)))
+    if ((rc = reserve(c, n, w, op == WIRE_OP_PUSH && c->efeed)))
         return rc;
     Pending *p;
     if ((rc = slot_take(c, op, table, &p)))
@@ -764,7 +786,7 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
     }
     route(c, p, keys, n, pos);
     const uint64_t *kb = keys;
-    const float *vb = grads;
+    const float *vb = NULL; /* bf16 pushes: the rounded rows grouped by shard */
     if (!p->direct) {
         for (size_t j = 0; j < n; j++)
             c->keys_buf[j] = keys[pos[j]];
@@ -782,11 +804,10 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
             }
         }
         vb = c->vals_buf;
-    } else if (op == WIRE_OP_PUSH && !p->direct) {
-        for (size_t j = 0; j < n; j++)
-            memcpy(c->vals_buf + j * w, grads + pos[j] * w, w * sizeof *grads);
-        vb = c->vals_buf;
     }
+    /* f32 pushes: rows go from grads into each chunk's frame (push_fill), one copy. */
+    PushFill pf = {grads, p->direct ? NULL : pos, 0, w};
+    const int gather = op == WIRE_OP_PUSH && !c->efeed;
     const size_t row_bytes = w * wire_dtype_size(c->dtype);
     for (uint32_t k = 0; k < c->S; k++) {
         if (!p->count[k])
@@ -805,8 +826,10 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
             size_t n1 = p->count[k] - first;
             h.key_count = n1 < p->chunk[k] ? n1 : p->chunk[k];
             h.value_width = (uint32_t)w;
+            pf.at = at + first;
             if ((rc = send_to(c, p, k, (uint32_t)j, &h, kb + at + first,
-                              vb ? vb + (at + first) * w : NULL))) {
+                              vb ? vb + (at + first) * w : NULL,
+                              gather ? push_fill : NULL, &pf))) {
                 slot_release(p);
                 return rc;
             }
@@ -828,7 +851,7 @@ static int control_range(PsZmq *c, WireOp op, uint64_t clock, uint32_t k0, uint3
     for (uint32_t k = k0; k < k1; k++) {
         WireHeader h;
         request_header(c, p, &h, clock);
-        if ((rc = send_to(c, p, k, 0, &h, NULL, NULL))) {
+        if ((rc = send_to(c, p, k, 0, &h, NULL, NULL, NULL, NULL))) {
             slot_release(p);
             return rc;
         }
