@@ -26,6 +26,7 @@
 #include "server/stage.h"
 
 #include "common/error.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/timer.h"
 #include "common/zsock.h"
@@ -137,6 +138,7 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
                           (int)opts->consistency, opts->endpoint ? opts->endpoint : "missing",
                           opts->zmq_ctx ? "set" : "missing");
     }
+    heap_tune_messages(); /* message buffers stay in the heap (common/heap.h) */
     ServerLoop *l = calloc(1, sizeof *l);
     if (!l) {
         shard_free(&initial);

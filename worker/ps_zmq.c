@@ -26,6 +26,7 @@
 #include "worker/ps_zmq.h"
 
 #include "common/error.h"
+#include "common/heap.h"
 #include "common/keyrange.h"
 #include "common/log.h"
 #include "common/rng.h"
@@ -194,6 +195,7 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     int rc = check_options(opt);
     if (rc)
         return rc;
+    heap_tune_messages(); /* message buffers stay in the heap (common/heap.h) */
     PsZmq *c = calloc(1, sizeof *c);
     if (!c)
         return PSREC_E_NOMEM;
