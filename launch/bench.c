@@ -72,6 +72,11 @@ static double median(const double *v, int n)
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+double bench_median(const double *v, int n)
+{
+    return median(v, n);
+}
+
 /* ------------------------------------------------------------------ model */
 
 /* Titles of every news of the pre-generated batches; news id i is row i (row 0 = padding). */
