@@ -21,8 +21,8 @@
  * - With wire dtype bf16 every pushed row passes through the error feedback (worker/efeed.h)
  *   exactly once, in the order pushes are issued, so its residual carries into the row's next
  *   push; pulls ask the shards for bf16 replies, which wire_recv widens back to f32.
- * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background,
- * CURVE (common/zsock.c is where its keys will go). */
+ * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background
+ * (worker/heartbeat.c), socket options and CURVE keys (common/zsock.c). */
 #include "worker/ps_zmq.h"
 
 #include "common/error.h"
