@@ -3,6 +3,7 @@
 #include "testutil/testutil.h"
 
 #include <math.h>
+#include <string.h>
 
 #define NEAR(a, b, tol) CU_ASSERT(fabs((double)(a) - (double)(b)) <= (tol))
 /* Relative: the hyper-parameters are floats (0.999f is 0.99900001287), so moments carry a
@@ -47,6 +48,54 @@ static void test_adam_row(void)
     NEAR_REL(st[2], 0.004, 1e-4); /* v of coordinate 0: 0.001 * 4 */
 }
 
+/* Adam as written in optim.h, one value at a time (the reference for bit-for-bit checks). */
+static void adam_ref(const OptimConfig *c, float *p, float *st, uint32_t *step, const float *g,
+                     size_t n)
+{
+    const uint32_t t = ++*step;
+    const double bc1 = 1.0 - pow((double)c->beta1, (double)t);
+    const double bc2 = 1.0 - pow((double)c->beta2, (double)t);
+    const float step_size = (float)((double)c->lr / bc1);
+    const float inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    float *m = st, *v = st + n;
+    for (size_t i = 0; i < n; i++) {
+        m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * g[i];
+        v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * g[i] * g[i];
+        float denom = sqrtf(v[i]) * inv_sqrt_bc2 + c->eps;
+        p[i] -= step_size * m[i] / denom;
+    }
+}
+
+/* The row loop (blocks and a tail: width 131) and the per-step constants kept between rows
+ * (two configs interleaved, step counts 1..70 and repeated, more than the slots) give the
+ * reference's bits exactly. */
+static void test_adam_bits(void)
+{
+    enum { W = 131, ROWS = 6 };
+    const OptimConfig cfg[2] = {
+        {.kind = OPTIM_ADAM, .lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f},
+        {.kind = OPTIM_ADAM, .lr = 3e-2f, .beta1 = 0.8f, .beta2 = 0.99f, .eps = 1e-6f}};
+    static float p[ROWS][W], st[ROWS][2 * W], rp[ROWS][W], rst[ROWS][2 * W], g[W];
+    uint32_t step[ROWS] = {0, 0, 0, 63, 64, 65}, rstep[ROWS] = {0, 0, 0, 63, 64, 65};
+    for (int r = 0; r < ROWS; r++)
+        for (int i = 0; i < W; i++)
+            p[r][i] = rp[r][i] = (float)(i - r) / 7.0f;
+    int same = 1;
+    for (int it = 0; it < 70; it++) {
+        for (int i = 0; i < W; i++)
+            g[i] = (float)((i * 13 + it * 7) % 23 - 11) / 9.0f;
+        for (int r = 0; r < ROWS; r++) {
+            const OptimConfig *c = &cfg[(r + it) % 2];
+            optim_apply(c, p[r], st[r], &step[r], g, W);
+            adam_ref(c, rp[r], rst[r], &rstep[r], g, W);
+        }
+    }
+    for (int r = 0; r < ROWS; r++)
+        same &= step[r] == rstep[r] && !memcmp(p[r], rp[r], sizeof p[r]) &&
+                !memcmp(st[r], rst[r], sizeof st[r]);
+    CU_ASSERT(same);
+}
+
 /* Adagrad, lr 0.1, eps 1e-10, p0 = 1, g = 0.5 twice:
  * s = 0.25, p = 1 - 0.1 * 0.5 / 0.5 = 0.9; s = 0.5, p = 0.9 - 0.05 / sqrt(0.5) = 0.829289322 */
 static void test_adagrad(void)
@@ -76,6 +125,7 @@ int main(void)
 {
     static const TuTest tests[] = {{"adam with bias correction", test_adam_bias_correction},
                                    {"adam row", test_adam_row},
+                                   {"adam: the reference's bits", test_adam_bits},
                                    {"adagrad", test_adagrad},
                                    {"sgd", test_sgd},
                                    {NULL, NULL}};
