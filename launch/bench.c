@@ -14,7 +14,6 @@
 #include "launch/bench.h"
 
 #include "common/error.h"
-#include "common/heap.h"
 #include "common/fsutil.h"
 #include "common/keys.h"
 #include "common/params.h"
@@ -328,7 +327,6 @@ static RunMeta bench_meta(const ModelDims *d, uint32_t vocab, uint32_t categorie
 int bench_model(const BenchModelOptions *o, BenchModelResult *r)
 {
     memset(r, 0, sizeof *r);
-    heap_tune_messages(); /* as a PS job's processes: in-process and --ps runs alike */
     int rc = check_model_options(o);
     if (rc)
         return rc;

@@ -8,6 +8,7 @@
  * other mode are usage errors, exit 2). With --json one JSON object goes to stdout, else a
  * readable summary; every speed claim in the README comes from this output. */
 #include "common/error.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/wire.h"
 #include "launch/bench.h"
@@ -178,6 +179,7 @@ static int run_ps(const BenchModelOptions *o, int json)
 {
     BenchModelResult a, b;
     double ratios[BENCH_MAX_REPEAT];
+    heap_tune_messages(); /* as the PS runs' ps_zmq_new does: the in-process runs alike */
     if (ps_pairs(o, &a, &b, ratios)) {
         fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
         return EXIT_FAIL;
