@@ -97,6 +97,30 @@ int wire_bf16_encode(const float *in, size_t n, uint16_t *out)
 }
 
 /* Widen without checking (validate checks every value afterwards). */
+/* Index of the first NaN or infinity in v[0..n), or n. Blocks are first checked without a
+ * branch per value (all exponent bits set <=> not finite; the compiler vectorizes the OR),
+ * so the check costs a fraction of the copy the values already went through; only a block
+ * with a bad value is walked again to find it. */
+static size_t first_nonfinite(const float *v, size_t n)
+{
+    enum { BLOCK = 1024 }; /* a fixed trip count: vectorized at -O2 (no epilogue) */
+    size_t b = 0;
+    for (; n - b >= BLOCK; b += BLOCK) {
+        uint32_t bad = 0;
+        for (size_t i = 0; i < BLOCK; i++) {
+            uint32_t u;
+            memcpy(&u, v + b + i, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            break;
+    }
+    for (; b < n; b++) /* the block with a bad value, or the tail */
+        if (!isfinite(v[b]))
+            return b;
+    return n;
+}
+
 static void bf16_widen_all(const void *in, size_t n, float *out)
 {
     const unsigned char *p = in;
@@ -110,10 +134,10 @@ static void bf16_widen_all(const void *in, size_t n, float *out)
 int wire_bf16_decode(const void *in, size_t n, float *out)
 {
     bf16_widen_all(in, n, out);
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(out[i]))
-            return psrec_errf(PSREC_E_RANGE, "value %zu is %s", i,
-                              isnan(out[i]) ? "NaN" : "infinite");
+    const size_t i = first_nonfinite(out, n);
+    if (i < n)
+        return psrec_errf(PSREC_E_RANGE, "value %zu is %s", i,
+                          isnan(out[i]) ? "NaN" : "infinite");
     return 0;
 }
 
@@ -352,8 +376,45 @@ static int send_msg_frame(void *sock, zmq_msg_t *f, int more)
     }
 }
 
-int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader *h,
-              const uint64_t *keys, const float *vals)
+/* The values frame of h (vb bytes, nv values) built in place: f32 values written straight
+ * into the message by fill (or copied from vals), bf16 rounded into it from vals or from a
+ * scratch fill wrote. Returns 0 or an error (the frame is closed then). */
+static int values_frame(zmq_msg_t *f, const WireHeader *h, size_t vb, size_t nv,
+                        const float *vals, WireFillFn fill, void *ctx)
+{
+    if (zmq_msg_init_size(f, vb))
+        return zmq_errno();
+    void *data = zmq_msg_data(f);
+    float *scratch = NULL;
+    const float *src = vals; /* what is still to be copied or rounded into the frame */
+    int rc = 0;
+    const int f32 = h->dtype == WIRE_DTYPE_F32;
+    if (fill && f32 && ((uintptr_t)data & (_Alignof(float) - 1)) == 0) {
+        rc = fill(ctx, data, nv);
+        src = NULL;
+    } else if (fill) { /* a scratch for the filler: bf16, or a frame not aligned for f32 */
+        if (!(scratch = malloc(nv ? nv * sizeof *scratch : 1)))
+            rc = psrec_errf(PSREC_E_NOMEM, "%s: no memory for %zu values",
+                            wire_op_name(h->op), nv);
+        else
+            rc = fill(ctx, scratch, nv);
+        src = scratch;
+    }
+    if (!rc && src) {
+        if (f32)
+            memcpy(data, src, vb);
+        else if ((rc = wire_bf16_encode(src, nv, data)))
+            rc = psrec_errf(rc, "%s: %s", wire_op_name(h->op), psrec_errmsg());
+    }
+    free(scratch);
+    if (rc)
+        zmq_msg_close(f);
+    return rc;
+}
+
+/* wire_send and wire_send_fill: values from vals, or from fill(ctx) when fill is set. */
+static int send_message(void *sock, const void *identity, size_t id_len, const WireHeader *h,
+                        const uint64_t *keys, const float *vals, WireFillFn fill, void *ctx)
 {
     uint8_t hbuf[WIRE_HEADER_MAX];
     size_t hlen, kb, vb;
@@ -365,7 +426,7 @@ int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader 
                           wire_op_name(h->op), h->reply ? "reply" : "request",
                           (unsigned long long)h->key_count);
     data_sizes(h, &kb, &vb);
-    if ((kb > 0 && !keys) || (vb > 0 && !vals))
+    if ((kb > 0 && !keys) || (vb > 0 && !vals && !fill))
         return psrec_errf(PSREC_E_RANGE, "%s: key_count %llu but no keys or values given",
                           wire_op_name(h->op), (unsigned long long)h->key_count);
     if (kb == SIZE_MAX || vb == SIZE_MAX)
@@ -373,32 +434,42 @@ int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader 
     int rc = wire_encode_header(h, hbuf, sizeof hbuf, &hlen);
     if (rc)
         return rc;
-    /* bf16: round straight into the frame ZeroMQ will send, before any frame leaves, so a
-     * refused value sends nothing. */
+    /* The values frame is built before any frame leaves, so a refused value (bf16) or a
+     * failed fill sends nothing; and built in the frame ZeroMQ sends, so it is not copied
+     * again (zmq_send copies). */
     zmq_msg_t vmsg;
-    int bf16 = frames >= 3 && h->dtype == WIRE_DTYPE_BF16;
-    if (bf16) {
-        if (zmq_msg_init_size(&vmsg, vb))
-            return zmq_errno();
-        if ((rc = wire_bf16_encode(vals, vb / 2, zmq_msg_data(&vmsg)))) {
-            zmq_msg_close(&vmsg);
-            return psrec_errf(rc, "%s: %s", wire_op_name(h->op), psrec_errmsg());
-        }
-    }
+    int have_vals = frames >= 3;
+    if (have_vals &&
+        (rc = values_frame(&vmsg, h, vb, vb / wire_dtype_size(h->dtype), vals, fill, ctx)))
+        return rc;
     if (id_len > 0 && (rc = send_frame(sock, identity, id_len, 1)))
         goto out;
     if ((rc = send_frame(sock, hbuf, hlen, frames > 1)))
         goto out;
     if (frames >= 2 && (rc = send_frame(sock, keys, kb, frames > 2)))
         goto out;
-    if (frames >= 3) {
-        rc = bf16 ? send_msg_frame(sock, &vmsg, 0) : send_frame(sock, vals, vb, 0);
-        bf16 = 0; /* sent or closed */
+    if (have_vals) {
+        rc = send_msg_frame(sock, &vmsg, 0);
+        have_vals = 0; /* sent or closed */
     }
 out:
-    if (bf16)
+    if (have_vals)
         zmq_msg_close(&vmsg);
     return rc;
+}
+
+int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader *h,
+              const uint64_t *keys, const float *vals)
+{
+    return send_message(sock, identity, id_len, h, keys, vals, NULL, NULL);
+}
+
+int wire_send_fill(void *sock, const void *identity, size_t id_len, const WireHeader *h,
+                   const uint64_t *keys, WireFillFn fill, void *ctx)
+{
+    if (!fill)
+        return psrec_errf(PSREC_E_RANGE, "%s: no values filler", wire_op_name(h->op));
+    return send_message(sock, identity, id_len, h, keys, NULL, fill, ctx);
 }
 
 void wire_msg_close(WireMsg *m)
@@ -567,10 +638,10 @@ static int validate(WireMsg *m, int frames, const WireLimits *lim, char *reason,
                           "%s %s: key %llu (index %llu) out of range for table %u (rows %llu)",
                           op, dir, (unsigned long long)keys[i], (unsigned long long)i, h->table,
                           (unsigned long long)rows);
-    for (size_t i = 0; i < nv; i++)
-        if (!isfinite(vals[i]))
-            return refuse(PSREC_E_RANGE, reason, n, "%s %s: value %zu (key index %zu) is %s", op,
-                          dir, i, i / h->value_width, isnan(vals[i]) ? "NaN" : "infinite");
+    const size_t bad = first_nonfinite(vals, nv);
+    if (bad < nv)
+        return refuse(PSREC_E_RANGE, reason, n, "%s %s: value %zu (key index %zu) is %s", op,
+                      dir, bad, bad / h->value_width, isnan(vals[bad]) ? "NaN" : "infinite");
     m->keys = h->key_count ? keys : NULL;
     m->vals = nv ? vals : NULL;
     return 0;

@@ -199,6 +199,18 @@ size_t wire_message_size(const WireHeader *h);
 int wire_send(void *sock, const void *identity, size_t id_len, const WireHeader *h,
               const uint64_t *keys, const float *vals);
 
+/* Writes the n f32 values of a values frame to out (4-byte aligned), e.g. gathering rows
+ * straight into the frame. Returns 0 or a negative PSREC_E_* code with detail. */
+typedef int (*WireFillFn)(void *ctx, float *out, size_t n);
+
+/* wire_send whose values, when the message has a values frame, are written by fill(ctx)
+ * straight into the frame ZeroMQ sends (for bf16, into a scratch that is then rounded into
+ * it) instead of being copied from a buffer: one copy less per message. fill is called
+ * before any frame leaves; its error is returned and nothing is sent. Returns as wire_send,
+ * or fill's error. */
+int wire_send_fill(void *sock, const void *identity, size_t id_len, const WireHeader *h,
+                   const uint64_t *keys, WireFillFn fill, void *ctx);
+
 /* Receive one whole message from sock, blocking for its first frame (poll first for a
  * non-blocking loop), then validate it before anything else reads it:
  *   the header frame decodes (PSREC_E_PARSE); version == WIRE_VERSION (PSREC_E_FORMAT); op

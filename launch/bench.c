@@ -71,6 +71,11 @@ static double median(const double *v, int n)
     return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
+double bench_median(const double *v, int n)
+{
+    return median(v, n);
+}
+
 /* ------------------------------------------------------------------ model */
 
 /* Titles of every news of the pre-generated batches; news id i is row i (row 0 = padding). */
@@ -217,9 +222,13 @@ static int run_steps(TrainStep *ts, PsClient *ps, const BenchBatch *batches, Ben
     return rc;
 }
 
-/* One shard event loop in a thread on tcp://127.0.0.1, and a ZeroMQ client for one worker. */
+/* One shard event loop in a thread on tcp://127.0.0.1, and a ZeroMQ client for one worker,
+ * each with its own ZeroMQ context as in a job, where they are two processes: the shard's
+ * I/O thread encrypts and decrypts its end of the connection, the worker's its own, at the
+ * same time. */
 typedef struct Loopback {
-    void *ctx;
+    void *ctx;        /* the worker's */
+    void *shard_ctx;
     ServerLoop *loop;
     int running, loop_rc;
     PsZmq *client;
@@ -233,9 +242,10 @@ static int loopback_start(Loopback *lb, const ShardOptions *so, const BenchModel
     memset(&server, 0, sizeof server);
     memset(&client, 0, sizeof client);
     int rc = 0;
-    if (!(lb->ctx = zmq_ctx_new()))
+    if (!(lb->ctx = zmq_ctx_new()) || !(lb->shard_ctx = zmq_ctx_new()))
         return psrec_errf(zmq_errno(), "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    if (o->ps_io_threads > 0 && zmq_ctx_set(lb->ctx, ZMQ_IO_THREADS, o->ps_io_threads))
+    if (o->ps_io_threads > 0 && (zmq_ctx_set(lb->ctx, ZMQ_IO_THREADS, o->ps_io_threads) ||
+                                 zmq_ctx_set(lb->shard_ctx, ZMQ_IO_THREADS, o->ps_io_threads)))
         return psrec_errf(zmq_errno(), "ZMQ_IO_THREADS %d: %s", o->ps_io_threads,
                           zmq_strerror(zmq_errno()));
     if (!o->ps_insecure && ((rc = keys_pair_new(&server)) || (rc = keys_pair_new(&client))))
@@ -245,7 +255,7 @@ static int loopback_start(Loopback *lb, const ShardOptions *so, const BenchModel
                             .workers = 1,
                             .consistency = o->ps_asp ? SERVER_ASP : SERVER_BSP,
                             .endpoint = "tcp://127.0.0.1:*",
-                            .zmq_ctx = lb->ctx};
+                            .zmq_ctx = lb->shard_ctx};
     char keyset[2][KEYS_Z85_SIZE]; /* [0] the client's public key, [1] the server's */
     memcpy(keyset[0], client.pub, KEYS_Z85_SIZE);
     memcpy(keyset[1], server.pub, KEYS_Z85_SIZE);
@@ -284,6 +294,8 @@ static void loopback_stop(Loopback *lb)
     server_loop_free(&lb->loop);
     if (lb->ctx)
         zmq_ctx_term(lb->ctx);
+    if (lb->shard_ctx)
+        zmq_ctx_term(lb->shard_ctx);
     memset(lb, 0, sizeof *lb);
 }
 

@@ -63,6 +63,9 @@ typedef struct BenchModelResult {
     double useful_ratio;           /* median of the repeats' useful GFLOP/s / sgemm_runs */
 } BenchModelResult;
 
+/* Median of v[0..n), n >= 1 (v is not changed). */
+double bench_median(const double *v, int n);
+
 /* The reference shape of the peer's bench: B 64, title_len 30, his_len 50, E 128, H 128,
  * K 4, vocab 50000, 20 categories, 100000 users; 20 steps after 4 warm-up steps (one pass
  * over the four batches, so every sparse row exists before timing starts), 5 repeats. */

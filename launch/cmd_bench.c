@@ -8,6 +8,7 @@
  * other mode are usage errors, exit 2). With --json one JSON object goes to stdout, else a
  * readable summary; every speed claim in the README comes from this output. */
 #include "common/error.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/wire.h"
 #include "launch/bench.h"
@@ -62,8 +63,11 @@ static void bench_usage(FILE *f)
             "  --seed N           random seed (default %" PRIu64 ")\n"
             "  --threads N        OpenBLAS threads (default 2; 1 on a one-core machine)\n"
             "PS mode (--ps): the model steps twice in one run, in-process and through one\n"
-            "shard over loopback TCP (BSP, the worker's next pull overlapping its compute);\n"
-            "prints samples_per_s, ps_samples_per_s, ps_ratio, bytes_per_sample (pulled +\n"
+            "shard over loopback TCP (BSP, the worker's next pull overlapping its compute;\n"
+            "shard and worker each with its own ZeroMQ context, as in a job), R pairs of\n"
+            "one in-process and one PS repeat (alternating which goes first); prints\n"
+            "samples_per_s, ps_samples_per_s, ps_ratio (median of the pairs' ratios,\n"
+            "ps_ratio_runs), bytes_per_sample (pulled +\n"
             "pushed payload), dense_bytes (a full pull of every table), cpu_ms_per_step and\n"
             "ps_cpu_ms_per_step (process CPU time per step, every thread).\n"
             "  --asp              the shard runs ASP instead of BSP\n"
@@ -71,7 +75,7 @@ static void bench_usage(FILE *f)
             "                     the wire (ps.wire_dtype); bytes_per_sample counts them so\n"
             "                     (wire_dtype in the JSON)\n"
             "  --security S       curve (default, as ps.security) or none; JSON field security\n"
-            "  --io-threads N     ZMQ_IO_THREADS of the PS context (default: ZeroMQ's, 1)\n"
+            "  --io-threads N     ZMQ_IO_THREADS of each context (default: ZeroMQ's, 1)\n"
             "Apply mode (--apply): one shard applying a flood of pushed rows (Adam, E=H=128),\n"
             "against memcpy and bf16 conversion in the same run (docs/scaling.md's inputs).\n"
             "Prep mode: time prep_run of a train split (one core).\n"
@@ -131,19 +135,56 @@ static void print_runs(const double *v, int n, int decimals, const char *sep)
     }
 }
 
-/* --ps: the same steps in-process and against one shard over loopback TCP, in this one
- * invocation, so the ratio compares like with like on a noisy machine. */
-static int run_ps(const BenchModelOptions *o, int json)
+/* --ps's runs: o->repeat pairs of one in-process and one PS repeat, which of the two goes
+ * first alternating, so a machine whose load changes during the invocation (other jobs)
+ * moves both runs of a pair alike; ratios[r] is pair r's PS / in-process samples/s. a and b
+ * hold the runs in order and the medians of samples/s and CPU per step; their other fields
+ * are the first pair's. Returns 0 or bench_model's error. */
+static int ps_pairs(const BenchModelOptions *o, BenchModelResult *a, BenchModelResult *b,
+                    double *ratios)
 {
     BenchModelOptions inproc = *o, remote = *o;
     inproc.ps = 0;
     remote.ps = 1;
+    inproc.repeat = remote.repeat = 1;
+    double acpu[BENCH_MAX_REPEAT], bcpu[BENCH_MAX_REPEAT];
+    for (int r = 0; r < o->repeat; r++) {
+        BenchModelResult x, y;
+        int rc = r % 2 ? bench_model(&remote, &y) || bench_model(&inproc, &x)
+                       : bench_model(&inproc, &x) || bench_model(&remote, &y);
+        if (rc)
+            return -1;
+        if (r == 0) {
+            *a = x;
+            *b = y;
+        }
+        a->runs[r] = x.runs[0];
+        b->runs[r] = y.runs[0];
+        acpu[r] = x.cpu_ms_per_step;
+        bcpu[r] = y.cpu_ms_per_step;
+        ratios[r] = y.runs[0] / x.runs[0];
+    }
+    a->repeat = b->repeat = o->repeat;
+    a->samples_per_s = bench_median(a->runs, o->repeat);
+    b->samples_per_s = bench_median(b->runs, o->repeat);
+    a->cpu_ms_per_step = bench_median(acpu, o->repeat);
+    b->cpu_ms_per_step = bench_median(bcpu, o->repeat);
+    return 0;
+}
+
+/* --ps: the same steps in-process and against one shard over loopback TCP, in this one
+ * invocation, paired repeat by repeat (ps_pairs), so the ratio compares like with like on a
+ * noisy machine: ps_ratio is the median of the pairs' ratios. */
+static int run_ps(const BenchModelOptions *o, int json)
+{
     BenchModelResult a, b;
-    if (bench_model(&inproc, &a) || bench_model(&remote, &b)) {
+    double ratios[BENCH_MAX_REPEAT];
+    heap_tune_messages(); /* as the PS runs' ps_zmq_new does: the in-process runs alike */
+    if (ps_pairs(o, &a, &b, ratios)) {
         fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
         return EXIT_FAIL;
     }
-    const double ratio = b.samples_per_s / a.samples_per_s;
+    const double ratio = bench_median(ratios, o->repeat);
     const double bytes_per_sample =
         (b.pulled_mb_per_step + b.pushed_mb_per_step) * 1e6 / (double)o->batch;
     if (json) {
@@ -162,6 +203,8 @@ static int run_ps(const BenchModelOptions *o, int json)
         print_runs(a.runs, a.repeat, 2, ", ");
         printf("], \"ps_samples_per_s_runs\": [");
         print_runs(b.runs, b.repeat, 2, ", ");
+        printf("], \"ps_ratio_runs\": [");
+        print_runs(ratios, o->repeat, 4, ", ");
         printf("], \"cpu_ms_per_step\": %.1f, \"ps_cpu_ms_per_step\": %.1f",
                a.cpu_ms_per_step, b.cpu_ms_per_step);
         printf(", \"bytes_per_sample\": %.1f, \"wire_bytes_per_sample\": %.1f, "
@@ -175,7 +218,7 @@ static int run_ps(const BenchModelOptions *o, int json)
            "security %s)\n", wire_dtype_name(o->wire_dtype), o->ps_insecure ? "none" : "curve");
     printf("  in-process samples/s  %.1f (median of %d)\n", a.samples_per_s, a.repeat);
     printf("  PS samples/s          %.1f (median of %d)\n", b.samples_per_s, b.repeat);
-    printf("  ratio                 %.3f\n", ratio);
+    printf("  ratio                 %.3f (median of %d pairs)\n", ratio, o->repeat);
     printf("  bytes/sample          %.0f pulled+pushed (%.0f on the wire)\n", bytes_per_sample,
            b.wire_mb_per_step * 1e6 / (double)o->batch);
     printf("  whole model           %.1f MB (a full pull of every table)\n", b.dense_bytes / 1e6);

@@ -35,6 +35,8 @@ typedef struct Acc {
     size_t map_cap;
     float *pool;
     size_t used, pool_cap; /* floats */
+    uint64_t *keys;        /* (keys_cap) acc_apply's scratch, kept for the next clock */
+    size_t keys_cap;
 } Acc;
 
 struct Gates {
@@ -96,6 +98,7 @@ void gates_free(Gates **gp)
     free(g->acc.entries);
     free(g->acc.map);
     free(g->acc.pool);
+    free(g->acc.keys);
     free(g->finished);
     free(g->state);
     free(g);
@@ -298,37 +301,45 @@ static void acc_clear(Acc *a)
         memset(a->map, 0xff, a->map_cap * sizeof *a->map);
 }
 
-/* Hand the summed rows of the current BSP clock to apply as sum / divisor, table by table;
- * the sums are dropped either way. */
+/* Hand the summed rows of the current BSP clock to apply as sum / divisor, table by table
+ * (rows of a table in arrival order); the sums are dropped either way. The rows go straight
+ * from the pool, divided in place (a sum / 1 is the sum: no pass at all then): entries of
+ * one table that arrived one after another lie one after another there, so each such run is
+ * one apply call, and nothing of the size of a step is allocated or copied per clock. */
 static int acc_apply(Gates *g, uint64_t divisor, GatesApplyFn apply, void *ctx)
 {
     Acc *a = &g->acc;
+    int rc = 0;
     if (!a->n)
         return 0;
-    uint64_t *keys = malloc(a->n * sizeof *keys);
-    float *grads = malloc(a->used * sizeof *grads);
-    int rc = 0;
-    if (!keys || !grads) {
-        rc = psrec_errf(PSREC_E_NOMEM, "no memory to apply BSP clock %" PRIu64, g->bsp_clock);
-        goto out;
+    if (a->n > a->keys_cap) {
+        uint64_t *k = realloc(a->keys, a->n * sizeof *k);
+        if (!k) {
+            rc = psrec_errf(PSREC_E_NOMEM, "no memory to apply BSP clock %" PRIu64,
+                            g->bsp_clock);
+            goto out;
+        }
+        a->keys = k;
+        a->keys_cap = a->n;
     }
+    if (divisor != 1)
+        for (size_t i = 0; i < a->used; i++)
+            a->pool[i] /= (float)divisor;
     for (uint32_t t = 0; t < PARAM_TABLES && !rc; t++) {
         const uint32_t w = g->width[t];
-        size_t n = 0;
-        for (size_t i = 0; i < a->n; i++) {
-            if (a->entries[i].table != t)
+        for (size_t i = 0; i < a->n && !rc;) {
+            if (a->entries[i].table != t) {
+                i++;
                 continue;
-            const float *sum = a->pool + a->entries[i].off;
-            for (uint32_t j = 0; j < w; j++)
-                grads[n * w + j] = sum[j] / (float)divisor;
-            keys[n++] = a->entries[i].key;
+            }
+            const size_t off = a->entries[i].off;
+            size_t n = 0;
+            while (i < a->n && a->entries[i].table == t && a->entries[i].off == off + n * w)
+                a->keys[n++] = a->entries[i++].key;
+            rc = apply(ctx, t, a->keys, n, a->pool + off);
         }
-        if (n)
-            rc = apply(ctx, t, keys, n, grads);
     }
 out:
-    free(keys);
-    free(grads);
     acc_clear(a);
     return rc;
 }

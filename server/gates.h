@@ -52,7 +52,8 @@ typedef struct GatesPull {
 
 typedef struct Gates Gates;
 
-/* Called by gates_bsp_advance for each table that has rows in the clock being applied:
+/* Called by gates_bsp_advance for the rows of the clock being applied, table by table (one
+ * call per run of a table's rows that arrived together; a table's rows in arrival order):
  * grads (n, width of table) are the summed rows already divided by the divisor; keys and
  * grads are borrowed for the call. Return 0, or an error that stops the advance. */
 typedef int (*GatesApplyFn)(void *ctx, uint32_t table, const uint64_t *keys, size_t n,

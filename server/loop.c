@@ -26,6 +26,7 @@
 #include "server/stage.h"
 
 #include "common/error.h"
+#include "common/heap.h"
 #include "common/log.h"
 #include "common/timer.h"
 #include "common/zsock.h"
@@ -44,8 +45,7 @@
 #define LOG_BURST 5            /* bad-message log lines per second */
 #define FINAL_LINGER_MS 1000   /* bounded flush of the last replies */
 #define WAIT_LOG_S 30.0        /* how often the log names the worker a gate waits for */
-#define WAITING_MAX 64         /* pulls one worker may have waiting at a gate: a PS client never
-                                  has more requests in flight (PS_ZMQ_MAX_TICKETS) */
+#define WAITING_MAX SERVER_LOOP_WAITING_MAX
 
 _Static_assert(GATES_ID_MAX >= WIRE_IDENTITY_MAX, "a deferred pull keeps the whole routing id");
 
@@ -138,6 +138,7 @@ int server_loop_new(const ServerLoopOptions *opts, ServerLoop **out)
                           (int)opts->consistency, opts->endpoint ? opts->endpoint : "missing",
                           opts->zmq_ctx ? "set" : "missing");
     }
+    heap_tune_messages(); /* message buffers stay in the heap (common/heap.h) */
     ServerLoop *l = calloc(1, sizeof *l);
     if (!l) {
         shard_free(&initial);
@@ -380,7 +381,24 @@ static int refuse(ServerLoop *l, const unsigned char *id, size_t id_len, const W
 
 /* ---- consistency ------------------------------------------------------------------------ */
 
-/* Answer a pull now: rows from the shard, staleness recorded. */
+/* The rows of a pull, gathered by the shard straight into the reply's values frame. */
+typedef struct PullFill {
+    Shard *shard;
+    uint32_t table;
+    const uint64_t *keys;
+    size_t n;
+} PullFill;
+
+static int pull_fill(void *ctx, float *out, size_t nvals)
+{
+    const PullFill *f = ctx;
+    (void)nvals; /* n rows of the table's width, as the header says */
+    return shard_pull(f->shard, f->table, f->keys, f->n, out);
+}
+
+/* Answer a pull now: rows from the shard, staleness recorded. f32 rows are gathered into the
+ * frame ZeroMQ sends (no copy of a step's rows on this thread); bf16 ones into a scratch that
+ * wire_send rounds into the frame. */
 static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
                       const WireHeader *req, const uint64_t *keys)
 {
@@ -389,25 +407,43 @@ static int serve_pull(ServerLoop *l, const unsigned char *id, size_t id_len,
     int rc = shard_admit(l->shard, req->table, keys, (size_t)req->key_count);
     if (rc)
         return refuse(l, id, id_len, req, rc, psrec_errmsg());
-    if (nf > l->rows_cap) {
-        float *p = realloc(l->rows, nf * sizeof *p);
-        if (!p)
-            return refuse(l, id, id_len, req, PSREC_E_NOMEM, "shard out of memory for a pull");
-        l->rows = p;
-        l->rows_cap = nf;
-    }
-    if ((rc = shard_pull(l->shard, req->table, keys, (size_t)req->key_count, l->rows)))
-        return refuse(l, id, id_len, req, rc, psrec_errmsg());
-    uint64_t stale = gates_staleness(l->gates, req->clock);
-    if (stale > l->stats.max_staleness)
-        l->stats.max_staleness = stale;
     WireHeader r;
     reply_header(l, &r, req);
     r.key_count = req->key_count;
     r.value_width = width;
     r.dtype = req->dtype; /* bf16: wire_send rounds the f32 rows to nearest even */
+    if (r.dtype == WIRE_DTYPE_F32) {
+        PullFill pf = {l->shard, req->table, keys, (size_t)req->key_count};
+        rc = wire_send_fill(l->sock, id, id_len, &r, keys, pull_fill, &pf);
+        if (rc < 0) /* the shard could not give the rows: nothing was sent */
+            return refuse(l, id, id_len, req, rc, psrec_errmsg());
+        if (rc > 0) { /* as reply(): only the context's end stops the loop */
+            LOG_WARN("shard %u: reply PULL to worker %u failed: %s", l->opt.shard_index,
+                     r.worker_rank, zmq_strerror(rc));
+            if (rc == ETERM)
+                return rc;
+        } else {
+            l->stats.bytes_out += wire_message_size(&r);
+        }
+    } else {
+        if (nf > l->rows_cap) {
+            float *p = realloc(l->rows, nf * sizeof *p);
+            if (!p)
+                return refuse(l, id, id_len, req, PSREC_E_NOMEM,
+                              "shard out of memory for a pull");
+            l->rows = p;
+            l->rows_cap = nf;
+        }
+        if ((rc = shard_pull(l->shard, req->table, keys, (size_t)req->key_count, l->rows)))
+            return refuse(l, id, id_len, req, rc, psrec_errmsg());
+        if ((rc = reply(l, id, id_len, &r, keys, l->rows)))
+            return rc;
+    }
+    uint64_t stale = gates_staleness(l->gates, req->clock);
+    if (stale > l->stats.max_staleness)
+        l->stats.max_staleness = stale;
     l->stats.pulls++;
-    return reply(l, id, id_len, &r, keys, l->rows);
+    return 0;
 }
 
 /* The request a deferred pull stood for (what a reply to it echoes). */

@@ -17,6 +17,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Pulls one worker may have waiting at a gate; the next is refused (ERROR, counted over
+ * limit). A PS client never has more sub-requests in flight: PS_ZMQ_MAX_TICKETS (64)
+ * requests of at most PS_ZMQ_MAX_CHUNKS (16) chunks per shard. */
+#define SERVER_LOOP_WAITING_MAX 1024
+
 typedef struct ServerLoopOptions {
     ShardOptions shard;        /* shape, optimizer, seed; set lazy_dense when shard_count > 1
                                   so the shard holds only the dense rows routed to it */

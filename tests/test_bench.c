@@ -350,6 +350,48 @@ static void test_ps_mode(void)
     CU_ASSERT(tu_run(NULL, "%s bench --ps --prep 2>/dev/null", TU_PSREC) == 2);
 }
 
+/* The n numbers of the JSON array named key; returns how many were read. */
+static int json_array(const char *json, const char *key, double *v, int n)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\": [", key);
+    const char *p = strstr(json, pat);
+    if (!p)
+        return 0;
+    p += strlen(pat);
+    int got = 0;
+    while (got < n) {
+        char *end;
+        v[got] = strtod(p, &end);
+        if (end == p)
+            break;
+        got++;
+        p = end + strspn(end, ", ");
+    }
+    return got;
+}
+
+/* --ps --repeat 3 pairs an in-process and a PS repeat three times: ps_ratio_runs[i] is
+ * ps_samples_per_s_runs[i] / samples_per_s_runs[i], and ps_ratio their median. */
+static void test_ps_pairs(void)
+{
+    char *out = NULL;
+    int rc = tu_run(&out, "%s bench --ps --json --batch 4 --title-len 6 --his-len 5 --word-dim 8 "
+                          "--hidden 8 --steps 3 --warmup 1 --repeat 3 --vocab 100 "
+                          "--categories 5 --users 50 2>/dev/null", TU_PSREC);
+    CU_ASSERT_FATAL(rc == 0);
+    double a[3], b[3], r[3], ratio = 0;
+    CU_ASSERT_FATAL(json_array(out, "samples_per_s_runs", a, 3) == 3);
+    CU_ASSERT_FATAL(json_array(out, "ps_samples_per_s_runs", b, 3) == 3);
+    CU_ASSERT_FATAL(json_array(out, "ps_ratio_runs", r, 3) == 3);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT(fabs(r[i] - b[i] / a[i]) < 1e-3 * r[i] + 1e-4);
+    double lo = fmin(r[0], fmin(r[1], r[2])), hi = fmax(r[0], fmax(r[1], r[2]));
+    double mid = r[0] + r[1] + r[2] - lo - hi;
+    CU_ASSERT(tu_json_number(out, "ps_ratio", &ratio) && fabs(ratio - mid) < 1e-4);
+    free(out);
+}
+
 /* Rows of the checkpoint bench's shard: every key of the sparse tables (V, C, U) and the
  * dense rows (E + H + 1 for the news LSTM, H + H + 1 for the user LSTM). */
 static double ckpt_rows(int E, int H, int V, int C, int U)
@@ -534,6 +576,7 @@ int main(void)
         {"prep_data", test_prep_data},
         {"bad_options", test_bad_options},
         {"ps_mode", test_ps_mode},
+        {"ps pairs: ratio = median of paired ratios", test_ps_pairs},
         {"checkpoint_json", test_checkpoint_json},
         {"checkpoint_library", test_checkpoint_library},
         {"kernel_formula", test_kernel_formula},

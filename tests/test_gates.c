@@ -50,6 +50,65 @@ static int push1(Gates *g, uint64_t clock, uint32_t table, uint64_t key, float v
     return gates_bsp_accept_push(g, clock, table, &key, 1, row, WIDTH);
 }
 
+/* Every row apply was handed, in order, and the size of each call. */
+typedef struct Rows {
+    int calls, n;
+    size_t per_call[MAX_APPLIED];
+    uint32_t table[MAX_APPLIED];
+    uint64_t key[MAX_APPLIED];
+    float row[MAX_APPLIED][WIDTH];
+} Rows;
+
+static int record_rows(void *ctx, uint32_t table, const uint64_t *keys, size_t n,
+                       const float *grads)
+{
+    Rows *r = ctx;
+    if (r->calls < MAX_APPLIED)
+        r->per_call[r->calls] = n;
+    r->calls++;
+    for (size_t i = 0; i < n && r->n < MAX_APPLIED; i++, r->n++) {
+        r->table[r->n] = table;
+        r->key[r->n] = keys[i];
+        memcpy(r->row[r->n], grads + i * WIDTH, sizeof r->row[0]);
+    }
+    return 0;
+}
+
+/* Pushes of two tables interleaved (word 5, 6; user 9; word 7, and 5 again, 8): apply gets
+ * the word rows first, in arrival order, in one call per run that arrived together (5 6, then
+ * 7 8), then the user row; every row is its sum / 2; the next clock starts empty. */
+static void test_bsp_runs(void)
+{
+    Gates *g = make(2, SERVER_BSP, 0);
+    const uint64_t w1[2] = {5, 6}, w2[3] = {7, 5, 8};
+    const float r1[2 * WIDTH] = {1, 2, 3, 4, 5, 6}, r2[3 * WIDTH] = {7, 8, 9, 10, 11, 12, 13,
+                                                                    14, 15};
+    CU_ASSERT(gates_bsp_accept_push(g, 0, PARAM_WORD, w1, 2, r1, WIDTH) == 0);
+    CU_ASSERT(push1(g, 0, PARAM_USER, 9, 4.0f) == 0);
+    CU_ASSERT(gates_bsp_accept_push(g, 0, PARAM_WORD, w2, 3, r2, WIDTH) == 0);
+    CU_ASSERT(gates_on_clock(g, 0, 0) == 0 && gates_on_clock(g, 1, 0) == 0);
+    Rows r = {0};
+    CU_ASSERT(gates_bsp_advance(g, record_rows, &r) == 0);
+    CU_ASSERT_FATAL(r.calls == 3 && r.n == 5);
+    CU_ASSERT(r.per_call[0] == 2 && r.per_call[1] == 2 && r.per_call[2] == 1);
+    const uint64_t keys[5] = {5, 6, 7, 8, 9};
+    const float want[5][WIDTH] = {{(1 + 10) / 2.0f, (2 + 11) / 2.0f, (3 + 12) / 2.0f},
+                                  {2, 2.5f, 3},
+                                  {3.5f, 4, 4.5f},
+                                  {6.5f, 7, 7.5f},
+                                  {2, 4, -2}};
+    for (int i = 0; i < 5; i++) {
+        CU_ASSERT(r.table[i] == (i < 4 ? PARAM_WORD : PARAM_USER));
+        CU_ASSERT(r.key[i] == keys[i]);
+        CU_ASSERT(memcmp(r.row[i], want[i], sizeof want[i]) == 0);
+    }
+    CU_ASSERT(gates_on_clock(g, 0, 1) == 0 && gates_on_clock(g, 1, 1) == 0);
+    Rows none = {0};
+    CU_ASSERT(gates_bsp_advance(g, record_rows, &none) == 0);
+    CU_ASSERT(none.calls == 0);
+    gates_free(&g);
+}
+
 static void test_bsp_average(void)
 {
     Gates *g = make(2, SERVER_BSP, 0);
@@ -359,6 +418,7 @@ int main(void)
 {
     static const TuTest tests[] = {
         {"BSP: sum / 2 once both clocked, wrong clocks refused", test_bsp_average},
+        {"BSP: rows applied table by table, runs in arrival order", test_bsp_runs},
         {"BSP: a far-ahead clock moves the barrier at once", test_bsp_far_clock},
         {"BSP: leavers release the gate, divisor = finishers", test_bsp_leavers},
         {"SSP: bound below / at / above, live workers only", test_ssp_bound},

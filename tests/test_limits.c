@@ -239,8 +239,9 @@ static void test_held_pushes_bounded(void)
     server_loop_free(&l);
 }
 
-/* Pulls waiting at a gate: at most 64 per worker (a PS client never has more in flight);
- * the next is refused and counted, and the 64 are still answered when the gate opens. */
+/* Pulls waiting at a gate: at most SERVER_LOOP_WAITING_MAX per worker (a PS client never has
+ * more in flight); the next is refused and counted, and those waiting are still answered
+ * when the gate opens. */
 static void test_waiting_pulls_bounded(void)
 {
     char ep[64];
@@ -261,7 +262,8 @@ static void test_waiting_pulls_bounded(void)
     wire_header_init(&h, WIRE_OP_CLOCK); /* worker 0 finishes step 0, worker 1 has not */
     CU_ASSERT(rpc(sock, &h, NULL, NULL, NULL, 0, NULL) == WIRE_OP_CLOCK);
     const uint64_t key = 3;
-    for (int i = 0; i < 64; i++) { /* held: clock 1 is ahead of worker 1 by more than 0 */
+    enum { MAX = SERVER_LOOP_WAITING_MAX };
+    for (int i = 0; i < MAX; i++) { /* held: clock 1 is ahead of worker 1 by more than 0 */
         request_header(&h, WIRE_OP_PULL, 1);
         h.clock = 1;
         h.request_id = 5000 + (uint64_t)i;
@@ -271,21 +273,23 @@ static void test_waiting_pulls_bounded(void)
     h.clock = 1;
     char why[WIRE_ERROR_TEXT_MAX];
     CU_ASSERT(rpc(sock, &h, &key, NULL, why, sizeof why, NULL) == WIRE_OP_ERROR);
-    CU_ASSERT(strstr(why, "64 pulls waiting") != NULL);
+    char expect[64];
+    snprintf(expect, sizeof expect, "%d pulls waiting", MAX);
+    CU_ASSERT(strstr(why, expect) != NULL);
     wire_header_init(&h, WIRE_OP_CLOCK); /* worker 1 catches up: the gate opens */
     h.worker_rank = 1;
     CU_ASSERT(rpc(sock, &h, NULL, NULL, NULL, 0, NULL) == WIRE_OP_CLOCK);
     int answered = 0;
     zmq_pollitem_t it = {.socket = sock, .events = ZMQ_POLLIN};
-    while (answered < 64 && zmq_poll(&it, 1, WAIT_MS) == 1) {
+    while (answered < MAX && zmq_poll(&it, 1, WAIT_MS) == 1) {
         WireMsg m;
         CU_ASSERT_FATAL(wire_recv(sock, 0, &m, &lim, NULL, 0) == 0);
         answered += m.h.op == WIRE_OP_PULL && m.h.request_id >= 5000;
         wire_msg_close(&m);
     }
-    CU_ASSERT(answered == 64);
+    CU_ASSERT(answered == MAX);
     WireStats s = stats(sock);
-    CU_ASSERT(s.over_limit == 1 && s.deferred_pulls == 64);
+    CU_ASSERT(s.over_limit == 1 && s.deferred_pulls == MAX);
     zmq_close(sock);
     server_loop_stop(l);
     int rc;
@@ -328,7 +332,7 @@ int main(void)
         {"a table at its row cap serves known rows, refuses new ones", test_rows_cap_holds},
         {"held pushes of one step: at most PARAM_TABLES messages' worth",
          test_held_pushes_bounded},
-        {"pulls waiting at a gate: at most 64 per worker", test_waiting_pulls_bounded},
+        {"pulls waiting at a gate: bounded per worker", test_waiting_pulls_bounded},
         {"config keys: defaults and ranges", test_config_keys},
         {NULL, NULL}};
     tu_add_suite("limits", tests);

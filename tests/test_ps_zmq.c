@@ -108,7 +108,8 @@ static int cluster_end(Cluster *cl)
     return stopped;
 }
 
-static PsZmq *client_for(const char *const *eps, uint32_t rank, uint32_t W, double timeout)
+static PsZmq *client_chunked(const char *const *eps, uint32_t rank, uint32_t W, double timeout,
+                             size_t chunk_bytes)
 {
     PsZmqOptions o = {.zmq_ctx = ctx,
                       .endpoints = eps,
@@ -117,13 +118,19 @@ static PsZmq *client_for(const char *const *eps, uint32_t rank, uint32_t W, doub
                       .workers = W,
                       .shape = shape,
                       .timeout = timeout,
-                      .shard_mpi_ranks = shard_ranks};
+                      .shard_mpi_ranks = shard_ranks,
+                      .chunk_bytes = chunk_bytes};
     PsZmq *c = NULL;
     int rc = ps_zmq_new(&o, &c);
     if (rc)
         fprintf(stderr, "\n  ps_zmq_new: %s\n", psrec_errmsg());
     CU_ASSERT_FATAL(rc == 0 && c != NULL);
     return c;
+}
+
+static PsZmq *client_for(const char *const *eps, uint32_t rank, uint32_t W, double timeout)
+{
+    return client_chunked(eps, rank, W, timeout, 0);
 }
 
 static PsZmq *client(const Cluster *cl, uint32_t rank)
@@ -612,6 +619,45 @@ static void test_timeout(void)
     zmq_close(router);
 }
 
+/* Chunk replies are matched to their own chunk: a pull of two keys in two chunks to a shard
+ * the test drives gets chunk 0's reply twice (the second with other values); the duplicate
+ * is dropped, the ticket waits for chunk 1, and each row holds its own chunk's values. */
+static void test_chunk_reply_once(void)
+{
+    const char *eps[NSHARDS] = {"inproc://ps-zmq-test-nobody3", "inproc://ps-zmq-test-chunks"};
+    void *router = fake_shard(eps[1]);
+    CU_ASSERT_FATAL(router != NULL);
+    PsZmq *z = client_chunked(eps, 0, 1, 20.0, 1);
+    PsClient ps;
+    ps_zmq_client(z, &ps);
+    uint64_t on1[2];
+    size_t n1 = 0;
+    for (uint64_t k = 0; k < 100 && n1 < 2; k++)
+        if (keyrange_owner(PARAM_WORD, k, NSHARDS) == 1)
+            on1[n1++] = k;
+    float rows[8];
+    for (int i = 0; i < 8; i++)
+        rows[i] = -1.0f;
+    PsTicket t;
+    CU_ASSERT(check_rc(ps_pull(&ps, PARAM_WORD, on1, 2, rows, &t), 0));
+    WireMsg c0, c1;
+    CU_ASSERT_FATAL(fake_recv(router, &c0, 1000) == 0);
+    CU_ASSERT_FATAL(fake_recv(router, &c1, 1000) == 0);
+    CU_ASSERT(c0.h.key_count == 1 && c1.h.key_count == 1);
+    CU_ASSERT(c0.keys[0] == on1[0] && c1.keys[0] == on1[1]);
+    CU_ASSERT(c0.h.request_id == t && c1.h.request_id != t);
+    fake_pull_reply(router, &c0, 5.0f);
+    fake_pull_reply(router, &c0, 9.0f); /* duplicate */
+    fake_pull_reply(router, &c1, 6.0f);
+    CU_ASSERT(check_rc(ps_wait(&ps, t), 0));
+    for (int i = 0; i < 8; i++)
+        CU_ASSERT(rows[i] == (i < 4 ? 5.0f : 6.0f));
+    wire_msg_close(&c0);
+    wire_msg_close(&c1);
+    ps_zmq_free(&z);
+    zmq_close(router);
+}
+
 /* A shard that could not decode a request's header answers ERROR with request id 0 (it
  * cannot know the id): every request waiting on that shard fails at once with its error
  * instead of waiting for a reply that will never come. */
@@ -723,6 +769,83 @@ static void test_bsp_two_clients(void)
     CU_ASSERT_EQUAL(cluster_end(&cl), 0);
 }
 
+/* Pulls a shard served so far. */
+static uint64_t shard_pulls(PsZmq *z, uint32_t k)
+{
+    WireStats s;
+    CU_ASSERT(check_rc(ps_zmq_stats(z, k, &s), 0));
+    return s.pulls;
+}
+
+/* (f2) Chunks: BSP, W = 2, over TCP; worker 0 sends every request in the most chunks
+ * (chunk_bytes 1: PS_ZMQ_MAX_CHUNKS per shard, the last one shorter), worker 1 in one piece.
+ * Its pulls equal worker 1's row for row (keys spread over both shards in reverse order, and
+ * keys of one shard alone, where rows come back in the caller's order), its chunked pushes
+ * (of keys on both shards, and of one shard's alone) are summed with worker 1's by the barrier, and a chunked pull held at the gate returns every
+ * row moved by the mean. */
+static void test_chunks(void)
+{
+    Cluster cl;
+    cluster_start_on(&cl, SERVER_BSP, 2, 1);
+    PsZmq *z0 = client_chunked(cl.eps, 0, 2, TIMEOUT_S, 1), *z1 = client(&cl, 1);
+    PsClient p0, p1;
+    ps_zmq_client(z0, &p0);
+    ps_zmq_client(z1, &p1);
+
+    enum { H = 3, N = 50 };
+    uint64_t all[N], own0[N];
+    size_t n0 = 0;
+    for (int i = 0; i < N; i++) {
+        all[i] = (uint64_t)(N - 1 - i);
+        if (keyrange_owner(PARAM_USER, (uint64_t)i, NSHARDS) == 0)
+            own0[n0++] = (uint64_t)i;
+    }
+    CU_ASSERT_FATAL(n0 > PS_ZMQ_MAX_CHUNKS && N - n0 > PS_ZMQ_MAX_CHUNKS);
+    float old[N * H], got[N * H], now[N * H], g0[N * H], g1[N * H];
+    const uint64_t before0 = shard_pulls(z1, 0), before1 = shard_pulls(z1, 1);
+    CU_ASSERT(check_rc(ps_pull_sync(&p1, PARAM_USER, all, N, old), 0));
+    memset(got, 0xff, sizeof got);
+    CU_ASSERT(check_rc(ps_pull_sync(&p0, PARAM_USER, all, N, got), 0));
+    CU_ASSERT(memcmp(got, old, sizeof old) == 0);
+    /* one pull from worker 1; from worker 0 one per chunk of ceil(n / PS_ZMQ_MAX_CHUNKS) keys
+     * of the n keys each shard owns */
+    const size_t per0 = (n0 + PS_ZMQ_MAX_CHUNKS - 1) / PS_ZMQ_MAX_CHUNKS;
+    const size_t per1 = (N - n0 + PS_ZMQ_MAX_CHUNKS - 1) / PS_ZMQ_MAX_CHUNKS;
+    CU_ASSERT_EQUAL(shard_pulls(z1, 0) - before0, 1 + (n0 + per0 - 1) / per0);
+    CU_ASSERT_EQUAL(shard_pulls(z1, 1) - before1, 1 + (N - n0 + per1 - 1) / per1);
+    float ref0[N * H];
+    memset(got, 0xff, sizeof got);
+    CU_ASSERT(check_rc(ps_pull_sync(&p1, PARAM_USER, own0, n0, ref0), 0));
+    CU_ASSERT(check_rc(ps_pull_sync(&p0, PARAM_USER, own0, n0, got), 0));
+    CU_ASSERT(memcmp(got, ref0, n0 * H * sizeof *got) == 0);
+
+    float g2[N * H];
+    grads_for(g0, N * H, 11);
+    grads_for(g1, N * H, 12);
+    grads_for(g2, N * H, 13);
+    CU_ASSERT(check_rc(ps_push_sync(&p0, PARAM_USER, all, N, g0), 0));
+    CU_ASSERT(check_rc(ps_push_sync(&p0, PARAM_USER, own0, n0, g2), 0)); /* one shard */
+    CU_ASSERT(check_rc(ps_clock(&p0, 0), 0));
+    PsTicket held;
+    CU_ASSERT(check_rc(ps_pull(&p0, PARAM_USER, all, N, now, &held), 0));
+    CU_ASSERT(check_rc(ps_push_sync(&p1, PARAM_USER, all, N, g1), 0));
+    CU_ASSERT(check_rc(ps_clock(&p1, 0), 0));
+    CU_ASSERT(check_rc(ps_wait(&p0, held), 0));
+    for (int i = 0; i < N; i++) {
+        size_t o = 0;
+        while (o < n0 && own0[o] != all[i])
+            o++;
+        for (int d = 0; d < H; d++) {
+            float sum = g0[i * H + d] + (o < n0 ? g2[o * H + (size_t)d] : 0.0f);
+            CU_ASSERT(now[i * H + d] == old[i * H + d] - (sum + g1[i * H + d]) / 2.0f);
+        }
+    }
+
+    client_done(&z0);
+    client_done(&z1);
+    CU_ASSERT_EQUAL(cluster_end(&cl), 0);
+}
+
 /* (g) SHUTDOWN from every worker ends both loops by themselves with 0; one worker's SHUTDOWN
  * is not enough; a client refuses to be used after it. */
 static void test_shutdown_ends_loops(void)
@@ -807,6 +930,8 @@ int main(void)
         {"silent shards time out; late replies dropped", test_timeout},
         {"a request the shard could not read fails at once", test_unread_request_fails},
         {"BSP through two clients: mean of pushes", test_bsp_two_clients},
+        {"chunked pulls and pushes over TCP", test_chunks},
+        {"a chunk's reply counts once", test_chunk_reply_once},
         {"SHUTDOWN of every worker ends the loops", test_shutdown_ends_loops},
         {"CLOCK acks carry the slowest worker's steps", test_clock_ack_slowest},
         {"bad options", test_bad_options},

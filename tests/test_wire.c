@@ -570,6 +570,134 @@ static void test_bf16_round_trip(void)
     pair_close(&p);
 }
 
+/* The finite check of long value frames (checked a block at a time): one bad value at any
+ * place (first and last of a block, the tail, the very end; NaN, -NaN, +-infinity) is
+ * refused naming its index, f32 and bf16; extreme finite values (largest, smallest
+ * subnormal, -0) pass. */
+static void test_nonfinite_anywhere(void)
+{
+    enum { N = 700, W = 4, NV = N * W }; /* 2800 values: two blocks of 1024 and a tail */
+    Pair p;
+    pair_open(&p, "inproc://wire-nonfinite");
+    static uint64_t keys[N];
+    static float vals[NV];
+    static uint16_t half[NV];
+    for (int i = 0; i < N; i++)
+        keys[i] = (uint64_t)i % shape.vocab_rows;
+    const size_t at[] = {0, 5, 1023, 1024, 2047, 2048, 2500, NV - 1};
+    const float bad[] = {NAN, -NAN, INFINITY, -INFINITY};
+    WireHeader h;
+    wire_header_init(&h, WIRE_OP_PUSH);
+    h.table = PARAM_WORD;
+    h.key_count = N;
+    h.value_width = W;
+    char why[WIRE_ERROR_TEXT_MAX], want[64];
+    WireMsg m;
+    for (size_t a = 0; a < sizeof at / sizeof *at; a++) {
+        for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+            for (int i = 0; i < NV; i++)
+                vals[i] = i % 3 == 0 ? 3.4e38f : i % 3 == 1 ? 1e-45f : -0.0f;
+            vals[at[a]] = bad[b];
+            h.dtype = WIRE_DTYPE_F32;
+            CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, vals) == 0);
+            CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == PSREC_E_RANGE);
+            wire_msg_close(&m);
+            snprintf(want, sizeof want, "value %zu (key index %zu) is %s", at[a], at[a] / W,
+                     b < 2 ? "NaN" : "infinite");
+            if (!strstr(why, want))
+                fprintf(stderr, "\n  got '%s', want '%s'\n", why, want);
+            CU_ASSERT(strstr(why, want) != NULL);
+            /* bf16 frames (sent raw: wire_send refuses such values) */
+            for (int i = 0; i < NV; i++)
+                half[i] = 0x3f00;
+            half[at[a]] = b < 2 ? (uint16_t)(b ? 0xffc1 : 0x7fc1) : b == 2 ? 0x7f80 : 0xff80;
+            WireHeader hb = h;
+            hb.dtype = WIRE_DTYPE_BF16;
+            uint8_t hbuf[WIRE_HEADER_MAX];
+            size_t hlen;
+            CU_ASSERT_FATAL(wire_encode_header(&hb, hbuf, sizeof hbuf, &hlen) == 0);
+            const void *data[3] = {hbuf, keys, half};
+            const size_t len[3] = {hlen, sizeof keys, sizeof half};
+            send_raw(p.dealer, 3, data, len);
+            CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == PSREC_E_RANGE);
+            wire_msg_close(&m);
+            CU_ASSERT(strstr(why, want) != NULL);
+            float wide[NV];
+            CU_ASSERT(wire_bf16_decode(half, NV, wide) == PSREC_E_RANGE);
+            snprintf(want, sizeof want, "value %zu is %s", at[a], b < 2 ? "NaN" : "infinite");
+            CU_ASSERT(strstr(psrec_errmsg(), want) != NULL);
+        }
+    }
+    for (int i = 0; i < NV; i++)
+        vals[i] = i % 3 == 0 ? -3.4e38f : i % 3 == 1 ? -1e-45f : -0.0f;
+    h.dtype = WIRE_DTYPE_F32;
+    CU_ASSERT_FATAL(wire_send(p.dealer, NULL, 0, &h, keys, vals) == 0);
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+    CU_ASSERT(m.vals && memcmp(m.vals, vals, sizeof vals) == 0);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
+/* A filler writing value i = base + i; fails when base is negative. */
+static int fill_seq(void *arg, float *out, size_t n)
+{
+    const float base = *(const float *)arg;
+    if (base < 0)
+        return psrec_errf(PSREC_E_NOMEM, "filler refuses");
+    for (size_t i = 0; i < n; i++)
+        out[i] = base + (float)i;
+    return 0;
+}
+
+/* wire_send_fill over TCP: the filler's values arrive (f32, long and short frames; bf16
+ * rounded), a PULL request (no values frame) goes without calling it, and a failing filler
+ * sends nothing (its error returned, the next message is the next one received). */
+static void test_send_fill(void)
+{
+    Pair p;
+    pair_open(&p, "tcp://127.0.0.1:*");
+    static uint64_t keys[600];
+    for (int i = 0; i < 600; i++)
+        keys[i] = (uint64_t)i % shape.vocab_rows;
+    const size_t counts[2] = {600, 1};
+    WireHeader h;
+    WireMsg m;
+    char why[WIRE_ERROR_TEXT_MAX];
+    float base = 0.5f;
+    for (int d = 0; d < 2; d++) {
+        for (int c = 0; c < 2; c++) {
+            wire_header_init(&h, WIRE_OP_PUSH);
+            h.table = PARAM_WORD;
+            h.key_count = counts[c];
+            h.value_width = 4;
+            h.dtype = d ? WIRE_DTYPE_BF16 : WIRE_DTYPE_F32;
+            h.request_id = 10 + (uint64_t)(2 * d + c);
+            CU_ASSERT_FATAL(wire_send_fill(p.dealer, NULL, 0, &h, keys, fill_seq, &base) == 0);
+            CU_ASSERT_FATAL(recv_msg(p.router, 1, &m, why, sizeof why) == 0);
+            CU_ASSERT(m.h.request_id == h.request_id && m.h.key_count == counts[c]);
+            CU_ASSERT(m.bytes == wire_message_size(&h));
+            int same = 1;
+            for (size_t i = 0; i < counts[c] * 4; i++) {
+                float want = base + (float)i;
+                if (d)
+                    want = wire_bf16_widen(wire_bf16_round(want));
+                same &= m.vals[i] == want;
+            }
+            CU_ASSERT(same);
+            CU_ASSERT(memcmp(m.keys, keys, counts[c] * sizeof *keys) == 0);
+            wire_msg_close(&m);
+        }
+    }
+    float refuse = -1.0f;
+    CU_ASSERT(wire_send_fill(p.dealer, NULL, 0, &h, keys, fill_seq, &refuse) == PSREC_E_NOMEM);
+    CU_ASSERT(wire_send_fill(p.dealer, NULL, 0, &h, keys, NULL, NULL) == PSREC_E_RANGE);
+    h = pull_header(PARAM_WORD, 3, 77);
+    CU_ASSERT_FATAL(wire_send_fill(p.dealer, NULL, 0, &h, keys, fill_seq, &refuse) == 0);
+    CU_ASSERT(recv_msg(p.router, 1, &m, why, sizeof why) == 0 && m.h.request_id == 77);
+    wire_msg_close(&m);
+    pair_close(&p);
+}
+
 int main(void)
 {
     ctx = zmq_ctx_new();
@@ -580,6 +708,8 @@ int main(void)
         {"refusals keep the socket in step", test_refusals},
         {"bf16 rounding at the boundaries", test_bf16_rounding},
         {"bf16 push and pull over tcp", test_bf16_round_trip},
+        {"a non-finite value anywhere in a long frame", test_nonfinite_anywhere},
+        {"values filled in place (wire_send_fill)", test_send_fill},
         {NULL, NULL},
     };
     tu_add_suite("wire", tests);

@@ -2,13 +2,16 @@
  * whichever wait call receives their replies.
  *
  * Invariants:
- * - Every request in flight occupies one slot of a fixed table; its wire request_id (also the
- *   ticket) is (sequence << SLOT_BITS) | slot, unique over the client's life, so a reply is
- *   matched to its slot in O(1) and a late reply to a request that already ended (timeout,
+ * - Every request in flight occupies one slot of a fixed table; its ticket is
+ *   (sequence << (SLOT_BITS + CHUNK_BITS)) | slot, unique over the client's life, and the
+ *   wire request_id of its chunk j is the ticket | (j << SLOT_BITS), so a reply is matched to
+ *   its slot and chunk in O(1) and a late reply to a request that already ended (timeout,
  *   failed send) matches nothing and is dropped: it can never write into a buffer the caller
  *   has taken back.
- * - A slot's due[k] is 1 exactly while shard k owes it a reply; pending counts them. Replies
- *   are matched on the socket they arrive on, so one request_id serves all of a request's
+ * - A pull or push is split per shard into chunks of about chunk_bytes of values (at most
+ *   PS_ZMQ_MAX_CHUNKS), each an ordinary request to the shard: bit j of a slot's due[k] is set
+ *   exactly while shard k owes the reply to chunk j; pending counts the bits. Replies are
+ *   matched on the socket they arrive on, so one ticket serves all of a request's
  *   sub-requests.
  * - A pull's rows are scattered into the caller's out as soon as each shard's reply arrives,
  *   at the positions remembered at issue time (pos, grouped by shard, stable within a shard).
@@ -18,11 +21,12 @@
  * - With wire dtype bf16 every pushed row passes through the error feedback (worker/efeed.h)
  *   exactly once, in the order pushes are issued, so its residual carries into the row's next
  *   push; pulls ask the shards for bf16 replies, which wire_recv widens back to f32.
- * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background,
- * CURVE (common/zsock.c is where its keys will go). */
+ * Not done here: retries, reconnecting to a restarted shard, heartbeats in the background
+ * (worker/heartbeat.c), socket options and CURVE keys (common/zsock.c). */
 #include "worker/ps_zmq.h"
 
 #include "common/error.h"
+#include "common/heap.h"
 #include "common/keyrange.h"
 #include "common/log.h"
 #include "common/rng.h"
@@ -44,11 +48,14 @@
 
 #define SLOT_BITS 6
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
+#define CHUNK_BITS 4 /* chunk index inside a request_id, above the slot */
+#define CHUNK_MASK ((1u << CHUNK_BITS) - 1)
 #define ERR_MAX (WIRE_ERROR_TEXT_MAX + 96)
 #define SILENCE_GRACE_S 0.5 /* see pump */
 #define BAD_LOG_MAX 5 /* bad replies logged per client; later ones are only counted */
 
 _Static_assert((1u << SLOT_BITS) == PS_ZMQ_MAX_TICKETS, "slot bits must match the table");
+_Static_assert((1u << CHUNK_BITS) == PS_ZMQ_MAX_CHUNKS, "chunk bits must match the cap");
 
 /* One request in flight. */
 typedef struct Pending {
@@ -60,8 +67,10 @@ typedef struct Pending {
     size_t *pos;           /* PULL: (pos_cap) caller positions, grouped by shard */
     size_t pos_cap;
     size_t *start, *count; /* (S) shard k's keys: pos[start[k] .. start[k] + count[k]) */
-    unsigned char *due;    /* (S) 1 while shard k owes a reply */
-    uint32_t pending;      /* replies still due */
+    size_t *chunk;         /* (S) keys per chunk of shard k's part (chunk j: keys j*chunk[k]
+                              .. of that part; the last one shorter) */
+    uint64_t *due;         /* (S) bit j set while shard k owes the reply to chunk j */
+    uint32_t pending;      /* replies still due (bits set in due) */
     int rc;                /* first error, 0 so far */
     char err[ERR_MAX];     /* its message */
     WireStats stats;       /* STATS reply */
@@ -87,15 +96,16 @@ struct PsZmq {
     int shut;               /* SHUTDOWN acknowledged by every shard */
 
     Pending slots[PS_ZMQ_MAX_TICKETS];
-    size_t *slot_sizes;     /* (PS_ZMQ_MAX_TICKETS, 2, S) backing of start/count */
-    unsigned char *slot_due; /* (PS_ZMQ_MAX_TICKETS, S) */
+    size_t *slot_sizes;     /* (PS_ZMQ_MAX_TICKETS, 3, S) backing of start/count/chunk */
+    uint64_t *slot_due;     /* (PS_ZMQ_MAX_TICKETS, S) */
+    size_t chunk_bytes;     /* value bytes a sub-request aims at (see ps_zmq.h) */
 
     /* Issue scratch, reused by every request (sized for the largest so far). */
     uint32_t *owner;        /* (cap) shard of each key */
     size_t *order;          /* (cap) positions grouped by shard, for pushes */
     uint64_t *keys_buf;     /* (cap) keys grouped by shard */
     size_t cap;
-    float *vals_buf;        /* (vals_cap) gradient rows grouped by shard */
+    float *vals_buf;        /* (vals_cap) bf16: rounded gradient rows grouped by shard */
     size_t vals_cap;
     size_t *fill;           /* (S) */
 
@@ -185,6 +195,7 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     int rc = check_options(opt);
     if (rc)
         return rc;
+    heap_tune_messages(); /* message buffers stay in the heap (common/heap.h) */
     PsZmq *c = calloc(1, sizeof *c);
     if (!c)
         return PSREC_E_NOMEM;
@@ -203,6 +214,7 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
         c->lim.max_keys = opt->max_keys_per_request;
     params_specs(&opt->shape, c->specs);
     c->dtype = opt->wire_dtype;
+    c->chunk_bytes = opt->chunk_bytes ? opt->chunk_bytes : PS_ZMQ_CHUNK_BYTES;
     if (c->dtype == WIRE_DTYPE_BF16 && (rc = efeed_new(&opt->shape, &c->efeed)))
         goto fail;
     rc = PSREC_E_NOMEM;
@@ -212,15 +224,16 @@ int ps_zmq_new(const PsZmqOptions *opt, PsZmq **out)
     c->broken = calloc(S, sizeof *c->broken);
     c->items = calloc(S, sizeof *c->items);
     c->fill = calloc(S, sizeof *c->fill);
-    c->slot_sizes = calloc((size_t)PS_ZMQ_MAX_TICKETS * 2 * S, sizeof *c->slot_sizes);
+    c->slot_sizes = calloc((size_t)PS_ZMQ_MAX_TICKETS * 3 * S, sizeof *c->slot_sizes);
     c->slot_due = calloc((size_t)PS_ZMQ_MAX_TICKETS * S, sizeof *c->slot_due);
     c->slowest = calloc(S, sizeof *c->slowest);
     if (!c->endpoints || !c->shard_ranks || !c->socks || !c->broken || !c->items || !c->fill ||
         !c->slot_sizes || !c->slot_due || !c->slowest)
         goto fail;
     for (uint32_t i = 0; i < PS_ZMQ_MAX_TICKETS; i++) {
-        c->slots[i].start = c->slot_sizes + (size_t)i * 2 * S;
+        c->slots[i].start = c->slot_sizes + (size_t)i * 3 * S;
         c->slots[i].count = c->slots[i].start + S;
+        c->slots[i].chunk = c->slots[i].count + S;
         c->slots[i].due = c->slot_due + (size_t)i * S;
     }
     for (uint32_t k = 0; k < S; k++) {
@@ -306,7 +319,7 @@ static int slot_take(PsZmq *c, WireOp op, uint32_t table, Pending **out)
         Pending *p = &c->slots[i];
         if (p->id)
             continue;
-        p->id = (++c->seq << SLOT_BITS) | i;
+        p->id = (++c->seq << (SLOT_BITS + CHUNK_BITS)) | i;
         p->op = op;
         p->table = table;
         p->width = table < PARAM_TABLES ? c->lim.width[table] : 0;
@@ -319,6 +332,7 @@ static int slot_take(PsZmq *c, WireOp op, uint32_t table, Pending **out)
         p->flags = 0;
         memset(p->start, 0, c->S * sizeof *p->start);
         memset(p->count, 0, c->S * sizeof *p->count);
+        memset(p->chunk, 0, c->S * sizeof *p->chunk);
         memset(p->due, 0, c->S * sizeof *p->due);
         *out = p;
         return 0;
@@ -327,10 +341,18 @@ static int slot_take(PsZmq *c, WireOp op, uint32_t table, Pending **out)
                       wire_op_name(op), PS_ZMQ_MAX_TICKETS);
 }
 
+/* The request of ticket id (a request_id with chunk 0). */
 static Pending *slot_of(PsZmq *c, uint64_t id)
 {
     Pending *p = &c->slots[id & SLOT_MASK];
     return id && p->id == id ? p : NULL;
+}
+
+/* The request a reply's request_id answers, and which chunk of it (*chunk). */
+static Pending *slot_of_reply(PsZmq *c, uint64_t id, uint32_t *chunk)
+{
+    *chunk = (uint32_t)(id >> SLOT_BITS) & CHUNK_MASK;
+    return slot_of(c, id & ~((uint64_t)CHUNK_MASK << SLOT_BITS));
 }
 
 static void slot_release(Pending *p)
@@ -339,11 +361,19 @@ static void slot_release(Pending *p)
     p->out = NULL;
 }
 
-/* Shard k owes p nothing more. */
+/* Shard k owes p nothing more (chunks not answered yet are given up: their replies, if
+ * they still come, match no request). */
 static void sub_done(Pending *p, uint32_t k)
 {
-    if (p->due[k]) {
-        p->due[k] = 0;
+    p->pending -= (uint32_t)__builtin_popcountll(p->due[k]);
+    p->due[k] = 0;
+}
+
+/* Shard k answered chunk j of p. */
+static void chunk_done(Pending *p, uint32_t k, uint32_t j)
+{
+    if (p->due[k] >> j & 1) {
+        p->due[k] &= ~((uint64_t)1 << j);
         p->pending--;
     }
 }
@@ -392,8 +422,9 @@ static void note_announcement(PsZmq *c, uint32_t k, const WireHeader *h)
         wire_verdicts_merge(c->verdicts, &c->nverdicts, h);
 }
 
-/* A valid reply m from shard k to p: check it answers what was asked, then apply it. */
-static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
+/* A valid reply m from shard k to chunk j of p: check it answers what was asked, then apply
+ * it. */
+static void apply(PsZmq *c, Pending *p, uint32_t k, uint32_t j, const WireMsg *m)
 {
     const WireHeader *h = &m->h;
     if (!h->reply) {
@@ -412,19 +443,21 @@ static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
         return;
     }
     if (h->op == WIRE_OP_PULL) {
-        if (h->table != p->table || h->key_count != p->count[k]) {
+        const size_t first = (size_t)j * p->chunk[k];
+        const size_t n = p->count[k] - first < p->chunk[k] ? p->count[k] - first : p->chunk[k];
+        if (h->table != p->table || h->key_count != n) {
             settle(c, p, k, PSREC_E_FORMAT,
                    "PULL reply for table %u with %llu rows, asked table %u for %zu", h->table,
-                   (unsigned long long)h->key_count, p->table, p->count[k]);
+                   (unsigned long long)h->key_count, p->table, n);
             return;
         }
-        const size_t w = p->width, n = p->count[k];
+        const size_t w = p->width;
         if (p->direct) {
-            memcpy(p->out, m->vals, n * w * sizeof *p->out);
+            memcpy(p->out + first * w, m->vals, n * w * sizeof *p->out);
         } else {
-            const size_t *pos = p->pos + p->start[k];
-            for (size_t j = 0; j < n; j++)
-                memcpy(p->out + pos[j] * w, m->vals + j * w, w * sizeof *p->out);
+            const size_t *pos = p->pos + p->start[k] + first;
+            for (size_t i = 0; i < n; i++)
+                memcpy(p->out + pos[i] * w, m->vals + i * w, w * sizeof *p->out);
         }
     } else if (h->op == WIRE_OP_STATS) {
         if (!h->has_stats) {
@@ -437,7 +470,7 @@ static void apply(PsZmq *c, Pending *p, uint32_t k, const WireMsg *m)
     } else if (h->op == WIRE_OP_CLOCK) {
         c->slowest[k] = h->slowest;
     }
-    sub_done(p, k);
+    chunk_done(p, k, j);
 }
 
 /* Receive one message from shard k (which poll said is readable) and apply it to the request
@@ -452,8 +485,9 @@ static int receive(PsZmq *c, uint32_t k)
         return rc == EAGAIN || rc == EINTR ? 0 : rc;
     }
     c->received += m.bytes;
-    Pending *p = m.header_ok ? slot_of(c, m.h.request_id) : NULL;
-    if (p && !p->due[k])
+    uint32_t j = 0;
+    Pending *p = m.header_ok ? slot_of_reply(c, m.h.request_id, &j) : NULL;
+    if (p && !(p->due[k] >> j & 1))
         p = NULL;
     if (rc < 0) {
         if (p)
@@ -461,7 +495,7 @@ static int receive(PsZmq *c, uint32_t k)
         else
             note_bad(c, k, why);
     } else if (p) {
-        apply(c, p, k, &m);
+        apply(c, p, k, j, &m);
     } else if (m.h.op == WIRE_OP_ERROR && m.h.request_id == 0) {
         /* Shard k could not read one of our requests (its header did not decode there, e.g.
          * no memory to decode it). Which one is unknown, so every request waiting on shard k
@@ -577,14 +611,17 @@ static int complete(PsZmq *c, Pending *p, WireStats *stats)
 
 /* ---- sending ---------------------------------------------------------------------------- */
 
-/* Send one sub-request of p to shard k; it is then due. */
-static int send_to(PsZmq *c, Pending *p, uint32_t k, const WireHeader *h, const uint64_t *keys,
-                   const float *vals)
+/* Send chunk j of p's sub-request to shard k (h->request_id is set here), its values from
+ * vals or, when fill is set, written by fill(ctx) into the frame; it is then due. */
+static int send_to(PsZmq *c, Pending *p, uint32_t k, uint32_t j, WireHeader *h,
+                   const uint64_t *keys, const float *vals, WireFillFn fill, void *ctx)
 {
+    h->request_id = p->id | ((uint64_t)j << SLOT_BITS);
     if (c->broken[k])
         return psrec_errf(c->broken[k], "shard %u (rank %d): connection unusable since a send "
                           "failed (%s)", k, shard_rank(c, k), zmq_strerror(c->broken[k]));
-    int rc = wire_send(c->socks[k], NULL, 0, h, keys, vals);
+    int rc = fill ? wire_send_fill(c->socks[k], NULL, 0, h, keys, fill, ctx)
+                  : wire_send(c->socks[k], NULL, 0, h, keys, vals);
     if (rc) {
         char why[512];
         snprintf(why, sizeof why, "%s", rc > 0 ? zmq_strerror(rc) : psrec_errmsg());
@@ -594,7 +631,7 @@ static int send_to(PsZmq *c, Pending *p, uint32_t k, const WireHeader *h, const 
                           wire_op_name(h->op), rc == EAGAIN ? " (it takes nothing)" : "", why);
     }
     c->sent += wire_message_size(h);
-    p->due[k] = 1;
+    p->due[k] |= (uint64_t)1 << j;
     p->pending++;
     return 0;
 }
@@ -607,7 +644,6 @@ static void request_header(const PsZmq *c, const Pending *p, WireHeader *h, uint
     h->table = p->table;
     h->worker_rank = c->rank;
     h->clock = clock;
-    h->request_id = p->id;
     if (p->op == WIRE_OP_CLOCK || p->op == WIRE_OP_CUT || p->op == WIRE_OP_SHUTDOWN) {
         h->cut_len = c->cut_len;
         memcpy(h->cut, c->cut, c->cut_len);
@@ -701,6 +737,26 @@ static void route(PsZmq *c, Pending *p, const uint64_t *keys, size_t n, size_t *
         pos[c->fill[c->owner[i]]++] = i;
 }
 
+/* A chunk of f32 gradient rows gathered from the caller's grads straight into the frame:
+ * rows pos[at ..] (or at .. when pos is NULL: the caller's order). */
+typedef struct PushFill {
+    const float *grads;
+    const size_t *pos;
+    size_t at, w;
+} PushFill;
+
+static int push_fill(void *ctx, float *out, size_t nvals)
+{
+    const PushFill *f = ctx;
+    if (!f->pos) {
+        memcpy(out, f->grads + f->at * f->w, nvals * sizeof *out);
+        return 0;
+    }
+    for (size_t i = 0; i < nvals / f->w; i++)
+        memcpy(out + i * f->w, f->grads + f->pos[f->at + i] * f->w, f->w * sizeof *out);
+    return 0;
+}
+
 /* PULL (out) or PUSH (grads): split by owner, one message per shard involved. */
 static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys, size_t n,
                       const float *grads, float *out, PsTicket *ticket)
@@ -711,7 +767,7 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
     if (rc || n == 0)
         return rc; /* ticket 0: complete at once */
     const size_t w = c->lim.width[table];
-    if ((rc = reserve(c, n, w, op == WIRE_OP_PUSH)))
+    if ((rc = reserve(c, n, w, op == WIRE_OP_PUSH && c->efeed)))
         return rc;
     Pending *p;
     if ((rc = slot_take(c, op, table, &p)))
@@ -732,7 +788,7 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
     }
     route(c, p, keys, n, pos);
     const uint64_t *kb = keys;
-    const float *vb = grads;
+    const float *vb = NULL; /* bf16 pushes: the rounded rows grouped by shard */
     if (!p->direct) {
         for (size_t j = 0; j < n; j++)
             c->keys_buf[j] = keys[pos[j]];
@@ -750,22 +806,35 @@ static int issue_rows(PsZmq *c, WireOp op, uint32_t table, const uint64_t *keys,
             }
         }
         vb = c->vals_buf;
-    } else if (op == WIRE_OP_PUSH && !p->direct) {
-        for (size_t j = 0; j < n; j++)
-            memcpy(c->vals_buf + j * w, grads + pos[j] * w, w * sizeof *grads);
-        vb = c->vals_buf;
     }
+    /* f32 pushes: rows go from grads into each chunk's frame (push_fill), one copy. */
+    PushFill pf = {grads, p->direct ? NULL : pos, 0, w};
+    const int gather = op == WIRE_OP_PUSH && !c->efeed;
+    const size_t row_bytes = w * wire_dtype_size(c->dtype);
     for (uint32_t k = 0; k < c->S; k++) {
         if (!p->count[k])
             continue;
-        WireHeader h;
-        request_header(c, p, &h, c->clock);
-        h.key_count = p->count[k];
-        h.value_width = (uint32_t)w;
-        size_t at = p->direct ? 0 : p->start[k];
-        if ((rc = send_to(c, p, k, &h, kb + at, vb ? vb + at * w : NULL))) {
-            slot_release(p);
-            return rc;
+        /* Chunks of about chunk_bytes of values (at most PS_ZMQ_MAX_CHUNKS, equal sizes but
+         * the last): each is a request of its own, so the stages of a large transfer (the
+         * sender's copy, encryption, TCP, decryption, the receiver's copy or apply) work on
+         * different chunks at once instead of one after another on the whole. */
+        size_t nchunk = (p->count[k] * row_bytes + c->chunk_bytes - 1) / c->chunk_bytes;
+        nchunk = nchunk < 1 ? 1 : nchunk > PS_ZMQ_MAX_CHUNKS ? PS_ZMQ_MAX_CHUNKS : nchunk;
+        p->chunk[k] = (p->count[k] + nchunk - 1) / nchunk;
+        const size_t at = p->direct ? 0 : p->start[k];
+        for (size_t first = 0, j = 0; first < p->count[k]; first += p->chunk[k], j++) {
+            WireHeader h;
+            request_header(c, p, &h, c->clock);
+            size_t n1 = p->count[k] - first;
+            h.key_count = n1 < p->chunk[k] ? n1 : p->chunk[k];
+            h.value_width = (uint32_t)w;
+            pf.at = at + first;
+            if ((rc = send_to(c, p, k, (uint32_t)j, &h, kb + at + first,
+                              vb ? vb + (at + first) * w : NULL,
+                              gather ? push_fill : NULL, &pf))) {
+                slot_release(p);
+                return rc;
+            }
         }
     }
     *ticket = p->id;
@@ -784,7 +853,7 @@ static int control_range(PsZmq *c, WireOp op, uint64_t clock, uint32_t k0, uint3
     for (uint32_t k = k0; k < k1; k++) {
         WireHeader h;
         request_header(c, p, &h, clock);
-        if ((rc = send_to(c, p, k, &h, NULL, NULL))) {
+        if ((rc = send_to(c, p, k, 0, &h, NULL, NULL, NULL, NULL))) {
             slot_release(p);
             return rc;
         }

@@ -1,8 +1,9 @@
 /* The ZeroMQ PsClient: a worker's connection to S remote server shards (server/loop.h), one
  * DEALER socket per shard, speaking proto/ps.proto through common/wire.h.
  *
- * A pull or push is split by keyrange_owner into one sub-request per shard that owns some of
- * its keys; all are sent at once and the call returns a ticket. ps_wait(ticket) receives
+ * A pull or push is split by keyrange_owner into one part per shard that owns some of its
+ * keys, and each part into chunks of about chunk_bytes (sub-requests, each an ordinary
+ * request); all are sent at once and the call returns a ticket. ps_wait(ticket) receives
  * replies from every shard until that ticket's sub-requests are all answered, applying the
  * replies of other outstanding tickets that arrive meanwhile (pull rows are scattered into
  * their own output buffers at once), so tickets may be waited in any order.
@@ -23,6 +24,8 @@
 #include <stdint.h>
 
 #define PS_ZMQ_MAX_TICKETS 64 /* outstanding requests per client */
+#define PS_ZMQ_MAX_CHUNKS 16  /* sub-requests a request sends one shard, at most */
+#define PS_ZMQ_CHUNK_BYTES ((size_t)1 << 20) /* default PsZmqOptions.chunk_bytes */
 
 typedef struct PsZmqOptions {
     void *zmq_ctx;                 /* borrowed */
@@ -54,6 +57,12 @@ typedef struct PsZmqOptions {
                                       buffers are f32 either way. */
     const KeysClient *curve;       /* this worker's CURVE keys and the shards' public keys;
                                       NULL = no security. Read only during ps_zmq_new */
+    size_t chunk_bytes;            /* a pull or push sends each shard its part in chunks of
+                                      about this many bytes of values (at most
+                                      PS_ZMQ_MAX_CHUNKS chunks, so larger parts get larger
+                                      chunks), each a request of its own: the copies and the
+                                      encryption at both ends then overlap along the way
+                                      instead of waiting for the whole. 0: PS_ZMQ_CHUNK_BYTES */
 } PsZmqOptions;
 
 typedef struct PsZmq PsZmq;
