@@ -539,12 +539,16 @@ static int run_all(const BenchModelOptions *mo_in, const BenchPrepOptions *po, i
         fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
         return EXIT_FAIL;
     }
-    pso.ps = 1;
-    if (bench_model(&pso, &ps)) {
+    /* The PS ratio as --ps makes it: pairs of in-process and PS repeats, so a load that
+     * changes during this long run lands on both halves of each ratio. */
+    BenchModelResult ps_inproc;
+    double ps_ratios[BENCH_MAX_REPEAT];
+    heap_tune_messages(); /* as --ps: both halves with the PS processes' malloc settings */
+    if (ps_pairs(&pso, &ps_inproc, &ps, ps_ratios)) {
         fprintf(stderr, "psrec bench: %s\n", psrec_errmsg());
         return EXIT_FAIL;
     }
-    const double ps_ratio = ps.samples_per_s / m.samples_per_s;
+    const double ps_ratio = bench_median(ps_ratios, pso.repeat);
     const double bytes_per_sample =
         (ps.pulled_mb_per_step + ps.pushed_mb_per_step) * 1e6 / (double)mo.batch;
     BenchPeerOptions peo = {.script = peer_script, .dims = *d, .batch = mo.batch,
@@ -658,6 +662,9 @@ static int run_all(const BenchModelOptions *mo_in, const BenchPrepOptions *po, i
            "\"wire_bytes_per_sample\": %.1f",
            ps.samples_per_s, ps_ratio, bytes_per_sample,
            ps.wire_mb_per_step * 1e6 / (double)mo.batch);
+    printf(", \"ps_inproc_samples_per_s\": %.2f, \"ps_ratio_runs\": [", ps_inproc.samples_per_s);
+    print_runs(ps_ratios, pso.repeat, 4, ", ");
+    printf("]");
     json_num("peer_samples_per_s", peer.samples_per_s, 2, peer.repeat ? "" : peer.skipped);
     json_num("peer_ratio", peer_ratio, 3, peer.repeat ? "" : peer.skipped);
     if (peer.repeat) {
