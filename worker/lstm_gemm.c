@@ -16,8 +16,15 @@
  *    every step), into a per-thread buffer: column block jb is K rows of 64 at
  *    panels + jb * K * 64. Threads split C by rows and share the packed operand.
  *  - TN (weight gradients: K is the long packed-row dimension): each thread packs the
- *    (KC x 64) panel it is about to use into its own 32 KB buffer; threads split C by
- *    64-column blocks.
+ *    (KC x 64) panel it is about to use into its own 32 KB buffer; each thread takes one
+ *    chunk of C's columns (a multiple of 64), since every chunk streams all K rows of A.
+ *
+ * Threads: lstm_gemm_set_threads(n) splits a GEMM of at least SPLIT_MIN_MNK multiply-adds
+ * into chunks that the caller and n - 1 helper threads take from an atomic counter (a
+ * descheduled helper costs the chunk it holds, not half the GEMM); one job at a time, a
+ * second caller runs alone. Helpers spin briefly between jobs, then sleep on a condition
+ * variable. The same pool runs row functions after a chunk's GEMM (lstm_gemm_apply_then) and
+ * plain parallel loops (lstm_gemm_parallel_for) for the LSTM's gate math.
  *
  * Invariants: beta is 0 or 1; C is written only inside (M, N); no element of A, B or C is read
  * outside the matrix (B is padded in the packed copy, C's edge is masked). Every element of C
