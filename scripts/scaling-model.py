@@ -21,8 +21,8 @@ RTT = 100e-6
 APPLY = 3.175e9  # bench --apply apply_cpu_gb_per_s (this machine, E = H = 128)
 SHAPES = {
     # name: (t_c seconds/sample, {dtype: (bytes per sample on the wire each way, f32 gradient bytes pushed)})
-    "demo (E=H=64, title 20, his 30)": (1 / 2164, {"f32": (30324 / 2, 30324 / 2 * 0.97),
-                                                   "bf16": (15794 / 2, 30324 / 2 * 0.97)}),
+    "demo (E=H=64, title 20, his 30)": (1 / 2516, {"f32": (29649 / 2, 29649 / 2 * 0.97),
+                                                   "bf16": (15357 / 2, 29649 / 2 * 0.97)}),
     "reference (E=H=128, title 30, his 50)": (1 / 323, {"f32": (511617 / 2, 500456 / 2),
                                                          "bf16": (261390 / 2, 500456 / 2)}),
 }
