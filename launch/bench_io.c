@@ -64,19 +64,6 @@ void bench_io_defaults(BenchIoOptions *o)
     o->repeat = 3;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of v[0..n), 1 <= n <= BENCH_MAX_REPEAT; sorts v. */
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
@@ -275,9 +262,9 @@ int bench_eval(BenchIo *b, BenchEvalResult *r)
         r->impressions = st.impressions;
         r->candidates = st.candidates;
     }
-    r->impressions_per_s = median_of(ips, b->o.repeat);
-    r->candidates_per_s = median_of(cps, b->o.repeat);
-    r->seconds = median_of(secs, b->o.repeat);
+    r->impressions_per_s = bench_median(ips, b->o.repeat);
+    r->candidates_per_s = bench_median(cps, b->o.repeat);
+    r->seconds = bench_median(secs, b->o.repeat);
 out:
     dataset_free(&ds);
     modelload_close(&lm);
@@ -402,8 +389,8 @@ int bench_recommend(BenchIo *b, BenchRecommendResult *r)
     run_set_threads(threads); /* cmd_recommend set it to the same; keep the caller's */
     if (rc)
         return rc;
-    r->first_ms = median_of(first, b->o.repeat);
-    r->cached_ms = median_of(cached, b->o.repeat);
+    r->first_ms = bench_median(first, b->o.repeat);
+    r->cached_ms = bench_median(cached, b->o.repeat);
     return 0;
 }
 

@@ -36,18 +36,6 @@ static double cpu_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median_of(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* The tables a step pushes, cycled: two sparse, two dense (the recurrent matrices, whose
  * rows are 4H wide). */
 static const uint32_t flood_tables[] = {PARAM_WORD, PARAM_USER, PARAM_NEWS_WHH, PARAM_USER_WHH};
@@ -146,13 +134,13 @@ int bench_apply(const BenchApplyOptions *o, BenchApplyResult *r)
         dt = timer_now() - t0;
         dec[rep] = (double)nf * 4 / (dt > 0 ? dt : 1e-9) / 1e9;
     }
-    r->rows_per_s = median_of(rows_s, o->repeat);
-    r->apply_gb_per_s = median_of(gb_s, o->repeat);
-    r->apply_cpu_gb_per_s = median_of(cpu_gb_s, o->repeat);
+    r->rows_per_s = bench_median(rows_s, o->repeat);
+    r->apply_gb_per_s = bench_median(gb_s, o->repeat);
+    r->apply_cpu_gb_per_s = bench_median(cpu_gb_s, o->repeat);
     r->touched_gb_per_s = r->apply_gb_per_s * 7; /* 4 B gradient: 3 f32 read + 3 written */
-    r->memcpy_gb_per_s = median_of(mc, o->repeat);
-    r->bf16_encode_gb_per_s = median_of(enc, o->repeat);
-    r->bf16_decode_gb_per_s = median_of(dec, o->repeat);
+    r->memcpy_gb_per_s = bench_median(mc, o->repeat);
+    r->bf16_encode_gb_per_s = bench_median(enc, o->repeat);
+    r->bf16_decode_gb_per_s = bench_median(dec, o->repeat);
     r->sparse_fraction = all_rows ? (double)sparse_rows / (double)all_rows : 0;
     rc = 0;
 out:
