@@ -199,26 +199,48 @@ uint64_t scorer_news_rows(const Scorer *s)
     return s->news_rows;
 }
 
+/* News rows first..first+n-1: title lengths into s->len, categories into s->cat_ids and the
+ * titles' vocabulary ids into tok (n, title_len). */
+static int read_chunk_titles(Scorer *s, DatasetTxn *txn, uint64_t first, int n, uint32_t *tok)
+{
+    const int T = s->d.title_len;
+    for (int i = 0; i < n; i++) {
+        NewsView nv;
+        int rc = dataset_get_news(txn, (uint32_t)(first + (uint64_t)i), &nv);
+        if (rc)
+            return rc;
+        int len = (int)(nv.ntok < (uint32_t)T ? nv.ntok : (uint32_t)T);
+        s->len[i] = len;
+        s->cat_ids[i] = nv.category;
+        memcpy(tok + (size_t)i * (size_t)T, nv.tokens, (size_t)len * sizeof *tok);
+    }
+    return 0;
+}
+
+/* The chunk's distinct categories (s->cat_ids of n news) pulled into s->cat_rows, their
+ * local ids into s->cat_local. Uses s->ids. */
+static int pull_chunk_categories(Scorer *s, int n)
+{
+    memcpy(s->ids, s->cat_ids, (size_t)n * sizeof *s->ids);
+    size_t nc = sort_unique(s->ids, (size_t)n);
+    for (int i = 0; i < n; i++)
+        s->cat_local[i] = local_of(s->ids, nc, s->cat_ids[i]);
+    return params_pull_rows(&s->io, PARAM_CAT, s->ids, nc, s->cat_rows);
+}
+
 static int encode_news_chunk_plain(Scorer *s, DatasetTxn *txn, uint64_t first, int n)
 {
     const ModelDims *d = &s->d;
     const int T = d->title_len;
     size_t ntok = 0;
-    int rc;
-    /* Gather the chunk's titles as global ids into local (as u32 for now) and collect ids. */
+    /* The chunk's titles as global ids into local (as u32 for now), and their ids. */
     uint32_t *tok_global = (uint32_t *)s->local; /* same size, reused in place below */
-    for (int i = 0; i < n; i++) {
-        NewsView nv;
-        if ((rc = dataset_get_news(txn, (uint32_t)(first + (uint64_t)i), &nv)))
-            return rc;
-        int len = (int)(nv.ntok < (uint32_t)T ? nv.ntok : (uint32_t)T);
-        s->len[i] = len;
-        s->cat_ids[i] = nv.category;
-        for (int t = 0; t < len; t++) {
-            tok_global[(size_t)i * (size_t)T + (size_t)t] = nv.tokens[t];
-            s->ids[ntok++] = nv.tokens[t];
-        }
-    }
+    int rc = read_chunk_titles(s, txn, first, n, tok_global);
+    if (rc)
+        return rc;
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < s->len[i]; t++)
+            s->ids[ntok++] = tok_global[(size_t)i * (size_t)T + (size_t)t];
     size_t nw = sort_unique(s->ids, ntok);
     for (int i = 0; i < n; i++)
         for (int t = 0; t < s->len[i]; t++) {
@@ -228,11 +250,7 @@ static int encode_news_chunk_plain(Scorer *s, DatasetTxn *txn, uint64_t first, i
     if ((rc = params_pull_rows(&s->io, PARAM_WORD, s->ids, nw, s->rows)))
         return rc;
     /* Categories: reuse ids after the words are pulled. */
-    memcpy(s->ids, s->cat_ids, (size_t)n * sizeof *s->ids);
-    size_t nc = sort_unique(s->ids, (size_t)n);
-    for (int i = 0; i < n; i++)
-        s->cat_local[i] = local_of(s->ids, nc, s->cat_ids[i]);
-    if ((rc = params_pull_rows(&s->io, PARAM_CAT, s->ids, nc, s->cat_rows)))
+    if ((rc = pull_chunk_categories(s, n)))
         return rc;
     return model_encode_news(s->ws, d, &s->p, s->rows, s->cat_rows, n, s->local, s->len,
                              s->cat_local, s->news_vecs + first * (uint64_t)d->H);
@@ -358,22 +376,16 @@ static int encode_news_chunk_gathered(Scorer *s, DatasetTxn *txn, const WordGate
     const ModelDims *d = &s->d;
     const int T = d->title_len, H = d->H;
     const size_t H4 = 4 * (size_t)H;
-    int rc;
-    for (int i = 0; i < n; i++) {
-        NewsView nv;
-        if ((rc = dataset_get_news(txn, (uint32_t)(first + (uint64_t)i), &nv)))
-            return rc;
-        int len = (int)(nv.ntok < (uint32_t)T ? nv.ntok : (uint32_t)T);
-        s->len[i] = len;
-        s->cat_ids[i] = nv.category;
-        for (int t = 0; t < len; t++)
-            s->local[(size_t)i * (size_t)T + (size_t)t] = wg->map[nv.tokens[t]];
-    }
-    memcpy(s->ids, s->cat_ids, (size_t)n * sizeof *s->ids);
-    size_t nc = sort_unique(s->ids, (size_t)n);
+    uint32_t *tok_global = (uint32_t *)s->local; /* mapped in place to word-table ids */
+    int rc = read_chunk_titles(s, txn, first, n, tok_global);
+    if (rc)
+        return rc;
     for (int i = 0; i < n; i++)
-        s->cat_local[i] = local_of(s->ids, nc, s->cat_ids[i]);
-    if ((rc = params_pull_rows(&s->io, PARAM_CAT, s->ids, nc, s->cat_rows)))
+        for (int t = 0; t < s->len[i]; t++) {
+            size_t at = (size_t)i * (size_t)T + (size_t)t;
+            s->local[at] = wg->map[tok_global[at]];
+        }
+    if ((rc = pull_chunk_categories(s, n)))
         return rc;
     LstmPack pk;
     lstm_sort_by_len_desc(n, s->len, T, s->count, s->order, s->slen);
