@@ -455,12 +455,12 @@ void lstm_forward_gates(const LstmPack *pk, int H, const float *P, const int *pr
                         int t0)
 {
     const int H4 = 4 * H;
-    const int simd = use_simd();
+    const int simd = use_simd(), gates = gate_width();
     LstmGemmB whh;
     lstm_gemm_prepare(&whh, simd, 0, H, H4, Whh, H4, LSTM_GEMM_SLOT_1);
     for (int t = t0 > 0 ? t0 : 0; t < pk->T; t++) {
         const int n = pk->bs[t];
-        InfStep is = {.simd = gate_width(), .H = H, .t = t, .G = G, .c = c, .Hout = Hout,
+        InfStep is = {.simd = gates, .H = H, .t = t, .G = G, .c = c, .Hout = Hout,
                       .P = P, .prow = prow, .row = (size_t)pk->off[t]};
         const float *hprev = t > 0 ? Hout + (size_t)pk->off[t - 1] * H : h0;
         if (hprev && !(t > 0 && t == t0)) { /* else the caller's G, or zeros */

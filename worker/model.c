@@ -419,7 +419,7 @@ static void news_backward(ModelWorkspace *w, const DenseParams *p, int n, int n_
         int id = w->n_order[r];
         add(H, dnv + (size_t)id * H, g_cat + (size_t)cat[id] * H);
     }
-    NewsRows a = {.w = w, .tok = tok, .cat = cat, .dnv = dnv, .g_word = g_word};
+    NewsRows a = {.w = w, .tok = tok, .dnv = dnv, .g_word = g_word};
     lstm_gemm_parallel_for(n, NEWS_GRAIN, news_pool_back, &a);
     lstm_backward(pk, E, H, w->n_X, NULL, p->news_Wih, p->news_Whh, w->n_H, w->n_cache, w->n_dH,
                   w->n_dX, g->news_Wih, g->news_Whh, g->news_b, NULL, w->n_bws);
