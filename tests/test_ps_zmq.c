@@ -550,6 +550,17 @@ static void fake_pull_reply(void *router, const WireMsg *m, float v)
 }
 
 /* A bare ROUTER at ep standing in for a shard the test drives by hand (no linger), or NULL. */
+/* The first `want` word keys below 100 that shard `shard` of NSHARDS owns, into out;
+ * returns how many were found. */
+static size_t word_keys_of_shard(int shard, uint64_t *out, size_t want)
+{
+    size_t n = 0;
+    for (uint64_t k = 0; k < 100 && n < want; k++)
+        if (keyrange_owner(PARAM_WORD, k, NSHARDS) == (uint32_t)shard)
+            out[n++] = k;
+    return n;
+}
+
 static void *fake_shard(const char *ep)
 {
     void *router = zmq_socket(ctx, ZMQ_ROUTER);
@@ -577,10 +588,7 @@ static void test_timeout(void)
     ps_zmq_client(z, &ps);
 
     uint64_t on1[3];
-    size_t n1 = 0;
-    for (uint64_t k = 0; k < 100 && n1 < 3; k++)
-        if (keyrange_owner(PARAM_WORD, k, NSHARDS) == 1)
-            on1[n1++] = k;
+    size_t n1 = word_keys_of_shard(1, on1, 3);
     CU_ASSERT_FATAL(n1 == 3);
     float late[12], fresh[12];
     for (int i = 0; i < 12; i++)
@@ -631,10 +639,7 @@ static void test_chunk_reply_once(void)
     PsClient ps;
     ps_zmq_client(z, &ps);
     uint64_t on1[2];
-    size_t n1 = 0;
-    for (uint64_t k = 0; k < 100 && n1 < 2; k++)
-        if (keyrange_owner(PARAM_WORD, k, NSHARDS) == 1)
-            on1[n1++] = k;
+    CU_ASSERT_FATAL(word_keys_of_shard(1, on1, 2) == 2);
     float rows[8];
     for (int i = 0; i < 8; i++)
         rows[i] = -1.0f;
@@ -670,10 +675,7 @@ static void test_unread_request_fails(void)
     PsClient ps;
     ps_zmq_client(z, &ps);
     uint64_t on1[2];
-    size_t n1 = 0;
-    for (uint64_t k = 0; k < 100 && n1 < 2; k++)
-        if (keyrange_owner(PARAM_WORD, k, NSHARDS) == 1)
-            on1[n1++] = k;
+    CU_ASSERT_FATAL(word_keys_of_shard(1, on1, 2) == 2);
     float rows[8];
     PsTicket t;
     double t0 = now_s();
